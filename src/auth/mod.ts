@@ -1,0 +1,22 @@
+/**
+ * @module
+ * Who may submit mail and as whom: the users file (`users.json` in the
+ * original MiniMTA format or `users.txt`), scrypt password hashes, the
+ * per-user sender rules and failed-login throttling.
+ */
+export { Authenticator, type AuthenticatorOptions, type AuthResult } from "./authenticator.ts";
+export { hashPassword, isHashed, verifyPassword } from "./password.ts";
+export { allowedSenders, senderAllowed } from "./sender_policy.ts";
+export { AuthThrottle, type AuthThrottleOptions, type FailureVerdict } from "./throttle.ts";
+export {
+  formatUsers,
+  parseJsonUsers,
+  parseTxtUsers,
+  plaintextUsers,
+  readUsersFile,
+  type User,
+  UsersFileError,
+  type UsersFormat,
+  usersFormat,
+  writeUsersFile,
+} from "./users.ts";

@@ -1,0 +1,17 @@
+const encoder = new TextEncoder();
+
+function writeAll(stream: typeof Deno.stdout, text: string): void {
+  const bytes = encoder.encode(text);
+  let offset = 0;
+  while (offset < bytes.length) offset += stream.writeSync(bytes.subarray(offset));
+}
+
+/** Prints a line of command output on stdout. */
+export function printOut(text: string): void {
+  writeAll(Deno.stdout, `${text}\n`);
+}
+
+/** Prints a line on stderr. */
+export function printErr(text: string): void {
+  writeAll(Deno.stderr, `${text}\n`);
+}

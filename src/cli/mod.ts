@@ -1,0 +1,121 @@
+/**
+ * @module
+ * The `minimta` command line: `serve`, `queue …`, `config check` and
+ * `version`. Errors are one line on stderr; exit 0 on success, 1 on
+ * failure, 2 on bad usage.
+ */
+import { parseArgs } from "node:util";
+import { type Config, ConfigError, formatDuration, loadConfig } from "../config/mod.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { printErr, printOut } from "./io.ts";
+import { queueCommand } from "./queue.ts";
+import { serve } from "./serve.ts";
+
+/** minimta's version, printed by `minimta version`. */
+export const VERSION = "0.1.0";
+
+const USAGE = `Usage: minimta <command> [--config FILE]
+  serve                 run the submission server and delivery engine
+  queue list [--json]   list queued messages
+  queue show ID [--json]
+  config check          validate and print the effective configuration
+  version               print the version`;
+
+/** Runs the command line and returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const out = printOut;
+  try {
+    const { command, rest, configPath } = splitArgs(args);
+    switch (command) {
+      case "version":
+        out(`minimta ${VERSION} (deno ${Deno.version.deno})`);
+        return 0;
+      case "help":
+      case "--help":
+      case "-h":
+        out(USAGE);
+        return 0;
+      case "serve":
+        if (rest.length) throw new UsageError(`Unexpected argument "${rest[0]}" for serve`);
+        return await serve(await loadConfig({ path: configPath }));
+      case "queue":
+        return await queueCommand(
+          rest,
+          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          out,
+        );
+      case "config":
+        return await configCommand(rest, configPath, out);
+      default:
+        throw new UsageError(command ? `Unknown command "${command}"` : "Missing command");
+    }
+  } catch (error) {
+    return reportError(error);
+  }
+}
+
+function splitArgs(
+  args: string[],
+): { command: string | undefined; rest: string[]; configPath?: string } {
+  const rest: string[] = [];
+  let configPath: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--config") {
+      if (i + 1 >= args.length) throw new UsageError("--config needs a file name");
+      configPath = args[++i];
+    } else if (arg.startsWith("--config=")) {
+      configPath = arg.slice("--config=".length);
+    } else {
+      rest.push(arg);
+    }
+  }
+  return { command: rest[0], rest: rest.slice(1), configPath };
+}
+
+async function configCommand(
+  args: string[],
+  configPath: string | undefined,
+  out: (t: string) => void,
+): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true });
+  if (positionals[0] !== "check" || positionals.length !== 1) {
+    throw new UsageError("Usage: minimta config check [--config FILE]");
+  }
+  const loaded = await loadConfig({ path: configPath });
+  out(`# ${loaded.source}: OK`);
+  out(JSON.stringify(masked(loaded.config), null, 2));
+  return 0;
+}
+
+function masked(config: Config): unknown {
+  return JSON.parse(JSON.stringify(config, (key, value) => {
+    if (key === "relay_password" && value) return "********";
+    if (typeof value === "number" && /timeout|delay|window|lifetime/.test(key)) {
+      return formatDuration(value);
+    }
+    if (key === "retry_schedule") return (value as number[]).map(formatDuration);
+    return value;
+  }));
+}
+
+function reportError(error: unknown): number {
+  const line = (text: string) => printErr(`minimta: ${text.split("\n")[0]}`);
+  if (error instanceof UsageError) {
+    line(error.message);
+    printErr("Run `minimta help` for usage.");
+    return 2;
+  }
+  if (error instanceof CliError || error instanceof ConfigError) {
+    line(error.message);
+    return 1;
+  }
+  if (
+    error instanceof TypeError && (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+  ) {
+    line(error.message);
+    return 2;
+  }
+  line(error instanceof Error ? error.message : String(error));
+  return 1;
+}

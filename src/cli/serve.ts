@@ -1,0 +1,202 @@
+import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../auth/mod.ts";
+import {
+  type Config,
+  ConfigError,
+  type LoadedConfig,
+  reason,
+  splitHostPort,
+} from "../config/mod.ts";
+import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import { closeLogging, log, setupLogging } from "../log/mod.ts";
+import { Spool } from "../spool/mod.ts";
+import { SubmissionServer } from "../submission/mod.ts";
+import { CliError } from "./errors.ts";
+import { prepareDataFolder } from "./first_start.ts";
+
+const logger = log("serve");
+
+/** A running daemon, as {@linkcode startDaemon} returns it. */
+export interface Daemon {
+  /** Resolves with the exit code once the daemon has stopped. */
+  done: Promise<number>;
+  /** Stops intake and delivery cleanly. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `minimta serve`: the one place the daemon is wired together. Loads keys,
+ * users and the spool, starts the intake, and handles SIGTERM/SIGINT (stop,
+ * exit 0) and SIGHUP (reload users and DKIM keys).
+ */
+export async function serve(loaded: LoadedConfig): Promise<number> {
+  const { config } = loaded;
+  setupLogging({ level: config.log.level, format: config.log.format });
+  if (loaded.embedded) await prepareDataFolder(config);
+  const parts = await loadParts(loaded);
+  const spool = await Spool.open(config.queue.dir, { fsync: config.queue.fsync });
+  if (!(await spool.lock())) {
+    throw new CliError(`Spool "${config.queue.dir}" is in use by another minimta process`);
+  }
+  const report = await spool.recover();
+  for (const q of report.quarantined) {
+    logger.warn("Moved corrupt queue entry {id} to corrupt/: {reason}", {
+      id: q.id,
+      reason: q.reason,
+    });
+  }
+  if (report.tmpRemoved.length || report.orphanBodiesRemoved.length) {
+    logger.info("Removed {tmp} temporary and {orphans} orphaned files from the spool", {
+      tmp: report.tmpRemoved.length,
+      orphans: report.orphanBodiesRemoved.length,
+    });
+  }
+  const submission = new SubmissionServer({
+    hostname: config.server.hostname,
+    listen: listenAddr(config.server.listen_addr),
+    listenTls: listenAddr(config.server.listen_tls_addr),
+    cert: parts.cert,
+    key: parts.key,
+    spool,
+    authenticator: parts.authenticator,
+    throttle: new AuthThrottle({
+      failureDelayMs: config.auth.failure_delay,
+      maxPerConnection: config.auth.max_failures_per_connection,
+      maxPerIp: config.auth.max_failures_per_ip,
+      windowMs: config.auth.failure_window,
+    }),
+    sign: (message) => parts.signer.sign(message),
+    maxMessageSize: config.server.max_message_size,
+    maxRecipients: config.server.max_recipients,
+    maxConnections: config.server.max_connections,
+    trustedNetworks: config.server.trusted_networks,
+    bareNewline: config.server.bare_newline,
+    idleTimeoutMs: config.server.idle_timeout,
+    transactionTimeoutMs: config.server.transaction_timeout,
+  });
+  try {
+    await submission.listen();
+  } catch (error) {
+    throw new CliError(
+      `Cannot listen on ${config.server.listen_addr} / ${config.server.listen_tls_addr}: ${
+        reason(error)
+      }`,
+      { cause: error },
+    );
+  }
+  logger.info(
+    "minimta listening: submission {plain} (STARTTLS), {tls} (TLS); {messages} messages in the queue",
+    {
+      plain: config.server.listen_addr || "off",
+      tls: config.server.listen_tls_addr || "off",
+      messages: report.messages,
+    },
+  );
+  return await waitForSignals({
+    reload: () => reload(loaded, parts),
+    stop: async () => {
+      logger.info("Stopping: no new connections; waiting for open sessions");
+      await submission.close(10_000);
+      spool.close();
+      logger.info("Stopped");
+      closeLogging();
+    },
+  });
+}
+
+interface Parts {
+  cert: string;
+  key: string;
+  authenticator: Authenticator;
+  signer: DkimSigner;
+}
+
+async function loadParts(loaded: LoadedConfig): Promise<Parts> {
+  const { config, source } = loaded;
+  const readPem = async (key: string, path: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (error) {
+      throw new ConfigError(source, key, `cannot read "${path}": ${reason(error)}`, {
+        cause: error,
+      });
+    }
+  };
+  const cert = await readPem("tls.cert_file", config.tls.cert_file);
+  const key = await readPem("tls.key_file", config.tls.key_file);
+  const users = await readUsersFile(config.auth.users_file);
+  warnPlaintext(users);
+  warnTrusted(config);
+  const signer = new DkimSigner(await loadDkimKeys(dkimEntries(config)));
+  return { cert, key, authenticator: new Authenticator(users), signer };
+}
+
+function dkimEntries(config: Config) {
+  return config.dkim.map((d) => ({
+    domain: d.domain,
+    selector: d.selector,
+    privateKeyFile: d.private_key_file,
+  }));
+}
+
+function warnPlaintext(users: Awaited<ReturnType<typeof readUsersFile>>): void {
+  const plain = plaintextUsers(users);
+  if (plain.length) {
+    logger.warn(
+      "{count} user(s) have plaintext passwords ({users}); set hashed ones with `minimta user passwd`",
+      {
+        count: plain.length,
+        users: plain.join(", "),
+      },
+    );
+  }
+}
+
+function warnTrusted(config: Config): void {
+  const open = config.server.trusted_networks.filter((c) => !/^(127\.|::1(\/128)?$)/.test(c));
+  if (open.length) {
+    logger.warn("server.trusted_networks lets {networks} submit without authentication", {
+      networks: open.join(", "),
+    });
+  }
+}
+
+async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
+  try {
+    const users = await readUsersFile(loaded.config.auth.users_file);
+    parts.authenticator.replaceUsers(users);
+    warnPlaintext(users);
+    logger.info("Reloaded {count} users", { count: users.length });
+  } catch (error) {
+    logger.error("Users not reloaded, keeping the old ones: {error}", {
+      error: (error as Error).message,
+    });
+  }
+  try {
+    parts.signer = new DkimSigner(await loadDkimKeys(dkimEntries(loaded.config)));
+    logger.info("Reloaded DKIM keys");
+  } catch (error) {
+    logger.error("DKIM keys not reloaded, keeping the old ones: {error}", {
+      error: (error as Error).message,
+    });
+  }
+}
+
+function listenAddr(addr: string): { host: string; port: number } | null {
+  return addr === "" ? null : splitHostPort(addr);
+}
+
+function waitForSignals(
+  handlers: { reload: () => Promise<void>; stop: () => Promise<void> },
+): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      handlers.stop().then(() => resolve(0), () => resolve(1));
+    };
+    Deno.addSignalListener("SIGTERM", stop);
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGHUP", () => void handlers.reload());
+  });
+}

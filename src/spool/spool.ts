@@ -1,0 +1,334 @@
+import { DirSync } from "./dir_sync.ts";
+import { isDiskFull, MessageNotFoundError, SpoolFullError, SpoolWriteError } from "./errors.ts";
+import { isQueueId, newQueueId } from "./queue_id.ts";
+import type { MessageMeta, NewMessage } from "./types.ts";
+
+/** Options for {@linkcode Spool.open}. */
+export interface SpoolOptions {
+  /** fsync files and directories before a write counts as done. Only benchmarks of the disk-less path turn it off. @default true */
+  fsync?: boolean;
+  /** The clock. @default () => new Date() */
+  now?: () => Date;
+}
+
+/** What {@linkcode Spool.recover} found and did at start-up. */
+export interface RecoveryReport {
+  messages: number;
+  tmpRemoved: string[];
+  orphanBodiesRemoved: string[];
+  quarantined: { id: string; reason: string }[];
+}
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+/**
+ * The durable queue: `msg/ID.eml` holds the message as signed (CRLF),
+ * `meta/ID.json` its envelope and per-recipient state. A message exists once
+ * its metadata file exists. Every write goes to `tmp/` first, is fsynced,
+ * renamed into place, and the directory is fsynced (TESTPLAN §3.1 I1).
+ */
+export class Spool {
+  readonly dir: string;
+  #fsync: boolean;
+  #now: () => Date;
+  #msgSync: DirSync;
+  #metaSync: DirSync;
+  #lock: Deno.FsFile | null = null;
+
+  private constructor(dir: string, options: SpoolOptions) {
+    this.dir = dir;
+    this.#fsync = options.fsync ?? true;
+    this.#now = options.now ?? (() => new Date());
+    this.#msgSync = new DirSync(`${dir}/msg`);
+    this.#metaSync = new DirSync(`${dir}/meta`);
+  }
+
+  /** Opens (creating when needed) the spool at `dir`, folders 0700. */
+  static async open(dir: string, options: SpoolOptions = {}): Promise<Spool> {
+    for (const sub of ["", "/tmp", "/msg", "/meta", "/corrupt"]) {
+      await Deno.mkdir(`${dir}${sub}`, { recursive: true, mode: DIR_MODE });
+      await Deno.chmod(`${dir}${sub}`, DIR_MODE);
+    }
+    return new Spool(dir, options);
+  }
+
+  /**
+   * Takes the spool's exclusive lock so two daemons never deliver from one
+   * spool (TESTPLAN D13). Returns false when another process holds it.
+   */
+  async lock(): Promise<boolean> {
+    const file = await Deno.open(`${this.dir}/lock`, {
+      read: true,
+      write: true,
+      create: true,
+      mode: FILE_MODE,
+    });
+    if (!(await file.tryLock(true))) {
+      file.close();
+      return false;
+    }
+    this.#lock = file;
+    return true;
+  }
+
+  /** Releases the lock taken by {@linkcode lock}. */
+  close(): void {
+    this.#lock?.close();
+    this.#lock = null;
+  }
+
+  /**
+   * Stores a new message durably and returns its metadata. `parts` are
+   * written in order as the message file. Throws {@linkcode SpoolFullError}
+   * on a full disk and {@linkcode SpoolWriteError} otherwise; either way no
+   * file of the message is left behind.
+   */
+  async create(parts: Uint8Array[], message: NewMessage): Promise<MessageMeta> {
+    const id = message.id ?? newQueueId(this.#now());
+    if (!isQueueId(id)) throw new SpoolWriteError(`Invalid queue id "${id}"`);
+    const now = this.#now().toISOString();
+    const size = parts.reduce((n, p) => n + p.length, 0);
+    const meta: MessageMeta = {
+      version: 1,
+      id,
+      ...message,
+      recipients: message.recipients.map((address) => ({
+        address,
+        status: "pending",
+        attempts: 0,
+        last_error: null,
+        last_status: null,
+        remote: null,
+        updated_at: null,
+      })),
+      state: "queued",
+      created_at: now,
+      next_attempt_at: now,
+      size,
+    };
+    const tmpBody = `${this.dir}/tmp/${id}.eml`;
+    const tmpMeta = `${this.dir}/tmp/${id}.json`;
+    try {
+      await this.#writeFile(tmpBody, parts);
+      await this.#writeFile(tmpMeta, [encodeMeta(meta)]);
+      await Deno.rename(tmpBody, this.#bodyPath(id));
+      await Deno.rename(tmpMeta, this.#metaPath(id));
+      await this.#syncDirs(true);
+    } catch (error) {
+      await this.#discard([tmpBody, tmpMeta, this.#metaPath(id), this.#bodyPath(id)]);
+      throw wrapWriteError(error, id);
+    }
+    return meta;
+  }
+
+  /** Reads one message's metadata. */
+  async get(id: string): Promise<MessageMeta> {
+    if (!isQueueId(id)) throw new MessageNotFoundError(id);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(this.#metaPath(id));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
+      throw error;
+    }
+    return decodeMeta(text, id);
+  }
+
+  /** Reads one message's stored bytes. */
+  async readBody(id: string): Promise<Uint8Array> {
+    if (!isQueueId(id)) throw new MessageNotFoundError(id);
+    try {
+      return await Deno.readFile(this.#bodyPath(id));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
+      throw error;
+    }
+  }
+
+  /** Ids of every queued message, oldest first (ids sort by time). */
+  async ids(): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const entry of Deno.readDir(`${this.dir}/meta`)) {
+      if (entry.isFile && entry.name.endsWith(".json")) {
+        const id = entry.name.slice(0, -5);
+        if (isQueueId(id)) ids.push(id);
+      }
+    }
+    return ids.sort();
+  }
+
+  /** Every queued message's metadata, oldest first; unreadable entries are skipped. */
+  async list(): Promise<MessageMeta[]> {
+    const out: MessageMeta[] = [];
+    for (const id of await this.ids()) {
+      try {
+        out.push(await this.get(id));
+      } catch {
+        // Removed meanwhile, or corrupt: recover() quarantines the latter.
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Replaces a message's metadata atomically: the new file is written and
+   * fsynced under tmp/, renamed over the old one, and the directory fsynced.
+   */
+  async writeMeta(meta: MessageMeta): Promise<void> {
+    const tmp = `${this.dir}/tmp/${meta.id}.${crypto.randomUUID().slice(0, 8)}.json`;
+    try {
+      await this.#writeFile(tmp, [encodeMeta(meta)]);
+      await Deno.rename(tmp, this.#metaPath(meta.id));
+      if (this.#fsync) await this.#metaSync.sync();
+    } catch (error) {
+      await this.#discard([tmp]);
+      throw wrapWriteError(error, meta.id);
+    }
+  }
+
+  /**
+   * Removes a message: its metadata first (from then on it no longer
+   * exists), then its body.
+   */
+  async remove(id: string): Promise<void> {
+    if (!isQueueId(id)) throw new MessageNotFoundError(id);
+    try {
+      await Deno.remove(this.#metaPath(id));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
+      throw error;
+    }
+    if (this.#fsync) await this.#metaSync.sync();
+    await Deno.remove(this.#bodyPath(id)).catch(() => {});
+  }
+
+  /**
+   * Start-up repair (TESTPLAN D11): empties tmp/, removes message bodies
+   * that never got metadata (never acknowledged), and moves metadata that
+   * cannot be read, or whose body is missing, to corrupt/. Never throws for
+   * a bad entry.
+   */
+  async recover(): Promise<RecoveryReport> {
+    const report: RecoveryReport = {
+      messages: 0,
+      tmpRemoved: [],
+      orphanBodiesRemoved: [],
+      quarantined: [],
+    };
+    for await (const entry of Deno.readDir(`${this.dir}/tmp`)) {
+      await Deno.remove(`${this.dir}/tmp/${entry.name}`, { recursive: true }).catch(() => {});
+      report.tmpRemoved.push(entry.name);
+    }
+    const metas = new Set<string>();
+    for await (const entry of Deno.readDir(`${this.dir}/meta`)) {
+      const problem = await this.#checkMeta(entry.name);
+      if (problem) {
+        await this.#quarantine(entry.name, problem, report);
+      } else {
+        metas.add(entry.name.slice(0, -5));
+      }
+    }
+    for await (const entry of Deno.readDir(`${this.dir}/msg`)) {
+      const id = entry.name.replace(/\.eml$/, "");
+      if (!metas.has(id)) {
+        await Deno.remove(`${this.dir}/msg/${entry.name}`).catch(() => {});
+        report.orphanBodiesRemoved.push(entry.name);
+      }
+    }
+    report.messages = metas.size;
+    return report;
+  }
+
+  async #checkMeta(name: string): Promise<string | null> {
+    const id = name.endsWith(".json") ? name.slice(0, -5) : "";
+    if (!isQueueId(id)) return "unexpected file name";
+    try {
+      await this.get(id);
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
+    }
+    try {
+      const body = await Deno.stat(this.#bodyPath(id));
+      if (!body.isFile) return "message file is not a regular file";
+    } catch {
+      return "message file is missing";
+    }
+    return null;
+  }
+
+  async #quarantine(name: string, reason: string, report: RecoveryReport): Promise<void> {
+    const id = name.replace(/\.json$/, "");
+    const stamp = this.#now().getTime();
+    await Deno.rename(`${this.dir}/meta/${name}`, `${this.dir}/corrupt/${name}.${stamp}`).catch(
+      () => {},
+    );
+    await Deno.rename(this.#bodyPath(id), `${this.dir}/corrupt/${id}.eml.${stamp}`).catch(() => {});
+    report.quarantined.push({ id, reason });
+  }
+
+  async #writeFile(path: string, parts: Uint8Array[]): Promise<void> {
+    const file = await Deno.open(path, { write: true, createNew: true, mode: FILE_MODE });
+    try {
+      for (const part of parts) {
+        let offset = 0;
+        while (offset < part.length) offset += await file.write(part.subarray(offset));
+      }
+      // A failed fsync is never retried and taken as success (TESTPLAN D7):
+      // the error goes up and the write is abandoned.
+      if (this.#fsync) await file.syncData();
+    } finally {
+      file.close();
+    }
+  }
+
+  async #syncDirs(both: boolean): Promise<void> {
+    if (!this.#fsync) return;
+    await Promise.all(
+      both ? [this.#msgSync.sync(), this.#metaSync.sync()] : [this.#metaSync.sync()],
+    );
+  }
+
+  async #discard(paths: string[]): Promise<void> {
+    for (const path of paths) await Deno.remove(path).catch(() => {});
+  }
+
+  #bodyPath(id: string): string {
+    return `${this.dir}/msg/${id}.eml`;
+  }
+
+  #metaPath(id: string): string {
+    return `${this.dir}/meta/${id}.json`;
+  }
+}
+
+function wrapWriteError(error: unknown, id: string): Error {
+  if (isDiskFull(error)) {
+    return new SpoolFullError(`Cannot store message "${id}": disk full`, { cause: error });
+  }
+  const detail = error instanceof Error ? error.message : String(error);
+  return new SpoolWriteError(`Cannot store message "${id}": ${detail}`, { cause: error });
+}
+
+const encoder = new TextEncoder();
+
+function encodeMeta(meta: MessageMeta): Uint8Array {
+  return encoder.encode(JSON.stringify(meta));
+}
+
+function decodeMeta(text: string, id: string): MessageMeta {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new SyntaxError(`Metadata of "${id}" is not valid JSON`);
+  }
+  const meta = value as MessageMeta;
+  if (
+    typeof value !== "object" || value === null || meta.version !== 1 || meta.id !== id ||
+    typeof meta.from !== "string" || !Array.isArray(meta.recipients) || meta.recipients.length === 0
+  ) {
+    throw new SyntaxError(`Metadata of "${id}" has an unknown format`);
+  }
+  return meta;
+}

@@ -1,0 +1,55 @@
+/** Where one recipient of a message stands. */
+export type RecipientStatus = "pending" | "deferred" | "delivered" | "failed";
+
+/** One recipient of a queued message and its delivery history. */
+export interface RecipientState {
+  address: string;
+  status: RecipientStatus;
+  /** Delivery attempts made for this recipient. */
+  attempts: number;
+  /** The last remote reply or local reason for a deferral or failure. */
+  last_error: string | null;
+  /** RFC 3463 status of the last outcome, e.g. "4.4.1". */
+  last_status: string | null;
+  /** The remote host that gave the last outcome, "mx.example.com[192.0.2.1]". */
+  remote: string | null;
+  updated_at: string | null;
+}
+
+/** A message's state as `queue list` shows it. */
+export type MessageState = "queued" | "deferred" | "held";
+
+/** The metadata file of one queued message (`meta/ID.json`). */
+export interface MessageMeta {
+  version: 1;
+  id: string;
+  /** Envelope sender; "" is the null reverse-path (bounces). */
+  from: string;
+  recipients: RecipientState[];
+  state: MessageState;
+  created_at: string;
+  next_attempt_at: string;
+  /** Size of the stored message in bytes. */
+  size: number;
+  message_id: string | null;
+  auth_user: string | null;
+  client_ip: string | null;
+  /** True for a DSN minimta made itself; a DSN never bounces. */
+  is_bounce: boolean;
+  /** The envelope or headers need SMTPUTF8 (RFC 6531). */
+  smtputf8: boolean;
+  /** The body has bytes above 0x7f (RFC 6152). */
+  eight_bit: boolean;
+}
+
+/** What a new message needs; the spool fills in id, times, size and state. */
+export type NewMessage =
+  & Omit<
+    MessageMeta,
+    "version" | "id" | "state" | "created_at" | "next_attempt_at" | "size" | "recipients"
+  >
+  & {
+    /** A queue id made with `newQueueId()` beforehand, e.g. for the Received: field. */
+    id?: string;
+    recipients: string[];
+  };

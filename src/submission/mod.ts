@@ -1,0 +1,11 @@
+/**
+ * @module
+ * The intake: SMTP submission on smtp-server with STARTTLS and implicit
+ * TLS, AUTH only over TLS, per-user sender rules, bare CR/LF and NUL
+ * hygiene, RFC 6409 header fixes, DKIM signing through an injected function,
+ * and a 250 only once the message is durable in the spool.
+ */
+export { type SignFunction, type SubmissionOptions, SubmissionServer } from "./server.ts";
+export { LineEndingNormalizer } from "./normalizer.ts";
+export { prepareIntakeMessage, rfc5322Date } from "./intake_message.ts";
+export { SmtpRejection } from "./rejection.ts";

@@ -1,0 +1,74 @@
+const CR = 0x0d;
+const LF = 0x0a;
+const NUL = 0x00;
+const CRLF = new Uint8Array([CR, LF]);
+
+/**
+ * Turns DATA bytes as smtp-server hands them over (it passes bare CR, bare
+ * LF and NUL through verbatim, TESTPLAN §0.1) into CRLF-only bytes: every
+ * bare CR or LF becomes CRLF, as Postfix's `smtpd_forbid_bare_newline =
+ * normalize` does, and counts are kept so the caller can refuse instead.
+ * Works across chunk boundaries; bytes are never decoded to text.
+ */
+export class LineEndingNormalizer {
+  /** Bare CR or LF seen so far. */
+  bare = 0;
+  /** NUL bytes seen so far. */
+  nul = 0;
+  /** Any byte above 0x7f seen (RFC 6152 8-bit content). */
+  eightBit = false;
+  #pendingCR = false;
+
+  /** Normalises one chunk; the result may be `chunk` itself when nothing changes. */
+  push(chunk: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let start = 0;
+    if (this.#pendingCR && chunk.length > 0) {
+      this.#pendingCR = false;
+      if (chunk[0] === LF) {
+        out.push(CRLF);
+        start = 1;
+      } else {
+        this.bare++;
+        out.push(CRLF);
+      }
+    }
+    let i = start;
+    for (; i < chunk.length; i++) {
+      const byte = chunk[i];
+      if (byte > 0x7f) this.eightBit = true;
+      else if (byte === NUL) this.nul++;
+      else if (byte === LF) {
+        // A LF here has no CR before it (CRLF pairs are consumed below).
+        this.bare++;
+        if (i > start) out.push(chunk.subarray(start, i));
+        out.push(CRLF);
+        start = i + 1;
+      } else if (byte === CR) {
+        if (i + 1 === chunk.length) {
+          if (i > start) out.push(chunk.subarray(start, i));
+          this.#pendingCR = true;
+          start = i + 1;
+        } else if (chunk[i + 1] === LF) {
+          i++;
+        } else {
+          this.bare++;
+          if (i > start) out.push(chunk.subarray(start, i));
+          out.push(CRLF);
+          start = i + 1;
+        }
+      }
+    }
+    if (start === 0 && out.length === 0) return [chunk];
+    if (i > start) out.push(chunk.subarray(start, i));
+    return out;
+  }
+
+  /** Ends the stream: a CR left hanging at the very end becomes CRLF. */
+  end(): Uint8Array[] {
+    if (!this.#pendingCR) return [];
+    this.#pendingCR = false;
+    this.bare++;
+    return [CRLF];
+  }
+}

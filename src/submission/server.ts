@@ -1,0 +1,499 @@
+import { BlockList, isIPv4 } from "node:net";
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerAuthentication,
+  type SMTPServerAuthenticationResponse,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from "smtp-server";
+import { type Authenticator, type AuthThrottle, senderAllowed, type User } from "../auth/mod.ts";
+import { log, mailLog } from "../log/mod.ts";
+import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
+import { prepareIntakeMessage } from "./intake_message.ts";
+import { LineEndingNormalizer } from "./normalizer.ts";
+import { SmtpRejection } from "./rejection.ts";
+
+/** Signs a message; returns the header lines to prepend, or null when no key applies. */
+export type SignFunction = (
+  message: Uint8Array,
+) => Promise<{ headers: Uint8Array; domains: string[] } | null>;
+
+/** Options for {@linkcode SubmissionServer}. */
+export interface SubmissionOptions {
+  hostname: string;
+  /** STARTTLS listener, or null for none. */
+  listen: { host: string; port: number } | null;
+  /** Implicit-TLS listener (RFC 8314), or null for none. */
+  listenTls: { host: string; port: number } | null;
+  /** PEM certificate chain and key. */
+  cert: string;
+  key: string;
+  spool: Spool;
+  authenticator: Authenticator;
+  throttle: AuthThrottle;
+  /** DKIM signing; no signing when absent. */
+  sign?: SignFunction;
+  /** @default 10485760 */
+  maxMessageSize?: number;
+  /** @default 100 */
+  maxRecipients?: number;
+  /** @default 500 */
+  maxConnections?: number;
+  /** CIDRs that may send without AUTH. @default [] */
+  trustedNetworks?: string[];
+  /** @default "normalize" */
+  bareNewline?: "normalize" | "reject";
+  /** Inactivity timeout. @default 60000 */
+  idleTimeoutMs?: number;
+  /** Longest time from connect, or from the end of the previous message, to the end of the next. @default 300000 */
+  transactionTimeoutMs?: number;
+  /** The clock. @default () => new Date() */
+  now?: () => Date;
+}
+
+interface SessionState {
+  user: User | null;
+  trusted: boolean;
+  authFailures: number;
+  deadline: ReturnType<typeof setTimeout> | undefined;
+  connection: { send(code: number, text: string): void } | null;
+}
+
+const logger = log("submission");
+
+/**
+ * The intake: SMTP submission (RFC 6409) on npm smtp-server, with STARTTLS
+ * on one port and implicit TLS on another. Only this file imports
+ * smtp-server. Everything it accepts is in the spool before the 250.
+ */
+export class SubmissionServer {
+  #o: Required<Omit<SubmissionOptions, "sign" | "listen" | "listenTls">> & SubmissionOptions;
+  #servers: SMTPServer[] = [];
+  #trusted = new BlockList();
+  #state = new WeakMap<SMTPServerSession, SessionState>();
+
+  constructor(options: SubmissionOptions) {
+    this.#o = {
+      maxMessageSize: 10 * 1024 * 1024,
+      maxRecipients: 100,
+      maxConnections: 500,
+      trustedNetworks: [],
+      bareNewline: "normalize",
+      idleTimeoutMs: 60_000,
+      transactionTimeoutMs: 300_000,
+      now: () => new Date(),
+      ...options,
+    };
+    for (const cidr of this.#o.trustedNetworks) {
+      const [ip, bits] = cidr.split("/");
+      const type = isIPv4(ip) ? "ipv4" : "ipv6";
+      this.#trusted.addSubnet(
+        ip,
+        bits === undefined ? (type === "ipv4" ? 32 : 128) : Number(bits),
+        type,
+      );
+    }
+  }
+
+  /** Starts the listeners; resolves once they accept connections. */
+  async listen(): Promise<void> {
+    if (this.#o.listen) await this.#start(this.#o.listen, false);
+    if (this.#o.listenTls) await this.#start(this.#o.listenTls, true);
+  }
+
+  /** The bound ports, in the order [STARTTLS, implicit TLS] of those configured. */
+  get ports(): number[] {
+    return this.#servers.map((s) => (s.server.address() as { port: number }).port);
+  }
+
+  /** Open client connections. */
+  get connections(): number {
+    return this.#servers.reduce((n, s) => n + s.connections.size, 0);
+  }
+
+  /** Stops accepting; waits up to `graceMs` for open sessions, then cuts them with 421. */
+  close(graceMs = 10_000): Promise<void> {
+    return Promise.all(this.#servers.map((server) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => resolve(), graceMs + 1_000);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      })
+    )).then(() => {});
+  }
+
+  /** Replaces the TLS certificate for new connections (SIGHUP). */
+  #start(addr: { host: string; port: number }, implicitTls: boolean): Promise<void> {
+    const server = new SMTPServer({
+      secure: implicitTls,
+      name: this.#o.hostname,
+      banner: "minimta ESMTP",
+      key: this.#o.key,
+      cert: this.#o.cert,
+      minVersion: "TLSv1.2",
+      size: this.#o.maxMessageSize,
+      maxClients: this.#o.maxConnections,
+      socketTimeout: this.#o.idleTimeoutMs,
+      closeTimeout: 10_000,
+      authMethods: ["PLAIN", "LOGIN"],
+      authOptional: true,
+      disabledCommands: [],
+      hideENHANCEDSTATUSCODES: true,
+      hideDSN: true,
+      hideREQUIRETLS: true,
+      disableReverseLookup: true,
+      maxAllowedUnauthenticatedCommands: 10,
+      logger: false,
+      onConnect: (session, cb) => this.#onConnect(server, session, cb),
+      onSecure: (_socket, session, cb) => {
+        session.disabledCommands = [];
+        cb();
+      },
+      onAuth: (auth, session, cb) => this.#onAuth(auth, session, cb),
+      onMailFrom: (address, session, cb) => this.#onMailFrom(address, session, cb),
+      onRcptTo: (address, session, cb) => this.#onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => this.#onData(stream, session, cb),
+      onClose: (session) => this.#onClose(session),
+    });
+    server.on(
+      "error",
+      (error: Error) => logger.error("Listener error: {error}", { error: error.message }),
+    );
+    this.#servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.server.once("error", reject);
+      server.listen(addr.port, addr.host, () => {
+        server.server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  #onConnect(
+    server: SMTPServer,
+    session: SMTPServerSession,
+    cb: (err?: Error | null) => void,
+  ): void {
+    const ip = session.remoteAddress;
+    const trusted = this.#trusted.check(ip, isIPv4(ip) ? "ipv4" : "ipv6");
+    // RFC 4954 §4 and Postfix's smtpd_tls_auth_only: AUTH is neither
+    // offered nor accepted until the session is encrypted.
+    session.disabledCommands = session.secure ? [] : ["AUTH"];
+    const connection = [...server.connections].find((c) => c.session === session) ?? null;
+    const state: SessionState = {
+      user: null,
+      trusted,
+      authFailures: 0,
+      deadline: undefined,
+      connection,
+    };
+    this.#state.set(session, state);
+    this.#armDeadline(state);
+    mailLog("connect", { session: session.id, client_ip: ip, trusted });
+    cb();
+  }
+
+  // smtp-server's socketTimeout is an inactivity timer, so a client that
+  // trickles a byte every few seconds would hold a session forever (TESTPLAN
+  // R5). Each message must be complete within the transaction deadline.
+  #armDeadline(state: SessionState): void {
+    clearTimeout(state.deadline);
+    state.deadline = setTimeout(() => {
+      state.connection?.send(421, "4.4.2 Session time limit exceeded, closing connection");
+    }, this.#o.transactionTimeoutMs);
+  }
+
+  #onClose(session: SMTPServerSession): void {
+    const state = this.#state.get(session);
+    if (state) clearTimeout(state.deadline);
+  }
+
+  async #onAuth(
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+  ): Promise<void> {
+    const state = this.#state.get(session)!;
+    const ip = session.remoteAddress;
+    const username = auth.username ?? "";
+    if (this.#o.throttle.blocked(ip)) {
+      mailLog("auth_failure", {
+        session: session.id,
+        client_ip: ip,
+        username,
+        reason: "ip_throttled",
+      });
+      return cb(
+        new SmtpRejection(
+          421,
+          "4.7.0",
+          "Too many failed logins from your address, try again later",
+        ),
+      );
+    }
+    // RFC 4616: an authorization identity other than the login would let
+    // one user act as another; refuse it.
+    const authzMismatch = auth.method === "PLAIN" && !!auth.authzid && auth.authzid !== username;
+    const result = authzMismatch
+      ? { ok: false as const, reason: "authzid_mismatch" }
+      : await this.#o.authenticator.verify(username, auth.password ?? "");
+    if (result.ok) {
+      state.user = result.user;
+      this.#o.throttle.success(username);
+      mailLog("auth_success", {
+        session: session.id,
+        client_ip: ip,
+        username: result.user.username,
+      });
+      return cb(null, { user: result.user.username });
+    }
+    state.authFailures++;
+    const verdict = this.#o.throttle.failure(ip, username, state.authFailures);
+    mailLog("auth_failure", {
+      session: session.id,
+      client_ip: ip,
+      username,
+      reason: result.reason,
+    });
+    await new Promise((r) => setTimeout(r, verdict.delayMs));
+    if (verdict.disconnect) {
+      return cb(new SmtpRejection(421, "4.7.0", "Too many failed logins, closing connection"));
+    }
+    cb(new SmtpRejection(535, "5.7.8", "Authentication credentials invalid"));
+  }
+
+  #onMailFrom(
+    address: SMTPServerAddress,
+    session: SMTPServerSession,
+    cb: (err?: Error | null) => void,
+  ): void {
+    const state = this.#state.get(session)!;
+    const sender = address.address;
+    let refusal: SmtpRejection | null = null;
+    if (!state.user && !state.trusted) {
+      // No relay without authentication (RFC 5321 §7.1).
+      refusal = new SmtpRejection(530, "5.7.0", "Authentication required");
+    } else if (state.user && sender === "") {
+      refusal = new SmtpRejection(553, "5.7.1", "The null sender is reserved for bounces");
+    } else if (state.user && !senderAllowed(state.user, sender)) {
+      refusal = new SmtpRejection(
+        553,
+        "5.7.1",
+        `Sender address <${sender}> not owned by user ${state.user.username}`,
+      );
+    }
+    if (refusal) this.#reject(session, "mail_from", refusal, { from: sender });
+    cb(refusal);
+  }
+
+  #onRcptTo(
+    address: SMTPServerAddress,
+    session: SMTPServerSession,
+    cb: (err?: Error | null) => void,
+  ): void {
+    let refusal: SmtpRejection | null = null;
+    if (session.envelope.rcptTo.length >= this.#o.maxRecipients) {
+      // RFC 5321 §4.5.3.1.10: 452, and the transaction goes on with those accepted.
+      refusal = new SmtpRejection(452, "4.5.3", "Too many recipients");
+    } else if (!validRecipient(address.address)) {
+      refusal = new SmtpRejection(
+        553,
+        "5.1.3",
+        `Recipient <${address.address}> is not a routable address`,
+      );
+    }
+    if (refusal) this.#reject(session, "rcpt_to", refusal, { to: address.address });
+    cb(refusal);
+  }
+
+  #reject(
+    session: SMTPServerSession,
+    stage: string,
+    error: SmtpRejection,
+    extra: Record<string, unknown>,
+  ): void {
+    mailLog("rejected", {
+      session: session.id,
+      client_ip: session.remoteAddress,
+      stage,
+      code: error.responseCode,
+      reason: error.message,
+      ...extra,
+    });
+  }
+
+  #onData(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    cb: (err?: Error | null, message?: string) => void,
+  ): void {
+    const normalizer = new LineEndingNormalizer();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    stream.on("data", (chunk: Uint8Array) => {
+      // An oversized body is discarded as it streams, never stored (TESTPLAN L7).
+      if (stream.sizeExceeded) return;
+      for (const part of normalizer.push(chunk)) {
+        chunks.push(part);
+        size += part.length;
+      }
+    });
+    stream.on("end", () => {
+      chunks.push(...normalizer.end());
+      this.#accept(session, stream, normalizer, concat(chunks, size)).then(
+        (id) => cb(null, `2.0.0 Ok: queued as ${id}`),
+        (error) => {
+          const refusal = error instanceof SmtpRejection ? error : this.#storageError(error);
+          this.#reject(session, "data", refusal, {
+            from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+          });
+          cb(refusal);
+        },
+      );
+    });
+  }
+
+  async #accept(
+    session: SMTPServerSession,
+    stream: SMTPServerDataStream,
+    normalizer: LineEndingNormalizer,
+    bytes: Uint8Array,
+  ): Promise<string> {
+    const state = this.#state.get(session)!;
+    this.#armDeadline(state);
+    if (stream.sizeExceeded) {
+      throw new SmtpRejection(
+        552,
+        "5.3.4",
+        `Message exceeds the size limit of ${this.#o.maxMessageSize} bytes`,
+      );
+    }
+    if (normalizer.nul > 0) {
+      throw new SmtpRejection(554, "5.6.0", "NUL characters are not allowed in messages");
+    }
+    if (normalizer.bare > 0 && this.#o.bareNewline === "reject") {
+      throw new SmtpRejection(
+        550,
+        "5.5.2",
+        "Bare <CR> or <LF> received; lines must end with <CR><LF>",
+      );
+    }
+    const envelope = session.envelope;
+    const from = envelope.mailFrom ? envelope.mailFrom.address : "";
+    const recipients = envelope.rcptTo.map((r) => r.address);
+    const queueId = newQueueId(this.#o.now());
+    const tls = session.secure && session.tlsOptions
+      ? {
+        version: session.tlsOptions.version ?? "TLS",
+        cipher: session.tlsOptions.name ?? "unknown",
+      }
+      : null;
+    const message = prepareIntakeMessage(bytes, from, {
+      queueId,
+      hostname: this.#o.hostname,
+      heloName: session.hostNameAppearsAs ?? "",
+      clientIp: session.remoteAddress,
+      tls,
+      authUser: state.user?.username ?? null,
+      recipients,
+      now: this.#o.now(),
+    });
+    if (state.user && message.from && !senderAllowed(state.user, message.from)) {
+      throw new SmtpRejection(
+        550,
+        "5.7.1",
+        `From: address <${message.from}> not owned by user ${state.user.username}`,
+      );
+    }
+    mailLog("received", {
+      queue_id: queueId,
+      from,
+      to: recipients,
+      size: bytes.length,
+      user: state.user?.username ?? null,
+      client_ip: session.remoteAddress,
+      bare_newlines: normalizer.bare,
+    });
+    const parts = await this.#sign(queueId, message.parts);
+    const smtputf8 =
+      Boolean(envelope.mailFrom && envelope.mailFrom.args && envelope.mailFrom.args.SMTPUTF8) ||
+      [from, ...recipients].some((a) => /[\u0080-\uffff]/.test(a));
+    const meta = await this.#o.spool.create(parts, {
+      id: queueId,
+      from,
+      recipients,
+      message_id: message.messageId,
+      auth_user: state.user?.username ?? null,
+      client_ip: session.remoteAddress,
+      is_bounce: false,
+      smtputf8,
+      eight_bit: normalizer.eightBit,
+    });
+    mailLog("queued", {
+      queue_id: meta.id,
+      from,
+      recipients: recipients.length,
+      size: meta.size,
+      message_id: message.messageId,
+    });
+    return meta.id;
+  }
+
+  async #sign(queueId: string, parts: Uint8Array[]): Promise<Uint8Array[]> {
+    if (!this.#o.sign) return parts;
+    try {
+      const signed = await this.#o.sign(concat(parts, parts.reduce((n, p) => n + p.length, 0)));
+      if (!signed) return parts;
+      mailLog("signed", { queue_id: queueId, domains: signed.domains });
+      return [signed.headers, ...parts];
+    } catch (error) {
+      logger.error("DKIM signing failed for {queue_id}: {error}", {
+        queue_id: queueId,
+        error: String(error),
+      });
+      throw new SmtpRejection(
+        451,
+        "4.7.0",
+        "Temporary failure signing the message, try again later",
+        { cause: error },
+      );
+    }
+  }
+
+  #storageError(error: unknown): SmtpRejection {
+    if (error instanceof SpoolFullError) {
+      logger.error("Spool full: {error}", { error: error.message });
+      return new SmtpRejection(452, "4.3.1", "Insufficient system storage", { cause: error });
+    }
+    logger.error("Cannot accept message: {error}", {
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return new SmtpRejection(451, "4.3.0", "Local error in processing, try again later", {
+      cause: error,
+    });
+  }
+}
+
+// Only plain domain recipients are routable: no domain literals (loopback
+// and private addresses, TESTPLAN RELAY-06) and no host without a domain.
+function validRecipient(address: string): boolean {
+  const at = address.lastIndexOf("@");
+  if (at <= 0) return false;
+  const domain = address.slice(at + 1);
+  return domain.length > 0 && !domain.startsWith("[") && domain.includes(".") &&
+    !domain.endsWith(".");
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
