@@ -6,7 +6,9 @@ import {
   reason,
   splitHostPort,
 } from "../config/mod.ts";
+import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
 import { Spool } from "../spool/mod.ts";
 import { SubmissionServer } from "../submission/mod.ts";
@@ -73,6 +75,16 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     idleTimeoutMs: config.server.idle_timeout,
     transactionTimeoutMs: config.server.transaction_timeout,
   });
+  const engine = new DeliveryEngine({
+    spool,
+    transport: new SmtpTransport(transportOptions(config, parts.caCerts)),
+    hostname: config.server.hostname,
+    concurrency: config.delivery.concurrency,
+    perDomainConcurrency: config.delivery.per_domain_concurrency,
+    retrySchedule: config.delivery.retry_schedule,
+    maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
+  });
+  await engine.start();
   try {
     await submission.listen();
   } catch (error) {
@@ -95,7 +107,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     reload: () => reload(loaded, parts),
     stop: async () => {
       logger.info("Stopping: no new connections; waiting for open sessions");
-      await submission.close(10_000);
+      await Promise.all([submission.close(10_000), engine.stop(20_000)]);
       spool.close();
       logger.info("Stopped");
       closeLogging();
@@ -106,6 +118,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
 interface Parts {
   cert: string;
   key: string;
+  caCerts: string[];
   authenticator: Authenticator;
   signer: DkimSigner;
 }
@@ -123,11 +136,14 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
   };
   const cert = await readPem("tls.cert_file", config.tls.cert_file);
   const key = await readPem("tls.key_file", config.tls.key_file);
+  const caCerts = config.delivery.tls_ca_file
+    ? [await readPem("delivery.tls_ca_file", config.delivery.tls_ca_file)]
+    : [];
   const users = await readUsersFile(config.auth.users_file);
   warnPlaintext(users);
   warnTrusted(config);
   const signer = new DkimSigner(await loadDkimKeys(dkimEntries(config)));
-  return { cert, key, authenticator: new Authenticator(users), signer };
+  return { cert, key, caCerts, authenticator: new Authenticator(users), signer };
 }
 
 function dkimEntries(config: Config) {
@@ -179,6 +195,41 @@ async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
       error: (error as Error).message,
     });
   }
+}
+
+function transportOptions(config: Config, caCerts: string[]): SmtpTransportOptions {
+  const d = config.delivery;
+  const relay = d.relay_host ? splitHostPort(d.relay_host)! : null;
+  const command = d.command_timeout;
+  return {
+    resolver: new Resolver({ servers: d.dns_servers }),
+    heloName: d.helo_name || config.server.hostname,
+    port: d.port,
+    tls: d.tls,
+    sourceAddress: d.source_address,
+    relay: relay &&
+      {
+        host: relay.host,
+        port: relay.port,
+        username: d.relay_username,
+        password: d.relay_password,
+      },
+    allowLoopback: d.allow_loopback,
+    caCerts,
+    timeouts: {
+      connect: d.connect_timeout,
+      greeting: command,
+      ehlo: command,
+      mail: command,
+      rcpt: command,
+      dataInit: Math.min(command, 120_000),
+      dataBlock: Math.min(d.data_timeout, 180_000),
+      dataEnd: d.data_timeout,
+      starttls: Math.min(command, 120_000),
+      auth: Math.min(command, 120_000),
+      quit: Math.min(command, 30_000),
+    },
+  };
 }
 
 function listenAddr(addr: string): { host: string; port: number } | null {

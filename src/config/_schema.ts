@@ -55,6 +55,7 @@ export const SCHEMA: Schema = {
     connect_timeout: { t: "duration" },
     command_timeout: { t: "duration" },
     data_timeout: { t: "duration" },
+    tls_ca_file: { t: "string" },
   },
   dkim: { t: "dkim" },
   log: {

@@ -43,6 +43,7 @@ export const DEFAULTS: Config = {
     connect_timeout: 30_000,
     command_timeout: 300_000,
     data_timeout: 600_000,
+    tls_ca_file: "",
   },
   dkim: [],
   log: { level: "info", format: "json" },

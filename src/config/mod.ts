@@ -120,6 +120,7 @@ function resolvePaths(config: Config, baseDir: string): void {
   config.tls.key_file = abs(config.tls.key_file);
   config.auth.users_file = abs(config.auth.users_file);
   config.queue.dir = abs(config.queue.dir);
+  config.delivery.tls_ca_file = abs(config.delivery.tls_ca_file);
   for (const entry of config.dkim) entry.private_key_file = abs(entry.private_key_file);
 }
 
@@ -128,6 +129,9 @@ async function checkFiles(config: Config, file: string): Promise<void> {
     ["tls.cert_file", config.tls.cert_file],
     ["tls.key_file", config.tls.key_file],
     ["auth.users_file", config.auth.users_file],
+    ...(config.delivery.tls_ca_file
+      ? [["delivery.tls_ca_file", config.delivery.tls_ca_file] as [string, string]]
+      : []),
     ...config.dkim.map((
       d,
       i,

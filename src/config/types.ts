@@ -38,6 +38,7 @@ export interface Config {
     connect_timeout: number;
     command_timeout: number;
     data_timeout: number;
+    tls_ca_file: string;
   };
   dkim: { domain: string; selector: string; private_key_file: string }[];
   log: { level: "debug" | "info" | "warning" | "error"; format: "json" | "text" };

@@ -62,13 +62,6 @@ export async function probeRcode(
   opts: ProbeOptions,
 ): Promise<ProbeResult> {
   const connect = opts.connect ?? Deno.connect;
-  const id = crypto.getRandomValues(new Uint16Array(1))[0];
-  const query = packet.streamEncode({
-    type: "query",
-    id,
-    flags: packet.RECURSION_DESIRED,
-    questions: [{ type, name, class: "IN" }],
-  });
   const conn = await connect({
     hostname: opts.server.ipAddr,
     port: opts.server.port,
@@ -82,15 +75,7 @@ export async function probeRcode(
   opts.signal.addEventListener("abort", close, { once: true });
   try {
     opts.signal.throwIfAborted();
-    await writeAll(conn, query);
-    const length = new DataView((await readExactly(conn, 2)).buffer).getUint16(0);
-    const reply = packet.decode(Buffer.from(await readExactly(conn, length)));
-    const question = reply.questions[0];
-    if (reply.id !== id || question?.name.toLowerCase() !== name.toLowerCase().replace(/\.$/, "")) {
-      throw new Error(`DNS reply from ${opts.server.ipAddr} does not match the query`);
-    }
-    const answers = (reply.answers ?? []).filter((a) => a.type === type).length;
-    return { rcode: reply.rcode, answers };
+    return await exchange(conn, name, type);
   } catch (err) {
     if (opts.signal.aborted) throw opts.signal.reason;
     throw err;
@@ -98,6 +83,26 @@ export async function probeRcode(
     opts.signal.removeEventListener("abort", close);
     close();
   }
+}
+
+/** One query and its reply on an open connection (RFC 7766 §8: length-prefixed). */
+async function exchange(conn: Deno.Conn, name: string, type: string): Promise<ProbeResult> {
+  const id = crypto.getRandomValues(new Uint16Array(1))[0];
+  const query = packet.streamEncode({
+    type: "query",
+    id,
+    flags: packet.RECURSION_DESIRED,
+    questions: [{ type, name, class: "IN" }],
+  });
+  await writeAll(conn, query);
+  const length = new DataView((await readExactly(conn, 2)).buffer).getUint16(0);
+  const reply = packet.decode(Buffer.from(await readExactly(conn, length)));
+  const question = reply.questions[0];
+  if (reply.id !== id || question?.name.toLowerCase() !== name.toLowerCase().replace(/\.$/, "")) {
+    throw new Deno.errors.InvalidData(`DNS reply does not match the query for "${name}"`);
+  }
+  const answers = (reply.answers ?? []).filter((a) => a.type === type).length;
+  return { rcode: reply.rcode, answers };
 }
 
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {

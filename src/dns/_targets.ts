@@ -1,5 +1,10 @@
 import { canonicalIp } from "./address.ts";
-import { lookupAddresses, type LookupContext, type LookupResult } from "./_lookup.ts";
+import {
+  confirmNotFound,
+  lookupAddresses,
+  type LookupContext,
+  type LookupResult,
+} from "./_lookup.ts";
 import { dnsTemporary, type MxTarget, type RouteResult } from "./route_result.ts";
 
 /** A target after its A/AAAA lookups, before the route is chosen. */

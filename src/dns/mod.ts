@@ -13,7 +13,7 @@
  * ```ts
  * const resolver = new Resolver({ servers: ["127.0.0.1:5353"], timeoutMs: 2000 });
  * const route = await resolver.route("example.com");
- * if (route.kind === "ok") console.info(route.targets[0].addresses);
+ * const first = route.kind === "ok" ? route.targets[0].addresses : [];
  * ```
  *
  * @module

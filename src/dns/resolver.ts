@@ -163,6 +163,8 @@ async function routeDomain(
       return dnsTemporary(domain, "MX", mx.reason);
     case "nxdomain":
       return hostNotFound(domain, "NXDOMAIN");
+    case "notfound": // lookupMx always confirms, so this is unreachable; defer to be safe
+      return dnsTemporary(domain, "MX", "unconfirmed NotFound");
     case "nodata":
       return await routeImplicit(domain, policy, opts.maxHosts);
   }

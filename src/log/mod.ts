@@ -85,7 +85,7 @@ export type MailEvent =
 export function mailLog(event: MailEvent, fields: Record<string, unknown>): void {
   const logger = getLogger(["minimta", "mail"]);
   const level = event === "rejected" || event === "auth_failure" ? "warning" : "info";
-  logger[level]("{event}", { event, ...fields });
+  logger[level](event, { event, ...fields });
 }
 
 function toLevel(level: string): LogLevel {

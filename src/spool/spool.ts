@@ -35,6 +35,7 @@ export class Spool {
   #msgSync: DirSync;
   #metaSync: DirSync;
   #lock: Deno.FsFile | null = null;
+  #listeners: ((meta: MessageMeta) => void)[] = [];
 
   private constructor(dir: string, options: SpoolOptions) {
     this.dir = dir;
@@ -119,7 +120,16 @@ export class Spool {
       await this.#discard([tmpBody, tmpMeta, this.#metaPath(id), this.#bodyPath(id)]);
       throw wrapWriteError(error, id);
     }
+    for (const listener of this.#listeners) listener(meta);
     return meta;
+  }
+
+  /**
+   * Calls `listener` after each message {@linkcode create} stores, so the
+   * delivery engine learns of new mail without polling the directory.
+   */
+  subscribe(listener: (meta: MessageMeta) => void): void {
+    this.#listeners.push(listener);
   }
 
   /** Reads one message's metadata. */

@@ -1,0 +1,114 @@
+import type { MessageMeta } from "../spool/mod.ts";
+
+/** A recipient that could not be delivered, for the DSN. */
+export interface FailedRecipient {
+  address: string;
+  status: string;
+  diagnostic: string;
+  remote: string | null;
+}
+
+/** Options for {@linkcode buildDsn}. */
+export interface DsnOptions {
+  hostname: string;
+  now: Date;
+}
+
+const encoder = new TextEncoder();
+const latin1 = new TextDecoder("latin1");
+
+/**
+ * Builds a delivery status notification (RFC 3464) for the failed
+ * recipients of `meta`: a multipart/report with a human-readable part, the
+ * message/delivery-status part and the original message's headers. It is
+ * sent from MAILER-DAEMON with the null reverse-path (RFC 5321 §4.5.5).
+ */
+export function buildDsn(
+  meta: MessageMeta,
+  originalBody: Uint8Array,
+  failed: FailedRecipient[],
+  options: DsnOptions,
+): Uint8Array {
+  const boundary = `${meta.id}/${options.hostname}/${crypto.randomUUID().slice(0, 8)}`;
+  const date = rfc5322(options.now);
+  const lines = [
+    `From: Mail Delivery System <MAILER-DAEMON@${options.hostname}>`,
+    `To: <${meta.from}>`,
+    `Subject: Undelivered Mail Returned to Sender`,
+    `Date: ${date}`,
+    `Message-ID: <${meta.id}.dsn.${crypto.randomUUID().slice(0, 8)}@${options.hostname}>`,
+    `Auto-Submitted: auto-replied`,
+    `MIME-Version: 1.0`,
+    `Content-Type: multipart/report; report-type=delivery-status;`,
+    `\tboundary="${boundary}"`,
+    ``,
+    `This is a MIME-encapsulated message.`,
+    ``,
+    `--${boundary}`,
+    `Content-Description: Notification`,
+    `Content-Type: text/plain; charset=us-ascii`,
+    ``,
+    ...humanPart(meta, failed, options.hostname),
+    ``,
+    `--${boundary}`,
+    `Content-Description: Delivery report`,
+    `Content-Type: message/delivery-status`,
+    ``,
+    `Reporting-MTA: dns; ${options.hostname}`,
+    `X-Minimta-Queue-ID: ${meta.id}`,
+    `Arrival-Date: ${rfc5322(new Date(meta.created_at))}`,
+    ...failed.flatMap((f) => recipientFields(f, date)),
+    `--${boundary}`,
+    `Content-Description: Undelivered Message Headers`,
+    `Content-Type: text/rfc822-headers`,
+    ``,
+    ...originalHeaders(originalBody),
+    ``,
+    `--${boundary}--`,
+    ``,
+  ];
+  return encoder.encode(lines.join("\r\n"));
+}
+
+function humanPart(meta: MessageMeta, failed: FailedRecipient[], hostname: string): string[] {
+  return [
+    `This is the mail system at host ${hostname}.`,
+    ``,
+    `I'm sorry to have to inform you that your message could not`,
+    `be delivered to one or more recipients. It's attached below.`,
+    ``,
+    ...failed.flatMap((f) => [`<${ascii(f.address)}>: ${ascii(f.diagnostic)}`.slice(0, 990), ``]),
+    `Queue ID: ${meta.id}`,
+  ];
+}
+
+function recipientFields(f: FailedRecipient, date: string): string[] {
+  const fields = [
+    ``,
+    `Final-Recipient: rfc822; ${ascii(f.address)}`,
+    `Action: failed`,
+    `Status: ${f.status}`,
+  ];
+  if (f.remote) fields.push(`Remote-MTA: dns; ${ascii(f.remote.replace(/\[.*\]$/, ""))}`);
+  fields.push(
+    `Diagnostic-Code: ${f.remote ? "smtp" : "x-minimta"}; ${ascii(f.diagnostic).slice(0, 900)}`,
+  );
+  fields.push(`Last-Attempt-Date: ${date}`, ``);
+  return fields;
+}
+
+// The original header section, as text/rfc822-headers (RFC 3462). Header
+// bytes are carried as they are; lines are CRLF in the spool already.
+function originalHeaders(body: Uint8Array): string[] {
+  const text = latin1.decode(body.subarray(0, 256 * 1024));
+  const end = text.indexOf("\r\n\r\n");
+  return (end < 0 ? text : text.slice(0, end)).split("\r\n");
+}
+
+function ascii(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, "?");
+}
+
+function rfc5322(date: Date): string {
+  return date.toUTCString().replace(/GMT$/, "+0000");
+}

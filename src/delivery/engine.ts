@@ -1,0 +1,303 @@
+import { log, mailLog } from "../log/mod.ts";
+import {
+  type MessageMeta,
+  MessageNotFoundError,
+  type RecipientState,
+  type Spool,
+} from "../spool/mod.ts";
+import { DueQueue } from "./due_queue.ts";
+import { buildDsn, type FailedRecipient } from "./dsn.ts";
+import { describe, local, type RecipientOutcome } from "./outcome.ts";
+import { isExpired, retryDelay } from "./retry.ts";
+import { KeyedSemaphore, Semaphore } from "./semaphore.ts";
+import type { AttemptRequest } from "./smtp_transport.ts";
+
+/** Makes one delivery attempt for one message at one domain. */
+export interface Transport {
+  attempt(req: AttemptRequest): Promise<RecipientOutcome[]>;
+  close(): Promise<void>;
+}
+
+/** Options for {@linkcode DeliveryEngine}. */
+export interface DeliveryEngineOptions {
+  spool: Spool;
+  transport: Transport;
+  /** Our name, for DSNs. */
+  hostname: string;
+  /** Outbound transactions in all. @default 50 */
+  concurrency?: number;
+  /** Outbound transactions per recipient domain. @default 5 */
+  perDomainConcurrency?: number;
+  /** Waits between attempts, the last repeating. @default [5m, 10m, 30m, 1h, 2h, 4h] */
+  retrySchedule?: number[];
+  /** Deferred recipients fail after this long in the queue. @default 5d */
+  maxQueueLifetimeMs?: number;
+  /** The clock. @default () => new Date() */
+  now?: () => Date;
+}
+
+const logger = log("delivery");
+const MAX_TIMER_MS = 60_000;
+
+/**
+ * The delivery engine: an in-memory schedule rebuilt from the spool at
+ * start-up, concurrency limits in all and per domain, one transaction per
+ * message and domain, per-recipient state written to the spool after every
+ * attempt, retries along the schedule, expiry, and one DSN per message for
+ * its failed recipients. Transports only make attempts; this class decides.
+ */
+export class DeliveryEngine {
+  #o: Required<DeliveryEngineOptions>;
+  #due = new DueQueue();
+  #inFlight = new Map<string, Promise<void>>();
+  #slots: Semaphore;
+  #domains: KeyedSemaphore;
+  #messageLimit: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  constructor(options: DeliveryEngineOptions) {
+    this.#o = {
+      concurrency: 50,
+      perDomainConcurrency: 5,
+      retrySchedule: [300_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000],
+      maxQueueLifetimeMs: 5 * 86_400_000,
+      now: () => new Date(),
+      ...options,
+    };
+    this.#slots = new Semaphore(this.#o.concurrency);
+    this.#domains = new KeyedSemaphore(this.#o.perDomainConcurrency);
+    // Enough messages in flight to keep every connection busy, few enough
+    // that a huge queue is not all read into memory at once.
+    this.#messageLimit = this.#o.concurrency * 4;
+  }
+
+  /** Rebuilds the schedule from the spool and starts delivering. */
+  async start(): Promise<void> {
+    for (const meta of await this.#o.spool.list()) this.schedule(meta);
+    this.#o.spool.subscribe((meta) => this.schedule(meta));
+    this.#pump();
+  }
+
+  /** Number of messages scheduled or in flight. */
+  get queued(): number {
+    return this.#due.size + this.#inFlight.size;
+  }
+
+  /** Puts a message on the schedule at its `next_attempt_at` (held messages wait for release). */
+  schedule(meta: MessageMeta): void {
+    if (this.#stopped || meta.state === "held") {
+      this.#due.delete(meta.id);
+      return;
+    }
+    this.#due.set(meta.id, Date.parse(meta.next_attempt_at) || 0);
+    this.#pump();
+  }
+
+  /** Forgets a message (deleted or held by an operator). */
+  unschedule(id: string): void {
+    this.#due.delete(id);
+  }
+
+  /** Stops taking new work and waits up to `graceMs` for attempts in flight. */
+  async stop(graceMs = 20_000): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    const inFlight = Promise.allSettled([...this.#inFlight.values()]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([inFlight, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    await this.#o.transport.close();
+  }
+
+  #pump(): void {
+    if (this.#stopped) return;
+    const now = this.#o.now().getTime();
+    while (this.#inFlight.size < this.#messageLimit) {
+      const id = this.#due.popDue(now);
+      if (id === null) break;
+      if (this.#inFlight.has(id)) continue;
+      const run = this.#process(id)
+        .catch((error) =>
+          logger.error("Delivery of {queue_id} failed: {error}", {
+            queue_id: id,
+            error: String(error),
+          })
+        )
+        .finally(() => {
+          this.#inFlight.delete(id);
+          this.#pump();
+        });
+      this.#inFlight.set(id, run);
+    }
+    clearTimeout(this.#timer);
+    const next = this.#due.peek();
+    if (next !== null && this.#inFlight.size < this.#messageLimit) {
+      this.#timer = setTimeout(() => this.#pump(), Math.min(Math.max(next - now, 0), MAX_TIMER_MS));
+    }
+  }
+
+  async #process(id: string): Promise<void> {
+    let meta: MessageMeta;
+    let body: Uint8Array;
+    try {
+      meta = await this.#o.spool.get(id);
+      if (meta.state === "held") return;
+      body = await this.#o.spool.readBody(id);
+    } catch (error) {
+      if (error instanceof MessageNotFoundError) return;
+      throw error;
+    }
+    const groups = groupByDomain(
+      meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred"),
+    );
+    let writes = Promise.resolve();
+    await Promise.all([...groups].map(async ([domain, recipients]) => {
+      const outcomes = await this.#attempt(meta, body, domain, recipients);
+      this.#apply(meta, outcomes);
+      // Per-recipient results reach the disk after every attempt, one write at a time.
+      writes = writes.then(() => this.#o.spool.writeMeta(meta));
+      await writes;
+    }));
+    await this.#finish(meta, body);
+  }
+
+  async #attempt(
+    meta: MessageMeta,
+    body: Uint8Array,
+    domain: string,
+    recipients: RecipientState[],
+  ): Promise<RecipientOutcome[]> {
+    return await this.#domains.run(domain, async () => {
+      await this.#slots.acquire();
+      try {
+        return await this.#o.transport.attempt({
+          from: meta.from,
+          domain,
+          recipients: recipients.map((r) => r.address),
+          body,
+          smtputf8: meta.smtputf8,
+          eightBit: meta.eight_bit,
+        });
+      } finally {
+        this.#slots.release();
+      }
+    });
+  }
+
+  #apply(meta: MessageMeta, outcomes: RecipientOutcome[]): void {
+    const now = this.#o.now();
+    for (const outcome of outcomes) {
+      const rcpt = meta.recipients.find((r) =>
+        r.address === outcome.address && (r.status === "pending" || r.status === "deferred")
+      );
+      if (!rcpt) continue;
+      rcpt.attempts++;
+      rcpt.status = outcome.kind === "delivered"
+        ? "delivered"
+        : outcome.kind === "permanent"
+        ? "failed"
+        : "deferred";
+      rcpt.last_error = outcome.kind === "delivered" ? null : describe(outcome);
+      rcpt.last_status = outcome.status;
+      rcpt.remote = outcome.remote;
+      rcpt.updated_at = now.toISOString();
+      mailLog("delivery", {
+        queue_id: meta.id,
+        recipient: outcome.address,
+        outcome: outcome.kind,
+        relay: outcome.remote,
+        code: outcome.code,
+        status: outcome.status,
+        text: outcome.text,
+        attempt: rcpt.attempts,
+        delay_s: Math.round((now.getTime() - Date.parse(meta.created_at)) / 1000),
+        tls: outcome.tls
+          ? { used: outcome.tls.used, version: outcome.tls.version, verified: outcome.tls.verified }
+          : null,
+      });
+    }
+  }
+
+  async #finish(meta: MessageMeta, body: Uint8Array): Promise<void> {
+    const now = this.#o.now();
+    let open = meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred");
+    if (open.length && isExpired(new Date(meta.created_at), now, this.#o.maxQueueLifetimeMs)) {
+      this.#apply(
+        meta,
+        open.map((r) =>
+          local(
+            r.address,
+            "permanent",
+            "4.4.7",
+            `Message expired after ${
+              Math.round(this.#o.maxQueueLifetimeMs / 3_600_000)
+            }h in the queue; last error: ${r.last_error ?? "none"}`,
+            r.remote,
+          )
+        ),
+      );
+      mailLog("expired", { queue_id: meta.id, recipients: open.map((r) => r.address) });
+      open = [];
+    }
+    if (open.length) {
+      const attempts = Math.max(...open.map((r) => r.attempts));
+      meta.state = "deferred";
+      meta.next_attempt_at = new Date(now.getTime() + retryDelay(attempts, this.#o.retrySchedule))
+        .toISOString();
+      await this.#o.spool.writeMeta(meta);
+      this.schedule(meta);
+      return;
+    }
+    await this.#bounce(meta, body, now);
+    await this.#o.spool.remove(meta.id);
+    mailLog("removed", { queue_id: meta.id });
+  }
+
+  // One DSN for the failed recipients of a message; spooled before the
+  // original is removed, so a crash in between duplicates, never loses it.
+  async #bounce(meta: MessageMeta, body: Uint8Array, now: Date): Promise<void> {
+    const failed: FailedRecipient[] = meta.recipients.filter((r) => r.status === "failed").map((
+      r,
+    ) => ({
+      address: r.address,
+      status: r.last_status ?? "5.0.0",
+      diagnostic: r.last_error ?? "",
+      remote: r.remote,
+    }));
+    if (!failed.length) return;
+    if (meta.from === "" || meta.is_bounce) {
+      // RFC 5321 §4.5.5: never bounce a bounce.
+      logger.warn("Dropping undeliverable bounce {queue_id}", { queue_id: meta.id });
+      return;
+    }
+    const dsn = buildDsn(meta, body, failed, { hostname: this.#o.hostname, now });
+    const created = await this.#o.spool.create([dsn], {
+      from: "",
+      recipients: [meta.from],
+      message_id: null,
+      auth_user: null,
+      client_ip: null,
+      is_bounce: true,
+      smtputf8: false,
+      eight_bit: false,
+    });
+    mailLog("bounced", {
+      queue_id: meta.id,
+      dsn_id: created.id,
+      to: meta.from,
+      recipients: failed.map((f) => f.address),
+    });
+  }
+}
+
+function groupByDomain(recipients: RecipientState[]): Map<string, RecipientState[]> {
+  const groups = new Map<string, RecipientState[]>();
+  for (const r of recipients) {
+    const domain = r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase();
+    const list = groups.get(domain) ?? [];
+    list.push(r);
+    groups.set(domain, list);
+  }
+  return groups;
+}

@@ -1,0 +1,86 @@
+import type { SmtpSession } from "../smtp_client/mod.ts";
+
+/** Options for {@linkcode SessionPool}. */
+export interface SessionPoolOptions {
+  /** How long an idle connection is kept for the next message. @default 5000 */
+  idleMs?: number;
+  /** Messages sent over one connection before it is closed. @default 100 */
+  maxMessages?: number;
+  /** Idle connections kept in all. @default 50 */
+  maxIdle?: number;
+}
+
+interface Idle {
+  session: SmtpSession;
+  used: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * Idle outbound connections kept per destination (recipient domain or
+ * smarthost), so the next message to the same place reuses the connection
+ * (after RSET) instead of paying DNS, TCP and TLS again.
+ */
+export class SessionPool {
+  #idle = new Map<string, Idle[]>();
+  #count = 0;
+  #idleMs: number;
+  #maxMessages: number;
+  #maxIdle: number;
+
+  constructor(options: SessionPoolOptions = {}) {
+    this.#idleMs = options.idleMs ?? 5_000;
+    this.#maxMessages = options.maxMessages ?? 100;
+    this.#maxIdle = options.maxIdle ?? 50;
+  }
+
+  /** An idle connection to `key` with how many messages it has carried, if any. */
+  take(key: string): { session: SmtpSession; used: number } | null {
+    const list = this.#idle.get(key);
+    while (list && list.length) {
+      const entry = list.pop()!;
+      this.#count--;
+      clearTimeout(entry.timer);
+      if (!list.length) this.#idle.delete(key);
+      if (entry.session.usable) return { session: entry.session, used: entry.used };
+      entry.session.close();
+    }
+    return null;
+  }
+
+  /** Keeps a connection after a transaction, or closes it when it is worn out or the pool is full. */
+  give(key: string, session: SmtpSession, used: number): void {
+    if (!session.usable || used >= this.#maxMessages || this.#count >= this.#maxIdle) {
+      void session.quit();
+      return;
+    }
+    const entry: Idle = {
+      session,
+      used,
+      timer: setTimeout(() => this.#expire(key, entry), this.#idleMs),
+    };
+    const list = this.#idle.get(key) ?? [];
+    list.push(entry);
+    this.#idle.set(key, list);
+    this.#count++;
+  }
+
+  /** Closes every idle connection with QUIT. */
+  async closeAll(): Promise<void> {
+    const all = [...this.#idle.values()].flat();
+    this.#idle.clear();
+    this.#count = 0;
+    for (const entry of all) clearTimeout(entry.timer);
+    await Promise.all(all.map((e) => e.session.quit()));
+  }
+
+  #expire(key: string, entry: Idle): void {
+    const list = this.#idle.get(key);
+    const i = list ? list.indexOf(entry) : -1;
+    if (i < 0) return;
+    list!.splice(i, 1);
+    if (!list!.length) this.#idle.delete(key);
+    this.#count--;
+    void entry.session.quit();
+  }
+}

@@ -1,0 +1,222 @@
+import type { HostResult, RouteResult } from "../dns/mod.ts";
+import {
+  openSession as defaultOpenSession,
+  type SessionOptions,
+  SmtpError,
+  type SmtpSession,
+  type Timeouts,
+  type TlsPolicy,
+} from "../smtp_client/mod.ts";
+import { fromReply, local, type Peer, type RecipientOutcome } from "./outcome.ts";
+import { SessionPool } from "./session_pool.ts";
+
+/** The part of the resolver the transport needs (see `src/dns`). */
+export interface RouteLookup {
+  route(domain: string, opts?: { allowLoopback?: boolean }): Promise<RouteResult>;
+  resolveHost(host: string): Promise<HostResult>;
+}
+
+/** A smarthost that receives all mail (`delivery.relay_host`). */
+export interface Relay {
+  host: string;
+  port: number;
+  username: string;
+  password: string;
+}
+
+/** Options for {@linkcode SmtpTransport}. */
+export interface SmtpTransportOptions {
+  resolver: RouteLookup;
+  heloName: string;
+  /** Remote port for MX delivery. @default 25 */
+  port?: number;
+  /** @default "opportunistic" */
+  tls?: TlsPolicy;
+  /** @default "" */
+  sourceAddress?: string;
+  /** @default null */
+  relay?: Relay | null;
+  /** Deliver to loopback and own addresses (tests). @default false */
+  allowLoopback?: boolean;
+  timeouts?: Partial<Timeouts>;
+  caCerts?: string[];
+  /** Addresses tried per attempt, like Postfix's smtp_mx_address_limit. @default 5 */
+  maxAddresses?: number;
+  /** The SMTP client edge. @default openSession */
+  openSession?: (options: SessionOptions) => Promise<SmtpSession>;
+  pool?: SessionPool;
+}
+
+/** One message's recipients at one destination domain. */
+export interface AttemptRequest {
+  from: string;
+  domain: string;
+  recipients: string[];
+  body: Uint8Array;
+  smtputf8: boolean;
+  eightBit: boolean;
+}
+
+interface Address {
+  host: string;
+  ip: string;
+}
+
+/**
+ * Makes one delivery attempt for one message at one domain and returns
+ * each recipient's outcome as data; scheduling and retries belong to the
+ * engine. Tries the domain's MX hosts and their addresses in order until
+ * one holds a transaction, reusing an idle connection when there is one.
+ */
+export class SmtpTransport {
+  #o: SmtpTransportOptions;
+  #pool: SessionPool;
+  #open: (options: SessionOptions) => Promise<SmtpSession>;
+
+  constructor(options: SmtpTransportOptions) {
+    this.#o = options;
+    this.#pool = options.pool ?? new SessionPool();
+    this.#open = options.openSession ?? defaultOpenSession;
+  }
+
+  /** Closes idle connections. */
+  close(): Promise<void> {
+    return this.#pool.closeAll();
+  }
+
+  /** One attempt; never throws. */
+  async attempt(req: AttemptRequest): Promise<RecipientOutcome[]> {
+    const key = this.#o.relay ? `relay:${this.#o.relay.host}` : req.domain;
+    const pooled = this.#pool.take(key);
+    if (pooled) {
+      const outcomes = await this.#tryPooled(key, pooled, req);
+      if (outcomes) return outcomes;
+    }
+    const route = await this.#addresses(req.domain);
+    if (!Array.isArray(route)) {
+      return req.recipients.map((r) => local(r, route.kind, route.status, route.text));
+    }
+    let last = local("", "transient", "4.4.1", "No MX host could be reached");
+    for (const address of route.slice(0, this.#o.maxAddresses ?? 5)) {
+      const session = await this.#connect(address).catch((error) => {
+        last = local(
+          "",
+          "transient",
+          statusOf(error),
+          messageOf(error),
+          `${address.host}[${address.ip}]`,
+        );
+        return null;
+      });
+      if (!session) continue;
+      const outcomes = await this.#transact(key, session, 0, req);
+      if (outcomes) return outcomes;
+      last = local(
+        "",
+        "transient",
+        "4.4.2",
+        "Connection lost during the transaction",
+        `${address.host}[${address.ip}]`,
+      );
+    }
+    return req.recipients.map((r) => ({ ...last, address: r }));
+  }
+
+  async #tryPooled(
+    key: string,
+    pooled: { session: SmtpSession; used: number },
+    req: AttemptRequest,
+  ): Promise<RecipientOutcome[] | null> {
+    try {
+      // RFC 5321 §4.1.1.5: a clean slate before the next transaction.
+      await pooled.session.reset();
+    } catch {
+      pooled.session.close();
+      return null;
+    }
+    return await this.#transact(key, pooled.session, pooled.used, req);
+  }
+
+  // Runs the transaction; null when the connection failed before any reply
+  // that decides the outcome, so the caller can try the next address.
+  async #transact(
+    key: string,
+    session: SmtpSession,
+    used: number,
+    req: AttemptRequest,
+  ): Promise<RecipientOutcome[] | null> {
+    const peer: Peer = { remote: `${session.host}[${session.remoteIp}]`, tls: session.tls };
+    try {
+      const result = await session.send({
+        from: req.from,
+        recipients: req.recipients,
+        body: req.body,
+        smtputf8: req.smtputf8,
+        eightBit: req.eightBit,
+      });
+      this.#pool.give(key, session, used + 1);
+      return result.recipients.map(({ address, reply }) => {
+        const rcpt = fromReply(address, reply, peer);
+        if (rcpt.kind !== "delivered" || !result.data) return rcpt;
+        return fromReply(address, result.data, peer);
+      });
+    } catch (error) {
+      session.close();
+      if (error instanceof SmtpError && error.reply && !error.temporary) {
+        return req.recipients.map((r) => fromReply(r, error.reply!, peer));
+      }
+      return null;
+    }
+  }
+
+  async #addresses(
+    domain: string,
+  ): Promise<Address[] | { kind: "transient" | "permanent"; status: string; text: string }> {
+    const relay = this.#o.relay;
+    if (relay) {
+      const host = await this.#o.resolver.resolveHost(relay.host);
+      if (host.kind !== "ok") {
+        return { kind: "transient", status: host.status, text: `Relay host: ${host.text}` };
+      }
+      return host.addresses.map((ip) => ({ host: relay.host, ip }));
+    }
+    const route = await this.#o.resolver.route(domain, { allowLoopback: this.#o.allowLoopback });
+    if (route.kind === "permanent") {
+      return { kind: "permanent", status: route.status, text: route.text };
+    }
+    if (route.kind === "temporary") {
+      return { kind: "transient", status: route.status, text: route.text };
+    }
+    return route.targets.flatMap((t) => t.addresses.map((ip) => ({ host: t.host, ip })));
+  }
+
+  #connect(address: Address): Promise<SmtpSession> {
+    const relay = this.#o.relay;
+    return this.#open({
+      host: address.host,
+      ip: address.ip,
+      port: relay ? relay.port : this.#o.port ?? 25,
+      heloName: this.#o.heloName,
+      sourceAddress: this.#o.sourceAddress || undefined,
+      // A smarthost with credentials always gets TLS: AUTH never goes in plaintext.
+      tls: relay?.username && (this.#o.tls ?? "opportunistic") === "opportunistic"
+        ? "required"
+        : this.#o.tls ?? "opportunistic",
+      implicitTls: relay ? relay.port === 465 : false,
+      auth: relay?.username ? { username: relay.username, password: relay.password } : undefined,
+      timeouts: this.#o.timeouts,
+      caCerts: this.#o.caCerts,
+    });
+  }
+}
+
+function statusOf(error: unknown): string {
+  if (error instanceof SmtpError && error.reply?.enhanced) {
+    return error.reply.enhanced.replace(/^5/, "4");
+  }
+  return "4.4.1";
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

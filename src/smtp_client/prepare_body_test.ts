@@ -1,0 +1,99 @@
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import fc from "fast-check";
+import { DotStuffer, prepareBody } from "./prepare_body.ts";
+
+const latin1 = (b: Uint8Array) => String.fromCharCode(...b);
+const bytes = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+const prep = (s: string) => latin1(prepareBody(bytes(s)));
+
+/** Reference normaliser, written differently from the real one: a regex on latin1 text. */
+function normalise(s: string): string {
+  const n = s.replace(/\r\n|\r|\n/g, "\r\n");
+  return n === "" || n.endsWith("\r\n") ? n : `${n}\r\n`;
+}
+
+/** Receiver side of RFC 5321 §4.5.2: drop the terminator, then one leading dot per line. */
+function unstuff(wire: string): string {
+  if (!wire.endsWith(".\r\n")) throw new Error("no terminator");
+  const body = wire.slice(0, -3);
+  return body.split("\r\n").map((l) => (l.startsWith(".") ? l.slice(1) : l)).join("\r\n");
+}
+
+Deno.test("prepareBody() stuffs dots and leaves a CRLF body otherwise untouched", () => {
+  assertEquals(prep("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n.\r\n");
+  assertEquals(
+    prep("From: x\r\n\r\nhi \xff\xfe\x00 bytes\r\n"),
+    "From: x\r\n\r\nhi \xff\xfe\x00 bytes\r\n.\r\n",
+  );
+});
+
+Deno.test("prepareBody() handles the outbound smuggling cases SMUG-OUT-01/02/04/05", () => {
+  assertEquals(prep("."), "..\r\n.\r\n");
+  assertEquals(prep(".\r\nx"), "..\r\nx\r\n.\r\n");
+  assertEquals(prep("no final break"), "no final break\r\n.\r\n");
+  assertEquals(prep(""), ".\r\n");
+  assertEquals(prep("a\rb"), "a\r\nb\r\n.\r\n");
+  assertEquals(prep("x\r.\r\ny"), "x\r\n..\r\ny\r\n.\r\n");
+  const eods = [
+    "\n.\n",
+    "\n.\r\n",
+    "\r\n.\n",
+    "\r.\r\n",
+    "\r.\r",
+    "\r.\n",
+    "\n.\r",
+    "\r\n.\r",
+    "\r\r\n.\r\r\n",
+    "\r\n.\r\r\n",
+  ];
+  for (const eod of eods) {
+    const wire = prep(`SMUGGLINGSTART${eod}MAIL FROM:<x@y>\r\nSMUGGLINGEND`);
+    assertEquals(wire.indexOf("\r\n.\r\n"), wire.length - 5, JSON.stringify(eod));
+    ok(wire.includes("\r\n..\r\n") || wire.includes("\r\n..MAIL"), JSON.stringify(eod));
+  }
+});
+
+Deno.test("prepareBody() output has CR and LF only as CRLF and stuffed lines, for any bytes", () => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (input) => {
+    const wire = latin1(prepareBody(input));
+    const withoutCrlf = wire.replaceAll("\r\n", "");
+    ok(!withoutCrlf.includes("\r") && !withoutCrlf.includes("\n"));
+    ok(wire.endsWith(".\r\n"));
+    const lines = wire.slice(0, -3).split("\r\n");
+    for (const line of lines) ok(!line.startsWith(".") || line.startsWith(".."));
+    assertEquals(wire.indexOf("\r\n.\r\n"), wire.length > 5 ? wire.length - 5 : -1);
+  }));
+});
+
+Deno.test("prepareBody() round-trips: unstuff(stuff(x)) == normalise(x)", () => {
+  const crlfHeavy = fc.array(fc.constantFrom("\r", "\n", ".", "a", "\r\n", "\x00", "\xff"), {
+    maxLength: 60,
+  })
+    .map((a) => a.join(""));
+  const prop = (s: string) => assertEquals(unstuff(prep(s)), normalise(s));
+  fc.assert(fc.property(crlfHeavy, prop), { numRuns: 500 });
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }).map(latin1), prop));
+});
+
+Deno.test("DotStuffer output does not depend on how the input is chunked", () => {
+  const input = fc.uint8Array({ maxLength: 200 }).chain((b) =>
+    fc.tuple(fc.constant(b), fc.array(fc.nat(b.length), { maxLength: 10 }))
+  );
+  fc.assert(fc.property(input, ([b, cuts]) => {
+    const points = [0, ...cuts.sort((x, y) => x - y), b.length];
+    const stuffer = new DotStuffer();
+    let out = "";
+    for (let i = 1; i < points.length; i++) {
+      out += latin1(stuffer.push(b.subarray(points[i - 1], points[i])));
+    }
+    out += latin1(stuffer.end());
+    assertEquals(out, latin1(prepareBody(b)));
+  }));
+});
+
+Deno.test("prepareBody() is linear on a large body", () => {
+  const big = new Uint8Array(5 * 1024 * 1024).fill(0x61);
+  for (let i = 0; i < big.length; i += 80) big[i] = 10;
+  const out = prepareBody(big);
+  ok(out.length > big.length);
+});

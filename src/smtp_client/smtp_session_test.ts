@@ -1,0 +1,303 @@
+import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
+import { FakeMx } from "./_test_server.ts";
+import { openSession, type SessionOptions } from "./open_session.ts";
+import { SmtpError } from "./smtp_error.ts";
+import { classifyReply } from "./smtp_reply.ts";
+
+const enc = new TextEncoder();
+const BODY = enc.encode("From: a@ours.test\r\nSubject: t\r\n\r\n.dot line\r\nbare\nLF\r\n");
+
+function opts(mx: FakeMx, extra: Partial<SessionOptions> = {}): SessionOptions {
+  return {
+    host: "mx.test",
+    ip: "127.0.0.1",
+    port: mx.port,
+    heloName: "out.ours.test",
+    tls: "opportunistic",
+    ...extra,
+  };
+}
+
+async function withMx(
+  mxOpts: Parameters<typeof FakeMx.start>[0],
+  fn: (mx: FakeMx) => Promise<void>,
+) {
+  const mx = await FakeMx.start(mxOpts);
+  try {
+    await fn(mx);
+  } finally {
+    await mx.close();
+  }
+}
+
+Deno.test("send() pipelines MAIL, RCPT and DATA in one write and puts safe bytes on the wire", async () => {
+  await withMx({}, async (mx) => {
+    const s = await openSession(opts(mx));
+    const res = await s.send({
+      from: "a@ours.test",
+      recipients: ["b@x.test", "c@x.test"],
+      body: BODY,
+    });
+    await s.quit();
+    assertEquals(res.data?.code, 250);
+    assertEquals(res.recipients.map((r) => r.reply.code), [250, 250]);
+    const c = mx.conns[0];
+    assertEquals(c.pipelined, [
+      "MAIL FROM:<a@ours.test> SIZE=53",
+      "RCPT TO:<b@x.test>",
+      "RCPT TO:<c@x.test>",
+    ]);
+    const wire = new TextDecoder().decode(c.messages[0]);
+    assertEquals(wire, "From: a@ours.test\r\nSubject: t\r\n\r\n..dot line\r\nbare\r\nLF\r\n.\r\n");
+    assertEquals(c.commands.at(-1), "QUIT");
+  });
+});
+
+Deno.test("send() goes lock-step without PIPELINING", async () => {
+  await withMx({ ehlo: () => ["SIZE 1000"] }, async (mx) => {
+    const s = await openSession(opts(mx));
+    const res = await s.send({
+      from: "a@ours.test",
+      recipients: ["b@x.test", "c@x.test"],
+      body: BODY,
+    });
+    await s.quit();
+    assertEquals(res.data?.code, 250);
+    assertEquals(mx.conns[0].pipelined, []);
+  });
+});
+
+for (const pipelining of [true, false]) {
+  Deno.test(`send() reports mixed per-recipient replies (pipelining=${pipelining})`, async () => {
+    const rcpt = (l: string) =>
+      l.startsWith("RCPT")
+        ? l.includes("temp")
+          ? "450 4.2.1 busy\r\n"
+          : l.includes("gone")
+          ? "550 5.1.1 no such user\r\n"
+          : undefined
+        : undefined;
+    const ehlo = () => pipelining ? ["PIPELINING"] : ["8BITMIME"];
+    await withMx({ reply: rcpt, ehlo }, async (mx) => {
+      const s = await openSession(opts(mx));
+      const res = await s.send({
+        from: "a@ours.test",
+        recipients: ["ok@x.test", "temp@x.test", "gone@x.test"],
+        body: BODY,
+      });
+      assertEquals(res.recipients.map((r) => [r.reply.code, classifyReply(r.reply)]), [
+        [250, "success"],
+        [450, "transient"],
+        [550, "permanent"],
+      ]);
+      assertEquals(res.data?.code, 250);
+      assertEquals(mx.conns[0].messages.length, 1);
+      await s.reset();
+      const again = await s.send({ from: "a@ours.test", recipients: ["gone@x.test"], body: BODY });
+      assertEquals(again.data, null);
+      // RFC 2920 §3.1: a pipelined DATA that got 354 with no valid recipient ends empty.
+      const after = mx.conns[0].messages.slice(1).map((m) => new TextDecoder().decode(m));
+      assertEquals(after, pipelining ? [".\r\n"] : []);
+      await s.quit();
+    });
+  });
+}
+
+Deno.test("send() sends no DATA when every recipient is refused (lock-step)", async () => {
+  await withMx({
+    ehlo: () => [],
+    reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 no\r\n" : undefined),
+  }, async (mx) => {
+    const s = await openSession(opts(mx));
+    const res = await s.send({
+      from: "a@ours.test",
+      recipients: ["x@x.test", "y@x.test"],
+      body: BODY,
+    });
+    assertEquals(res.data, null);
+    ok(!mx.conns[0].commands.includes("DATA"));
+    await s.quit();
+  });
+});
+
+Deno.test("send() maps a 451 to DATA onto accepted recipients and sends no body", async () => {
+  await withMx(
+    { reply: (l) => (l === "DATA" ? "451 4.3.0 try later\r\n" : undefined) },
+    async (mx) => {
+      const s = await openSession(opts(mx));
+      const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
+      assertEquals(res.data, null);
+      assertEquals(res.recipients[0].reply.code, 451);
+      assertEquals(mx.conns[0].messages.length, 0);
+      ok(s.usable);
+      await s.quit();
+    },
+  );
+});
+
+Deno.test("send() refuses locally: SIZE limit 5.3.4 and SMTPUTF8 not offered 5.6.7", async () => {
+  await withMx({ ehlo: () => ["SIZE 20", "PIPELINING"] }, async (mx) => {
+    const s = await openSession(opts(mx));
+    const big = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
+    assertEquals([big.mail.code, big.mail.enhanced, big.mail.local], [552, "5.3.4", true]);
+    assertEquals(classifyReply(big.recipients[0].reply), "permanent");
+    const utf8 = await s.send({
+      from: "a@ours.test",
+      recipients: ["jörg@x.test"],
+      body: enc.encode("x"),
+    });
+    assertEquals([utf8.mail.code, utf8.mail.enhanced], [553, "5.6.7"]);
+    ok(!mx.conns[0].commands.some((c) => c.startsWith("MAIL")));
+    await s.quit();
+  });
+});
+
+Deno.test("send() adds BODY=8BITMIME and SMTPUTF8 when needed and offered", async () => {
+  await withMx({ ehlo: () => ["8BITMIME", "SMTPUTF8"] }, async (mx) => {
+    const s = await openSession(opts(mx));
+    await s.send({
+      from: "a@ours.test",
+      recipients: ["jörg@x.test"],
+      body: enc.encode("gr\u00fc\u00df\r\n"),
+    });
+    await s.quit();
+    assertEquals(mx.conns[0].commands[1], "MAIL FROM:<a@ours.test> BODY=8BITMIME SMTPUTF8");
+  });
+});
+
+Deno.test("send() never puts a CR or LF from an address on the wire", async () => {
+  await withMx({}, async (mx) => {
+    const s = await openSession(opts(mx));
+    const res = await s.send({
+      from: "a@ours.test",
+      recipients: ["b@x.test\r\nRSET", "ok@x.test"],
+      body: BODY,
+    });
+    await s.quit();
+    assertEquals(res.recipients.map((r) => r.reply.code), [553, 250]);
+    ok(!mx.conns[0].commands.includes("RSET"));
+  });
+});
+
+Deno.test("a 421 after RCPT makes the session unusable and temp-fails the rest", async () => {
+  await withMx({
+    reply: (l) => (l.includes("second") ? "421 4.3.2 shutting down\r\n" : undefined),
+    ehlo: () => [],
+  }, async (mx) => {
+    const s = await openSession(opts(mx));
+    const res = await s.send({
+      from: "a@ours.test",
+      recipients: ["first@x.test", "second@x.test", "third@x.test"],
+      body: BODY,
+    });
+    assertEquals(res.recipients.map((r) => r.reply.code), [421, 421, 421]);
+    assertEquals(res.data, null);
+    ok(!s.usable);
+    await rejects(s.reset(), SmtpError);
+    await s.quit();
+  });
+});
+
+Deno.test("openSession() falls back to HELO when EHLO gets a 5xx", async () => {
+  await withMx(
+    { reply: (l) => (l.startsWith("EHLO") ? "502 5.5.1 no EHLO here\r\n" : undefined) },
+    async (mx) => {
+      const s = await openSession(opts(mx));
+      assertEquals(s.extensions.size, 0);
+      const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
+      assertEquals(res.data?.code, 250);
+      assertEquals(mx.conns[0].commands.slice(0, 2), ["EHLO out.ours.test", "HELO out.ours.test"]);
+      await s.quit();
+    },
+  );
+});
+
+const malformed = [
+  "hello\r\n",
+  "2500 ok\r\n",
+  "250-a\r\n251 b\r\n",
+  "220 hi\n",
+  "220-x\r\n".repeat(300),
+  `220 ${"x".repeat(100_000)}\r\n`,
+];
+for (const greeting of malformed) {
+  Deno.test(`openSession() treats a malformed greeting as a temporary protocol error: ${JSON.stringify(greeting.slice(0, 12))}`, async () => {
+    await withMx({ greeting }, async (mx) => {
+      const err = await openSession(opts(mx)).catch((e) => e);
+      ok(err instanceof SmtpError, String(err));
+      assertEquals([err.stage, err.temporary], ["greeting", true]);
+      ok(err.message.includes("Protocol error"), err.message);
+    });
+  });
+}
+
+Deno.test("openSession() reports a 554 greeting as a permanent reply error", async () => {
+  await withMx({ greeting: "554 5.7.1 go away\r\n" }, async (mx) => {
+    const err = await openSession(opts(mx)).catch((e) => e);
+    assertEquals([err.stage, err.temporary, err.reply?.code], ["greeting", false, 554]);
+  });
+});
+
+Deno.test("a reply trickled byte by byte parses, but the deadline covers the whole reply", async () => {
+  const mx = await FakeMx.start({ greeting: "" });
+  try {
+    const pending = openSession(opts(mx, { timeouts: { greeting: 2000 } }));
+    await new Promise((r) => setTimeout(r, 50));
+    await mx.conns[0].trickle("220-mx.test\r\n220 hi\r\n", 1);
+    const s = await pending;
+    await s.quit();
+  } finally {
+    await mx.close();
+  }
+  const slow = await FakeMx.start({ greeting: "" });
+  try {
+    const started = Date.now();
+    const pending = openSession(opts(slow, { timeouts: { greeting: 300 } })).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    const trickling = slow.conns[0].trickle("220-" + "x".repeat(40) + "\r\n220 hi\r\n", 20);
+    const err = await pending;
+    ok(err instanceof SmtpError && err.message.includes("Timed out"), String(err));
+    ok(Date.now() - started < 1000);
+    await trickling;
+  } finally {
+    await slow.close();
+  }
+});
+
+Deno.test("openSession() fails fast with a temporary error when nothing listens", async () => {
+  const mx = await FakeMx.start();
+  const port = mx.port;
+  await mx.close();
+  const err = await openSession({
+    host: "mx.test",
+    ip: "127.0.0.1",
+    port,
+    heloName: "h.test",
+    tls: "opportunistic",
+  })
+    .catch((e) => e);
+  assertEquals([err.name, err.stage, err.temporary], ["SmtpError", "connect", true]);
+});
+
+Deno.test("openSession() binds the source address", async () => {
+  await withMx({}, async (mx) => {
+    const s = await openSession(opts(mx, { sourceAddress: "127.0.0.2" }));
+    assertEquals(mx.conns[0].socket.remoteAddress, "127.0.0.2");
+    await s.quit();
+  });
+});
+
+Deno.test("a dropped connection mid-DATA is a temporary error", async () => {
+  await withMx(
+    { reply: (l, c) => (l === "DATA" ? (c.socket.destroy(), "") : undefined) },
+    async (mx) => {
+      const s = await openSession(opts(mx));
+      const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY }).catch(
+        (e) => e,
+      );
+      ok(err instanceof SmtpError && err.temporary, String(err));
+      ok(!s.usable);
+      await s.quit();
+    },
+  );
+});
