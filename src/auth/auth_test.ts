@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import {
+  Authenticator,
+  AuthThrottle,
+  formatUsers,
+  hashPassword,
+  parseJsonUsers,
+  parseTxtUsers,
+  senderAllowed,
+  type User,
+  UsersFileError,
+  verifyPassword,
+} from "./mod.ts";
+
+const alice: User = {
+  username: "alice",
+  password: "",
+  email: "alice@ours.test",
+  active: true,
+  allowed_senders: null,
+  admin: false,
+};
+
+Deno.test("scrypt hashes are PHC strings that verify only the right password", async () => {
+  const hash = await hashPassword("s3cret");
+  assert.match(hash, /^\$scrypt\$ln=15,r=8,p=1\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/);
+  assert.equal(await verifyPassword("s3cret", hash), true);
+  assert.equal(await verifyPassword("s3cret ", hash), false);
+  assert.notEqual(await hashPassword("s3cret"), hash, "salted");
+});
+
+Deno.test("plaintext passwords from old users files still verify", async () => {
+  assert.equal(await verifyPassword("admin123", "admin123"), true);
+  assert.equal(await verifyPassword("admin12", "admin123"), false);
+});
+
+Deno.test("users.json keeps the original format and rejects unknown keys", () => {
+  const users = parseJsonUsers(
+    '[{"username":"a","password":"p","email":"a@x.test","active":false,"allowed_senders":["@y.test"]}]',
+    "u.json",
+  );
+  assert.equal(users[0].active, false);
+  assert.deepEqual(users[0].allowed_senders, ["@y.test"]);
+  assert.deepEqual(parseJsonUsers(formatUsers(users, "json"), "u.json"), users);
+  assert.throws(
+    () => parseJsonUsers('[{"username":"a","password":"p","rol":"x"}]', "u.json"),
+    /\[0\]\.rol: unknown key/,
+  );
+  assert.throws(
+    () =>
+      parseJsonUsers('[{"username":"a","password":"p"},{"username":"A","password":"q"}]', "u.json"),
+    UsersFileError,
+  );
+});
+
+Deno.test("users.txt reads user:password lines and comments", () => {
+  const users = parseTxtUsers("# staff\nbob@ours.test:pw:with:colons\n\ncarol:x\n", "u.txt");
+  assert.deepEqual(users.map((u) => [u.username, u.password, u.email]), [[
+    "bob@ours.test",
+    "pw:with:colons",
+    "bob@ours.test",
+  ], ["carol", "x", null]]);
+  assert.throws(() => parseTxtUsers("nocolon\n", "u.txt"), /line 1/);
+});
+
+Deno.test("senders: own address and domain by default; sub-addresses; nothing else", () => {
+  assert.equal(senderAllowed(alice, "alice@ours.test"), true);
+  assert.equal(senderAllowed(alice, "ALICE@OURS.TEST"), true);
+  assert.equal(senderAllowed(alice, "news@ours.test"), true, "the email's domain");
+  assert.equal(senderAllowed(alice, "ceo@other.test"), false);
+  assert.equal(senderAllowed(alice, "alice@sub.ours.test"), false);
+  assert.equal(senderAllowed(alice, ""), false);
+  const strict = { ...alice, allowed_senders: ["alice@ours.test"] };
+  assert.equal(senderAllowed(strict, "alice+list@ours.test"), true);
+  assert.equal(senderAllowed(strict, "bob@ours.test"), false);
+  assert.equal(senderAllowed(alice, "alice@оurs.test"), false, "Cyrillic о homograph");
+});
+
+Deno.test("authenticator refuses inactive users and caches successful logins", async () => {
+  let now = 0;
+  const auth = new Authenticator([{ ...alice, password: await hashPassword("pw") }, {
+    ...alice,
+    username: "old",
+    password: "pw",
+    active: false,
+  }], { now: () => now, cacheTtlMs: 1000 });
+  assert.deepEqual(await auth.verify("nobody", "pw"), { ok: false, reason: "unknown_user" });
+  assert.deepEqual(await auth.verify("old", "pw"), { ok: false, reason: "inactive" });
+  assert.equal((await auth.verify("alice", "bad")).ok, false);
+  const t0 = performance.now();
+  assert.equal((await auth.verify("Alice", "pw")).ok, true);
+  const slow = performance.now() - t0;
+  const t1 = performance.now();
+  assert.equal((await auth.verify("alice", "pw")).ok, true);
+  assert.ok(performance.now() - t1 < slow / 4, "second login served from the cache");
+  assert.equal(
+    (await auth.verify("alice", "bad")).ok,
+    false,
+    "cache never accepts another password",
+  );
+  now = 2000;
+  assert.equal((await auth.verify("alice", "pw")).ok, true);
+});
+
+Deno.test("throttle delays failures more and more, closes the connection, then blocks the IP", () => {
+  const t = new AuthThrottle({
+    failureDelayMs: 100,
+    maxPerConnection: 3,
+    maxPerIp: 5,
+    now: () => 0,
+  });
+  const v = [1, 2, 3].map((n) => t.failure("192.0.2.1", "alice", n));
+  assert.deepEqual(v.map((x) => x.delayMs), [100, 200, 400]);
+  assert.deepEqual(v.map((x) => x.disconnect), [false, false, true]);
+  t.failure("192.0.2.1", "bob", 1);
+  assert.equal(t.blocked("192.0.2.1"), false);
+  t.failure("192.0.2.1", "carol", 1);
+  assert.equal(t.blocked("192.0.2.1"), true);
+  assert.equal(t.blocked("192.0.2.9"), false, "other clients unaffected");
+});

@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { Spool } from "../spool/mod.ts";
+import { DeliveryEngine, type Transport } from "./engine.ts";
+import type { RecipientOutcome } from "./outcome.ts";
+import type { AttemptRequest } from "./smtp_transport.ts";
+
+type Script = (req: AttemptRequest, call: number) => RecipientOutcome["kind"];
+
+// A transport scripted per test: the engine's decisions are what is under
+// test here; the real SMTP transport is covered by tests/delivery_*.
+function scripted(script: Script): Transport & { calls: AttemptRequest[] } {
+  const calls: AttemptRequest[] = [];
+  return {
+    calls,
+    attempt(req) {
+      calls.push(req);
+      const kind = script(req, calls.length);
+      return Promise.resolve(req.recipients.map((address) => ({
+        address,
+        kind,
+        code: kind === "delivered" ? 250 : kind === "transient" ? 451 : 550,
+        status: kind === "delivered" ? "2.0.0" : kind === "transient" ? "4.3.0" : "5.1.1",
+        text: kind === "permanent" ? "No such user" : "scripted",
+        remote: `mx.${req.domain}[192.0.2.1]`,
+        tls: null,
+      })));
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+async function withSpool(fn: (spool: Spool) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const spool = await Spool.open(dir);
+  try {
+    await fn(spool);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const body = new TextEncoder().encode("From: a@ours.test\r\nSubject: t\r\n\r\nhello\r\n");
+
+function message(from: string, recipients: string[]) {
+  return {
+    from,
+    recipients,
+    message_id: "<t@ours.test>",
+    auth_user: "a",
+    client_ip: "127.0.0.1",
+    is_bounce: false,
+    smtputf8: false,
+    eight_bit: false,
+  };
+}
+
+async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error("condition not reached in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("engine sends one transaction per domain and removes a fully delivered message", async () => {
+  await withSpool(async (spool) => {
+    const transport = scripted(() => "delivered");
+    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    await engine.start();
+    await spool.create([body], message("a@ours.test", ["x@one.test", "y@one.test", "z@two.test"]));
+    await until(async () => (await spool.ids()).length === 0);
+    await engine.stop();
+    const domains = transport.calls.map((c) => `${c.domain}:${c.recipients.length}`).sort();
+    assert.deepEqual(domains, ["one.test:2", "two.test:1"]);
+  });
+});
+
+Deno.test("engine defers a temporary failure, records it, and retries on schedule", async () => {
+  await withSpool(async (spool) => {
+    const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      retrySchedule: [300],
+    });
+    await engine.start();
+    const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
+    await until(async () => (await spool.get(meta.id)).state === "deferred");
+    const deferred = await spool.get(meta.id);
+    assert.equal(deferred.recipients[0].status, "deferred");
+    assert.equal(deferred.recipients[0].attempts, 1);
+    assert.match(deferred.recipients[0].last_error ?? "", /451 4\.3\.0 scripted/);
+    assert.ok(Date.parse(deferred.next_attempt_at) > Date.now());
+    await until(async () => (await spool.ids()).length === 0);
+    await engine.stop();
+    assert.equal(transport.calls.length, 2);
+  });
+});
+
+Deno.test("engine bounces permanent failures with one DSN to the sender", async () => {
+  await withSpool(async (spool) => {
+    const transport = scripted((
+      req,
+    ) => (req.recipients[0].startsWith("bad") ? "permanent" : "delivered"));
+    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    await engine.start();
+    const original = await spool.create(
+      [body],
+      message("a@ours.test", ["bad1@one.test", "bad2@two.test", "good@three.test"]),
+    );
+    await until(async () => transport.calls.some((c) => c.from === ""));
+    await until(async () => (await spool.ids()).length === 0);
+    await engine.stop();
+    const dsn = transport.calls.filter((c) => c.from === "");
+    assert.equal(dsn.length, 1, "exactly one DSN");
+    assert.deepEqual(dsn[0].recipients, ["a@ours.test"]);
+    const text = new TextDecoder().decode(dsn[0].body);
+    assert.match(text, /report-type=delivery-status/);
+    assert.match(text, /Final-Recipient: rfc822; bad1@one\.test/);
+    assert.match(text, /Final-Recipient: rfc822; bad2@two\.test/);
+    assert.doesNotMatch(text, /Final-Recipient: rfc822; good@three\.test/);
+    assert.match(text, new RegExp(`X-Minimta-Queue-ID: ${original.id}`));
+  });
+});
+
+Deno.test("engine never bounces a message with the null sender", async () => {
+  await withSpool(async (spool) => {
+    const transport = scripted(() => "permanent");
+    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    await engine.start();
+    await spool.create([body], { ...message("", ["bad@one.test"]), is_bounce: true });
+    await until(async () => (await spool.ids()).length === 0);
+    await new Promise((r) => setTimeout(r, 50));
+    await engine.stop();
+    assert.equal(transport.calls.length, 1);
+  });
+});
+
+Deno.test("engine fails recipients still deferred after the queue lifetime", async () => {
+  await withSpool(async (spool) => {
+    const transport = scripted((req) => (req.from === "" ? "delivered" : "transient"));
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      retrySchedule: [100],
+      maxQueueLifetimeMs: 250,
+    });
+    await engine.start();
+    await spool.create([body], message("a@ours.test", ["slow@one.test"]));
+    await until(async () => transport.calls.some((c) => c.from === ""));
+    await until(async () => (await spool.ids()).length === 0);
+    await engine.stop();
+    const dsn = transport.calls.find((c) => c.from === "")!;
+    assert.match(new TextDecoder().decode(dsn.body), /Status: 4\.4\.7/);
+    assert.ok(transport.calls.filter((c) => c.from !== "").length >= 2);
+  });
+});
+
+Deno.test("engine rebuilds its schedule from the spool and skips held messages", async () => {
+  await withSpool(async (spool) => {
+    const held = await spool.create([body], message("a@ours.test", ["h@one.test"]));
+    await spool.writeMeta({ ...held, state: "held" });
+    await spool.create([body], message("a@ours.test", ["q@two.test"]));
+    const transport = scripted(() => "delivered");
+    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    await engine.start();
+    await until(async () => (await spool.ids()).length === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    await engine.stop();
+    assert.deepEqual(await spool.ids(), [held.id]);
+    assert.deepEqual(transport.calls.map((c) => c.domain), ["two.test"]);
+  });
+});
