@@ -43,6 +43,7 @@ export async function main(args: string[]): Promise<number> {
           rest,
           (await loadConfig({ path: configPath, checkFiles: false })).config,
           out,
+          readStdin,
         );
       case "config":
         return await configCommand(rest, configPath, out);
@@ -52,6 +53,10 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     return reportError(error);
   }
+}
+
+async function readStdin(): Promise<string> {
+  return await new Response(Deno.stdin.readable).text();
 }
 
 function splitArgs(

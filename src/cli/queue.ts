@@ -1,26 +1,39 @@
 import { parseArgs } from "node:util";
-import type { MessageMeta } from "../spool/mod.ts";
-import { MessageNotFoundError, Spool } from "../spool/mod.ts";
-import type { Config } from "../config/mod.ts";
+import { type Config, parseDuration } from "../config/mod.ts";
+import { applyOperation, type Operation } from "../delivery/mod.ts";
+import { type MessageMeta, MessageNotFoundError, Spool } from "../spool/mod.ts";
+import { controlRequest } from "./control.ts";
 import { CliError, UsageError } from "./errors.ts";
+import { formatShow, formatStats, formatTable, queueStats, summary } from "./queue_format.ts";
 
-/** `minimta queue list|show …`. */
+type Out = (text: string) => void;
+
+const USAGE = "queue list|show|retry|hold|release|delete|stats";
+
+/** `minimta queue …`: reads go straight to the spool; changes go through the daemon when it runs. */
 export async function queueCommand(
   args: string[],
   config: Config,
-  out: (text: string) => void,
+  out: Out,
+  stdin: () => Promise<string>,
 ): Promise<number> {
   const [sub, ...rest] = args;
-  const spool = await openSpool(config);
   switch (sub) {
     case "list":
-      return await queueList(spool, rest, out);
+      return await queueList(await openSpool(config), rest, out);
     case "show":
-      return await queueShow(spool, rest, out);
+      return await queueShow(await openSpool(config), rest, out);
+    case "stats":
+      return await queueStatsCommand(await openSpool(config), rest, out);
+    case "retry":
+    case "hold":
+    case "release":
+    case "delete":
+      return await queueOperate(config, sub, rest, out, stdin);
     case undefined:
-      throw new UsageError("Missing queue command: list | show");
+      throw new UsageError(`Missing queue command: ${USAGE}`);
     default:
-      throw new UsageError(`Unknown queue command "${sub}": expected list | show`);
+      throw new UsageError(`Unknown queue command "${sub}": expected ${USAGE}`);
   }
 }
 
@@ -33,30 +46,40 @@ async function openSpool(config: Config): Promise<Spool> {
   return await Spool.open(config.queue.dir);
 }
 
-async function queueList(
-  spool: Spool,
-  args: string[],
-  out: (text: string) => void,
-): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: "boolean" } }, strict: true });
-  const messages = await spool.list();
-  if (values.json) {
-    out(JSON.stringify(messages.map(summary), null, 2));
-    return 0;
+async function queueList(spool: Spool, args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      json: { type: "boolean" },
+      state: { type: "string" },
+      from: { type: "string" },
+      "to-domain": { type: "string" },
+      "older-than": { type: "string" },
+    },
+    strict: true,
+  });
+  if (values.state && !["queued", "deferred", "held"].includes(values.state)) {
+    throw new UsageError(`--state must be queued, deferred or held, not "${values.state}"`);
   }
-  if (messages.length === 0) {
-    out("Queue is empty");
-    return 0;
+  const olderThan = values["older-than"] === undefined ? null : parseDuration(values["older-than"]);
+  if (values["older-than"] !== undefined && olderThan === null) {
+    throw new UsageError(
+      `--older-than needs a duration like 30m or 2d, not "${values["older-than"]}"`,
+    );
   }
-  out(formatTable(messages));
+  const domain = values["to-domain"]?.toLowerCase();
+  const cutoff = Date.now() - (olderThan ?? 0);
+  const messages = (await spool.list()).filter((m) =>
+    (!values.state || m.state === values.state) &&
+    (!values.from || m.from.toLowerCase() === values.from.toLowerCase()) &&
+    (!domain || m.recipients.some((r) => r.address.toLowerCase().endsWith(`@${domain}`))) &&
+    (olderThan === null || Date.parse(m.created_at) <= cutoff)
+  );
+  out(values.json ? JSON.stringify(messages.map(summary), null, 2) : formatTable(messages));
   return 0;
 }
 
-async function queueShow(
-  spool: Spool,
-  args: string[],
-  out: (text: string) => void,
-): Promise<number> {
+async function queueShow(spool: Spool, args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: { json: { type: "boolean" } },
@@ -72,73 +95,88 @@ async function queueShow(
     if (error instanceof MessageNotFoundError) throw new CliError(error.message);
     throw error;
   }
-  if (values.json) {
-    out(JSON.stringify({ ...summary(meta), headers }, null, 2));
-    return 0;
-  }
-  out(formatShow(meta, headers));
+  const detail = {
+    ...summary(meta),
+    recipients: meta.recipients,
+    auth_user: meta.auth_user,
+    client_ip: meta.client_ip,
+    headers,
+  };
+  out(values.json ? JSON.stringify(detail, null, 2) : formatShow(meta, headers));
   return 0;
 }
 
-/** The fields of the `queue list --json` contract, in a stable order. */
-export function summary(meta: MessageMeta): Record<string, unknown> {
-  return {
-    id: meta.id,
-    from: meta.from,
-    state: meta.state,
-    created_at: meta.created_at,
-    next_attempt_at: meta.next_attempt_at,
-    size: meta.size,
-    message_id: meta.message_id,
-    recipients: meta.recipients.map((r) => ({
-      address: r.address,
-      status: r.status,
-      attempts: r.attempts,
-      last_error: r.last_error,
-    })),
-  };
+async function queueStatsCommand(spool: Spool, args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: "boolean" } }, strict: true });
+  const stats = queueStats(await spool.list(), new Date());
+  out(values.json ? JSON.stringify(stats, null, 2) : formatStats(stats));
+  return 0;
 }
 
-function formatTable(messages: MessageMeta[]): string {
-  const rows = [["ID", "STATE", "SIZE", "CREATED", "FROM", "RECIPIENTS"]];
-  for (const m of messages) {
-    const pending = m.recipients.filter((r) =>
-      r.status === "pending" || r.status === "deferred"
-    ).length;
-    rows.push([
-      m.id,
-      m.state,
-      String(m.size),
-      m.created_at.slice(0, 19).replace("T", " "),
-      m.from || "<>",
-      `${pending}/${m.recipients.length} pending`,
-    ]);
+async function queueOperate(
+  config: Config,
+  op: Operation,
+  args: string[],
+  out: Out,
+  stdin: () => Promise<string>,
+): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { all: { type: "boolean" } },
+    allowPositionals: true,
+  });
+  if (values.all && (op !== "retry" || positionals.length)) {
+    throw new UsageError("--all goes alone, with retry only");
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const lines = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
-  return `${lines.join("\n")}\n${messages.length} message(s)`;
+  // "-" reads ids from stdin, one per line or space-separated, as postsuper does.
+  const ids = positionals.includes("-")
+    ? [...positionals.filter((p) => p !== "-"), ...(await stdin()).split(/\s+/).filter(Boolean)]
+    : positionals;
+  if (!values.all && ids.length === 0) {
+    throw new UsageError(`Usage: minimta queue ${op} ID... (or - to read ids from stdin)`);
+  }
+  const request = values.all
+    ? { command: "retry-all" as const }
+    : { command: "operate" as const, op, ids };
+  const answer = await controlRequest(config.queue.dir, request);
+  if (answer) {
+    answer.lines.forEach((l) => out(l));
+    if (!answer.ok) throw new CliError(answer.error ?? "the daemon refused the request");
+    return 0;
+  }
+  return await operateOffline(config, op, values.all ? null : ids, out);
 }
 
-function formatShow(meta: MessageMeta, headers: string): string {
-  const lines = [
-    `id:              ${meta.id}`,
-    `state:           ${meta.state}`,
-    `from:            ${meta.from || "<>"}`,
-    `created:         ${meta.created_at}`,
-    `next attempt:    ${meta.next_attempt_at}`,
-    `size:            ${meta.size}`,
-    `message-id:      ${meta.message_id ?? "-"}`,
-    `submitted by:    ${meta.auth_user ?? "-"} from ${meta.client_ip ?? "-"}`,
-    "recipients:",
-    ...meta.recipients.map((r) =>
-      `  ${r.address}  ${r.status}  attempts=${r.attempts}${
-        r.last_error ? `  last: ${r.last_error}` : ""
-      }`
-    ),
-    "headers:",
-    ...headers.split("\r\n").filter((l) => l !== "").map((l) => `  ${l}`),
-  ];
-  return lines.join("\n");
+// The daemon is not running: take the spool lock so it cannot start (and
+// deliver) while we change files, then apply the same operations it would.
+async function operateOffline(
+  config: Config,
+  op: Operation,
+  ids: string[] | null,
+  out: Out,
+): Promise<number> {
+  const spool = await openSpool(config);
+  if (!(await spool.lock())) {
+    throw new CliError("minimta is starting or stopping; try again in a moment");
+  }
+  let failures = 0;
+  try {
+    for (const id of ids ?? (await spool.ids())) {
+      try {
+        const meta = await spool.get(id);
+        if (ids === null && meta.state === "held") continue;
+        out((await applyOperation(spool, meta, op, new Date())).text);
+      } catch (error) {
+        if (!(error instanceof MessageNotFoundError)) throw error;
+        out(`${id}: no such message`);
+        failures++;
+      }
+    }
+  } finally {
+    spool.close();
+  }
+  if (failures) throw new CliError(`${failures} of the given ids are not in the queue`);
+  return 0;
 }
 
 function headerSection(body: Uint8Array): string {

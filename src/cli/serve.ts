@@ -10,8 +10,9 @@ import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../del
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
-import { Spool } from "../spool/mod.ts";
+import { MessageNotFoundError, Spool } from "../spool/mod.ts";
 import { SubmissionServer } from "../submission/mod.ts";
+import { type ControlHandler, controlPath, ControlServer } from "./control.ts";
 import { CliError } from "./errors.ts";
 import { prepareDataFolder } from "./first_start.ts";
 
@@ -85,6 +86,10 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
   });
   await engine.start();
+  const control = await ControlServer.listen(
+    controlPath(config.queue.dir),
+    controlHandler(engine, () => reload(loaded, parts)),
+  );
   try {
     await submission.listen();
   } catch (error) {
@@ -107,6 +112,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     reload: () => reload(loaded, parts),
     stop: async () => {
       logger.info("Stopping: no new connections; waiting for open sessions");
+      await control.close();
       await Promise.all([submission.close(10_000), engine.stop(20_000)]);
       spool.close();
       logger.info("Stopped");
@@ -174,6 +180,41 @@ function warnTrusted(config: Config): void {
       networks: open.join(", "),
     });
   }
+}
+
+function controlHandler(engine: DeliveryEngine, reloadAll: () => Promise<void>): ControlHandler {
+  return async (req) => {
+    switch (req.command) {
+      case "ping":
+        return { ok: true, lines: ["pong"] };
+      case "reload":
+        await reloadAll();
+        return { ok: true, lines: ["reloaded users and DKIM keys"] };
+      case "retry-all":
+        return {
+          ok: true,
+          lines: [`${await engine.retryAll()} message(s) scheduled for delivery now`],
+        };
+      case "operate": {
+        const lines: string[] = [];
+        let missing = 0;
+        for (const id of req.ids ?? []) {
+          try {
+            lines.push(await engine.operate(id, req.op!));
+          } catch (error) {
+            if (!(error instanceof MessageNotFoundError)) throw error;
+            lines.push(`${id}: no such message`);
+            missing++;
+          }
+        }
+        return missing
+          ? { ok: false, lines, error: `${missing} of the given ids are not in the queue` }
+          : { ok: true, lines };
+      }
+      default:
+        return { ok: false, lines: [], error: `Unknown control command "${req.command}"` };
+    }
+  };
 }
 
 async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {

@@ -6,6 +6,7 @@ import {
   type Spool,
 } from "../spool/mod.ts";
 import { DueQueue } from "./due_queue.ts";
+import { applyOperation } from "./operations.ts";
 import { buildDsn, type FailedRecipient } from "./dsn.ts";
 import { describe, local, type RecipientOutcome } from "./outcome.ts";
 import { isExpired, retryDelay } from "./retry.ts";
@@ -55,6 +56,8 @@ export class DeliveryEngine {
   #messageLimit: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  // Operator actions on messages in flight, applied when the attempt ends.
+  #pendingOps = new Map<string, "hold" | "delete">();
 
   constructor(options: DeliveryEngineOptions) {
     this.#o = {
@@ -97,6 +100,49 @@ export class DeliveryEngine {
   /** Forgets a message (deleted or held by an operator). */
   unschedule(id: string): void {
     this.#due.delete(id);
+  }
+
+  /**
+   * Operator action on one message (`minimta queue hold|release|retry|delete`).
+   * A message in flight finishes its attempt first: hold and delete are then
+   * applied when it ends, retry and release have nothing left to do.
+   * Returns what happened, for the CLI to print.
+   */
+  async operate(id: string, op: "hold" | "release" | "retry" | "delete"): Promise<string> {
+    if (this.#inFlight.has(id)) {
+      if (op === "hold" || op === "delete") {
+        this.#pendingOps.set(id, op);
+        return `${id}: delivery attempt in progress; ${
+          op === "hold" ? "held" : "deleted"
+        } when it ends`;
+      }
+      return `${id}: delivery attempt in progress`;
+    }
+    // Off the schedule first, synchronously, so no attempt starts meanwhile.
+    this.#due.delete(id);
+    const meta = await this.#o.spool.get(id);
+    const result = await applyOperation(this.#o.spool, meta, op, this.#o.now());
+    if (result.schedule) this.schedule(result.meta);
+    return result.text;
+  }
+
+  /** Schedules every message that is not held for an attempt now. */
+  async retryAll(): Promise<number> {
+    let count = 0;
+    for (const id of await this.#o.spool.ids()) {
+      if (this.#inFlight.has(id)) continue;
+      try {
+        const meta = await this.#o.spool.get(id);
+        if (meta.state === "held") continue;
+        this.#due.delete(id);
+        const result = await applyOperation(this.#o.spool, meta, "retry", this.#o.now());
+        if (result.schedule) this.schedule(result.meta);
+        count++;
+      } catch (error) {
+        if (!(error instanceof MessageNotFoundError)) throw error;
+      }
+    }
+    return count;
   }
 
   /** Stops taking new work and waits up to `graceMs` for attempts in flight. */
@@ -221,6 +267,13 @@ export class DeliveryEngine {
 
   async #finish(meta: MessageMeta, body: Uint8Array): Promise<void> {
     const now = this.#o.now();
+    const op = this.#pendingOps.get(meta.id);
+    this.#pendingOps.delete(meta.id);
+    if (op === "delete") {
+      await this.#o.spool.remove(meta.id);
+      mailLog("removed", { queue_id: meta.id, by: "operator" });
+      return;
+    }
     let open = meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred");
     if (open.length && isExpired(new Date(meta.created_at), now, this.#o.maxQueueLifetimeMs)) {
       this.#apply(
@@ -239,6 +292,12 @@ export class DeliveryEngine {
       );
       mailLog("expired", { queue_id: meta.id, recipients: open.map((r) => r.address) });
       open = [];
+    }
+    if (open.length && op === "hold") {
+      meta.state = "held";
+      await this.#o.spool.writeMeta(meta);
+      mailLog("held", { queue_id: meta.id });
+      return;
     }
     if (open.length) {
       const attempts = Math.max(...open.map((r) => r.attempts));

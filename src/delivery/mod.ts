@@ -7,6 +7,7 @@
  * returns each recipient's outcome as data.
  */
 export { DeliveryEngine, type DeliveryEngineOptions, type Transport } from "./engine.ts";
+export { applyOperation, type Operation, type OperationResult } from "./operations.ts";
 export {
   type AttemptRequest,
   type Relay,

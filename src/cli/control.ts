@@ -1,0 +1,135 @@
+import { log } from "../log/mod.ts";
+
+/** A request to the running daemon over its control socket. */
+export interface ControlRequest {
+  command: "ping" | "operate" | "retry-all" | "reload" | "submit";
+  op?: "hold" | "release" | "retry" | "delete";
+  ids?: string[];
+  /** For "submit": the message and its envelope. */
+  message?: { from: string; recipients: string[]; data: string /* base64 */; user: string };
+}
+
+/** The daemon's answer: one line of text per id, or an error. */
+export interface ControlResponse {
+  ok: boolean;
+  lines: string[];
+  error?: string;
+}
+
+/** Handles one control request inside the daemon. */
+export type ControlHandler = (req: ControlRequest) => Promise<ControlResponse>;
+
+const MAX_REQUEST = 64 * 1024 * 1024;
+const logger = log("control");
+
+/** The control socket's path for a spool. */
+export function controlPath(spoolDir: string): string {
+  return `${spoolDir}/control.sock`;
+}
+
+/**
+ * The daemon side: a Unix socket in the spool directory (0700, so only the
+ * spool's owner reaches it), one JSON request and one JSON response per
+ * connection. Queue commands go through it while the daemon runs, so the
+ * daemon is the only writer of a message it may be delivering.
+ */
+export class ControlServer {
+  #listener: Deno.Listener;
+  #done: Promise<void>;
+
+  private constructor(listener: Deno.Listener, handler: ControlHandler) {
+    this.#listener = listener;
+    this.#done = this.#serve(handler);
+  }
+
+  /** Listens on `path`, replacing a stale socket left by a crash. */
+  static async listen(path: string, handler: ControlHandler): Promise<ControlServer> {
+    await Deno.remove(path).catch(() => {});
+    const listener = Deno.listen({ transport: "unix", path });
+    await Deno.chmod(path, 0o600);
+    return new ControlServer(listener, handler);
+  }
+
+  /** Stops listening and removes the socket. */
+  async close(): Promise<void> {
+    this.#listener.close();
+    await this.#done;
+  }
+
+  async #serve(handler: ControlHandler): Promise<void> {
+    try {
+      for await (const conn of this.#listener) void this.#handle(conn, handler);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BadResource)) {
+        logger.error("Control socket failed: {error}", { error: String(error) });
+      }
+    }
+  }
+
+  async #handle(conn: Deno.Conn, handler: ControlHandler): Promise<void> {
+    let response: ControlResponse;
+    try {
+      const req = JSON.parse(await readAll(conn)) as ControlRequest;
+      response = await handler(req);
+    } catch (error) {
+      response = {
+        ok: false,
+        lines: [],
+        error: error instanceof Error ? error.message : String(error),
+      };
+    }
+    try {
+      await writeAll(conn, new TextEncoder().encode(JSON.stringify(response)));
+    } finally {
+      conn.close();
+    }
+  }
+}
+
+/**
+ * The CLI side: sends one request to the daemon. Returns null when no
+ * daemon listens on the spool's socket.
+ */
+export async function controlRequest(
+  spoolDir: string,
+  req: ControlRequest,
+): Promise<ControlResponse | null> {
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path: controlPath(spoolDir) });
+  } catch {
+    return null;
+  }
+  try {
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(req)));
+    await conn.closeWrite();
+    return JSON.parse(await readAll(conn)) as ControlResponse;
+  } finally {
+    conn.close();
+  }
+}
+
+async function readAll(conn: Deno.Conn): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+    size += n;
+    if (size > MAX_REQUEST) throw new RangeError("Control request too large");
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
