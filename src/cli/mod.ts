@@ -8,7 +8,9 @@ import { parseArgs } from "node:util";
 import { type Config, ConfigError, formatDuration, loadConfig } from "../config/mod.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { printErr, printOut } from "./io.ts";
+import { dkimCommand } from "./dkim.ts";
 import { queueCommand } from "./queue.ts";
+import { userCommand } from "./user.ts";
 import { serve } from "./serve.ts";
 
 /** minimta's version, printed by `minimta version`. */
@@ -16,8 +18,14 @@ export const VERSION = "0.1.0";
 
 const USAGE = `Usage: minimta <command> [--config FILE]
   serve                 run the submission server and delivery engine
-  queue list [--json]   list queued messages
+  queue list [--json] [--state S] [--from ADDR] [--to-domain D] [--older-than DUR]
   queue show ID [--json]
+  queue stats [--json]
+  queue retry ID...|--all, queue hold ID..., queue release ID..., queue delete ID...  (- reads ids from stdin)
+  user add NAME [--email ADDR] [--password-stdin], user passwd NAME, user list, user remove NAME
+  dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE]
+  dkim check --domain D
+  sendmail [-t] [-f SENDER] [-i] [RCPT...]   queue a message read from stdin
   config check          validate and print the effective configuration
   version               print the version`;
 
@@ -47,6 +55,18 @@ export async function main(args: string[]): Promise<number> {
         );
       case "config":
         return await configCommand(rest, configPath, out);
+      case "user":
+        return await userCommand(
+          rest,
+          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          out,
+        );
+      case "dkim":
+        return await dkimCommand(
+          rest,
+          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          out,
+        );
       default:
         throw new UsageError(command ? `Unknown command "${command}"` : "Missing command");
     }

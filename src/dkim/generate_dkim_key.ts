@@ -1,5 +1,5 @@
-import { Buffer } from "node:buffer";
 import { generateKeyPair, type KeyObject } from "node:crypto";
+import { publicKeyRecordData } from "./public_key.ts";
 
 /** Options of {@linkcode generateDkimKey}. */
 export interface GenerateDkimKeyOptions {
@@ -32,10 +32,11 @@ export async function generateDkimKey(
   if (algorithm === "rsa" && (!Number.isInteger(bits) || bits < 1024)) {
     throw new RangeError(`Cannot generate a DKIM key of ${bits} bits: 1024 is the least`);
   }
-  const { publicKey, privateKey } = await newKeyPair(algorithm, bits);
+  const { privateKey } = await newKeyPair(algorithm, bits);
+  const privateKeyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   return {
-    privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-    dnsTxt: `v=DKIM1; k=${algorithm}; p=${publicKeyData(algorithm, publicKey)}`,
+    privateKeyPem,
+    dnsTxt: `v=DKIM1; k=${algorithm}; p=${publicKeyRecordData(privateKeyPem).p}`,
   };
 }
 
@@ -49,12 +50,4 @@ function newKeyPair(
     if (algorithm === "rsa") generateKeyPair("rsa", { modulusLength: bits }, done);
     else generateKeyPair("ed25519", {}, done);
   });
-}
-
-/** The p= tag: RSA's SubjectPublicKeyInfo (RFC 6376 §3.6.1), Ed25519's raw 32 bytes (RFC 8463 §4). */
-function publicKeyData(algorithm: "rsa" | "ed25519", publicKey: KeyObject): string {
-  const spki = publicKey.export({ type: "spki", format: "der" });
-  // An Ed25519 SubjectPublicKeyInfo is a fixed 12-byte prefix and the 32-byte key.
-  const data = algorithm === "rsa" ? spki : spki.subarray(spki.length - 32);
-  return Buffer.from(data).toString("base64");
 }

@@ -24,6 +24,7 @@ export {
   SIGNED_HEADERS,
 } from "./dkim_signer.ts";
 export { fromDomain } from "./from_domain.ts";
+export { parseKeyRecord, publicKeyRecordData, zoneStrings } from "./public_key.ts";
 export {
   type GeneratedDkimKey,
   generateDkimKey,

@@ -127,6 +127,22 @@ export class Resolver {
     });
   }
 
+  /**
+   * The TXT records of `name`, each one's strings joined (RFC 7208 §3.3),
+   * for `minimta dkim check`. Empty when there are none.
+   */
+  async resolveTxt(name: string): Promise<string[]> {
+    const server = this.#servers[0];
+    const options = server ? { nameServer: { ipAddr: server.ipAddr, port: server.port } } : {};
+    try {
+      const records = await this.#resolveDns(`${normaliseDomain(name)}.`, "TXT", options);
+      return records.map((chunks) => chunks.join(""));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return [];
+      throw error;
+    }
+  }
+
   async #withDeadline<T>(work: (ctx: LookupContext) => Promise<T>): Promise<T> {
     const deadline = new AbortController();
     const id = setTimeout(() => deadline.abort(), this.#routeTimeoutMs);
