@@ -9,6 +9,7 @@ import { type Config, ConfigError, formatDuration, loadConfig } from "../config/
 import { CliError, UsageError } from "./errors.ts";
 import { printErr, printOut } from "./io.ts";
 import { dkimCommand } from "./dkim.ts";
+import { tlsCommand } from "./tls.ts";
 import { queueCommand } from "./queue.ts";
 import { userCommand } from "./user.ts";
 import { serve } from "./serve.ts";
@@ -26,6 +27,7 @@ const USAGE = `Usage: minimta <command> [--config FILE]
   dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE]
   dkim check --domain D
   sendmail [-t] [-f SENDER] [-i] [RCPT...]   queue a message read from stdin
+  tls selfsigned --cert FILE --key FILE [--hostname NAME]   make a self-signed certificate
   config check          validate and print the effective configuration
   version               print the version`;
 
@@ -61,6 +63,8 @@ export async function main(args: string[]): Promise<number> {
           (await loadConfig({ path: configPath, checkFiles: false })).config,
           out,
         );
+      case "tls":
+        return await tlsCommand(rest, out);
       case "dkim":
         return await dkimCommand(
           rest,
