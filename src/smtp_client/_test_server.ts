@@ -187,7 +187,9 @@ export class FakeMx {
   }
 
   #upgrade(conn: FakeConn, socket: net.Socket, then: () => void): void {
-    const { cert, key } = this.#opts.cert!;
+    // Without a certificate the fake MX stalls after STARTTLS (a handshake that never ends).
+    if (!this.#opts.cert) return;
+    const { cert, key } = this.#opts.cert;
     const secure = new tls.TLSSocket(socket, { isServer: true, cert, key });
     this.#sockets.add(secure);
     secure.on("error", () => {});
@@ -215,14 +217,19 @@ function findTerminator(buf: number[]): number {
 export const REQUIRE_INTEROP = Deno.env.get("MINIMTA_REQUIRE_INTEROP") === "1";
 
 /** Whether `cmd` runs; logs a loud skip reason when not (and throws under REQUIRE_INTEROP). */
-export async function haveTool(cmd: string, args: string[] = ["--version"]): Promise<boolean> {
+export async function haveTool(
+  cmd: string,
+  args: string[] = ["--version"],
+  mustSucceed = false,
+): Promise<boolean> {
   try {
-    await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
+    const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
+    if (mustSucceed && !out.success) throw new Error(`"${cmd} ${args.join(" ")}" failed`);
     return true;
   } catch {
-    if (REQUIRE_INTEROP) throw new Error(`Required interop tool "${cmd}" is missing`);
+    if (REQUIRE_INTEROP) throw new Error(`Required interop tool "${cmd} ${args.join(" ")}" fails`);
     // deno-lint-ignore no-console
-    console.error(`SKIPPING tests that need "${cmd}": it is not installed`);
+    console.error(`SKIPPING tests that need "${cmd} ${args.join(" ")}": not installed or failing`);
     return false;
   }
 }

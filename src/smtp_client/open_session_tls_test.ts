@@ -214,11 +214,6 @@ Deno.test({
   name: "a TLS handshake that never completes is bounded by the starttls timeout",
   ignore,
 }, async () => {
-  const reply = (l: string) => (l === "STARTTLS" ? "220 go\r\n" : undefined);
-  await withMx({ reply, ehlo: () => ["STARTTLS"] }, async (mx) => {
-    // The fake MX upgrades properly; make it stall instead by answering but never reading TLS.
-    mx.conns.length = 0;
-  });
   const silent = await FakeMx.start({
     reply: (l) => (l === "STARTTLS" ? "220 go\r\n" : undefined),
     ehlo: () => ["STARTTLS"],
@@ -228,7 +223,7 @@ Deno.test({
     const err = await openSession(opts(silent, { tls: "required", timeouts: { starttls: 300 } }))
       .catch((e) => e);
     assertEquals([err.stage, err.temporary], ["tls", true]);
-    ok(err.message.includes("Timed out"), err.message);
+    ok(/timed out/i.test(err.message), err.message);
     ok(Date.now() - started < 2000);
   } finally {
     await silent.close();

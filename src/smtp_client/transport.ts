@@ -142,8 +142,9 @@ class NodeTransport implements Transport {
       ca: options.caCerts?.length ? [...tls.rootCertificates, ...options.caCerts] : undefined,
     });
     this.#socket = secure;
+    // Not paused here: a paused TLS socket in Deno never finishes its handshake. #onData
+    // pauses it again as soon as application data arrives.
     this.#attach(secure);
-    secure.pause();
     await new Promise<void>((resolve, reject) => {
       secure.once("secureConnect", () => resolve());
       secure.once("error", reject);
