@@ -9,6 +9,7 @@ import { type Config, ConfigError, formatDuration, loadConfig } from "../config/
 import { CliError, UsageError } from "./errors.ts";
 import { printErr, printOut } from "./io.ts";
 import { dkimCommand } from "./dkim.ts";
+import { sendmailCommand } from "./sendmail.ts";
 import { tlsCommand } from "./tls.ts";
 import { queueCommand } from "./queue.ts";
 import { userCommand } from "./user.ts";
@@ -63,6 +64,13 @@ export async function main(args: string[]): Promise<number> {
           (await loadConfig({ path: configPath, checkFiles: false })).config,
           out,
         );
+      case "sendmail":
+        return await sendmailCommand(
+          rest,
+          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          out,
+          readStdinBytes,
+        );
       case "tls":
         return await tlsCommand(rest, out);
       case "dkim":
@@ -77,6 +85,10 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     return reportError(error);
   }
+}
+
+async function readStdinBytes(): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
 }
 
 async function readStdin(): Promise<string> {

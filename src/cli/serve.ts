@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../auth/mod.ts";
 import {
   type Config,
@@ -11,9 +12,10 @@ import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
 import { MessageNotFoundError, Spool } from "../spool/mod.ts";
-import { SubmissionServer } from "../submission/mod.ts";
+import { Intake, SubmissionServer } from "../submission/mod.ts";
 import { type ControlHandler, controlPath, ControlServer } from "./control.ts";
 import { CliError } from "./errors.ts";
+import { submitLocal } from "./sendmail.ts";
 import { prepareDataFolder } from "./first_start.ts";
 
 const logger = log("serve");
@@ -53,13 +55,20 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       orphans: report.orphanBodiesRemoved.length,
     });
   }
+  const intake = new Intake({
+    hostname: config.server.hostname,
+    spool,
+    sign: (message) => parts.signer.sign(message),
+    maxMessageSize: config.server.max_message_size,
+    bareNewline: config.server.bare_newline,
+  });
   const submission = new SubmissionServer({
     hostname: config.server.hostname,
     listen: listenAddr(config.server.listen_addr),
     listenTls: listenAddr(config.server.listen_tls_addr),
     cert: parts.cert,
     key: parts.key,
-    spool,
+    intake,
     authenticator: parts.authenticator,
     throttle: new AuthThrottle({
       failureDelayMs: config.auth.failure_delay,
@@ -67,12 +76,10 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       maxPerIp: config.auth.max_failures_per_ip,
       windowMs: config.auth.failure_window,
     }),
-    sign: (message) => parts.signer.sign(message),
     maxMessageSize: config.server.max_message_size,
     maxRecipients: config.server.max_recipients,
     maxConnections: config.server.max_connections,
     trustedNetworks: config.server.trusted_networks,
-    bareNewline: config.server.bare_newline,
     idleTimeoutMs: config.server.idle_timeout,
     transactionTimeoutMs: config.server.transaction_timeout,
   });
@@ -88,7 +95,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   await engine.start();
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
-    controlHandler(engine, () => reload(loaded, parts)),
+    controlHandler(engine, intake, () => reload(loaded, parts)),
   );
   try {
     await submission.listen();
@@ -182,9 +189,22 @@ function warnTrusted(config: Config): void {
   }
 }
 
-function controlHandler(engine: DeliveryEngine, reloadAll: () => Promise<void>): ControlHandler {
+function controlHandler(
+  engine: DeliveryEngine,
+  intake: Intake,
+  reloadAll: () => Promise<void>,
+): ControlHandler {
   return async (req) => {
     switch (req.command) {
+      case "submit": {
+        const m = req.message!;
+        const id = await submitLocal(intake, {
+          from: m.from,
+          recipients: m.recipients,
+          data: Buffer.from(m.data, "base64"),
+        });
+        return { ok: true, lines: [`queued as ${id}`] };
+      }
       case "ping":
         return { ok: true, lines: ["pong"] };
       case "reload":

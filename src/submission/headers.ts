@@ -79,3 +79,37 @@ export function extractAddress(value: string): string | null {
   if (at <= 0 || at === candidate.length - 1) return null;
   return `${candidate.slice(0, at)}@${candidate.slice(at + 1).toLowerCase()}`;
 }
+
+/**
+ * The addresses in an address-list field such as To: or Cc: (RFC 5322
+ * §3.4): commas inside quotes, comments or angle brackets do not split, and
+ * group names (`team: a@x, b@y;`) are dropped.
+ */
+export function addressList(value: string): string[] {
+  const out: string[] = [];
+  let current = "";
+  let quoted = false;
+  let depth = 0;
+  let angle = false;
+  for (const ch of value) {
+    if (ch === '"' && depth === 0) quoted = !quoted;
+    else if (!quoted && ch === "(") depth++;
+    else if (!quoted && ch === ")" && depth > 0) depth--;
+    else if (!quoted && depth === 0 && ch === "<") angle = true;
+    else if (!quoted && depth === 0 && ch === ">") angle = false;
+    if (!quoted && depth === 0 && !angle && (ch === "," || ch === ";")) {
+      out.push(current);
+      current = "";
+      continue;
+    }
+    current += ch;
+  }
+  out.push(current);
+  return out
+    .map((part) =>
+      extractAddress(
+        part.includes(":") && !part.includes("<") ? part.slice(part.indexOf(":") + 1) : part,
+      )
+    )
+    .filter((a): a is string => a !== null);
+}

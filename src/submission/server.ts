@@ -9,15 +9,9 @@ import {
 } from "smtp-server";
 import { type Authenticator, type AuthThrottle, senderAllowed, type User } from "../auth/mod.ts";
 import { log, mailLog } from "../log/mod.ts";
-import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
-import { prepareIntakeMessage } from "./intake_message.ts";
+import { concat, type Intake } from "./intake.ts";
 import { LineEndingNormalizer } from "./normalizer.ts";
 import { SmtpRejection } from "./rejection.ts";
-
-/** Signs a message; returns the header lines to prepend, or null when no key applies. */
-export type SignFunction = (
-  message: Uint8Array,
-) => Promise<{ headers: Uint8Array; domains: string[] } | null>;
 
 /** Options for {@linkcode SubmissionServer}. */
 export interface SubmissionOptions {
@@ -29,12 +23,11 @@ export interface SubmissionOptions {
   /** PEM certificate chain and key. */
   cert: string;
   key: string;
-  spool: Spool;
+  /** What happens to a message after DATA (shared with `minimta sendmail`). */
+  intake: Intake;
   authenticator: Authenticator;
   throttle: AuthThrottle;
-  /** DKIM signing; no signing when absent. */
-  sign?: SignFunction;
-  /** @default 10485760 */
+  /** Announced with SIZE and enforced while streaming. @default 10485760 */
   maxMessageSize?: number;
   /** @default 100 */
   maxRecipients?: number;
@@ -42,14 +35,10 @@ export interface SubmissionOptions {
   maxConnections?: number;
   /** CIDRs that may send without AUTH. @default [] */
   trustedNetworks?: string[];
-  /** @default "normalize" */
-  bareNewline?: "normalize" | "reject";
   /** Inactivity timeout. @default 60000 */
   idleTimeoutMs?: number;
   /** Longest time from connect, or from the end of the previous message, to the end of the next. @default 300000 */
   transactionTimeoutMs?: number;
-  /** The clock. @default () => new Date() */
-  now?: () => Date;
 }
 
 interface SessionState {
@@ -68,7 +57,7 @@ const logger = log("submission");
  * smtp-server. Everything it accepts is in the spool before the 250.
  */
 export class SubmissionServer {
-  #o: Required<Omit<SubmissionOptions, "sign" | "listen" | "listenTls">> & SubmissionOptions;
+  #o: Required<Omit<SubmissionOptions, "listen" | "listenTls">> & SubmissionOptions;
   #servers: SMTPServer[] = [];
   #trusted = new BlockList();
   #state = new WeakMap<SMTPServerSession, SessionState>();
@@ -79,10 +68,8 @@ export class SubmissionServer {
       maxRecipients: 100,
       maxConnections: 500,
       trustedNetworks: [],
-      bareNewline: "normalize",
       idleTimeoutMs: 60_000,
       transactionTimeoutMs: 300_000,
-      now: () => new Date(),
       ...options,
     };
     for (const cidr of this.#o.trustedNetworks) {
@@ -343,10 +330,10 @@ export class SubmissionServer {
     });
     stream.on("end", () => {
       chunks.push(...normalizer.end());
-      this.#accept(session, stream, normalizer, concat(chunks, size)).then(
+      this.#accept(session, stream, normalizer, concat(chunks)).then(
         (id) => cb(null, `2.0.0 Ok: queued as ${id}`),
         (error) => {
-          const refusal = error instanceof SmtpRejection ? error : this.#storageError(error);
+          const refusal = error as SmtpRejection;
           this.#reject(session, "data", refusal, {
             from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
           });
@@ -356,7 +343,7 @@ export class SubmissionServer {
     });
   }
 
-  async #accept(
+  #accept(
     session: SMTPServerSession,
     stream: SMTPServerDataStream,
     normalizer: LineEndingNormalizer,
@@ -364,115 +351,26 @@ export class SubmissionServer {
   ): Promise<string> {
     const state = this.#state.get(session)!;
     this.#armDeadline(state);
-    if (stream.sizeExceeded) {
-      throw new SmtpRejection(
-        552,
-        "5.3.4",
-        `Message exceeds the size limit of ${this.#o.maxMessageSize} bytes`,
-      );
-    }
-    if (normalizer.nul > 0) {
-      throw new SmtpRejection(554, "5.6.0", "NUL characters are not allowed in messages");
-    }
-    if (normalizer.bare > 0 && this.#o.bareNewline === "reject") {
-      throw new SmtpRejection(
-        550,
-        "5.5.2",
-        "Bare <CR> or <LF> received; lines must end with <CR><LF>",
-      );
-    }
     const envelope = session.envelope;
-    const from = envelope.mailFrom ? envelope.mailFrom.address : "";
-    const recipients = envelope.rcptTo.map((r) => r.address);
-    const queueId = newQueueId(this.#o.now());
     const tls = session.secure && session.tlsOptions
       ? {
         version: session.tlsOptions.version ?? "TLS",
         cipher: session.tlsOptions.name ?? "unknown",
       }
       : null;
-    const message = prepareIntakeMessage(bytes, from, {
-      queueId,
-      hostname: this.#o.hostname,
-      heloName: session.hostNameAppearsAs ?? "",
+    return this.#o.intake.accept({
+      from: envelope.mailFrom ? envelope.mailFrom.address : "",
+      recipients: envelope.rcptTo.map((r) => r.address),
+      bytes,
+      normalizer,
+      sizeExceeded: stream.sizeExceeded,
+      user: state.user,
       clientIp: session.remoteAddress,
+      heloName: session.hostNameAppearsAs ?? "",
       tls,
-      authUser: state.user?.username ?? null,
-      recipients,
-      now: this.#o.now(),
-    });
-    if (state.user && message.from && !senderAllowed(state.user, message.from)) {
-      throw new SmtpRejection(
-        550,
-        "5.7.1",
-        `From: address <${message.from}> not owned by user ${state.user.username}`,
-      );
-    }
-    mailLog("received", {
-      queue_id: queueId,
-      from,
-      to: recipients,
-      size: bytes.length,
-      user: state.user?.username ?? null,
-      client_ip: session.remoteAddress,
-      bare_newlines: normalizer.bare,
-    });
-    const parts = await this.#sign(queueId, message.parts);
-    const smtputf8 =
-      Boolean(envelope.mailFrom && envelope.mailFrom.args && envelope.mailFrom.args.SMTPUTF8) ||
-      [from, ...recipients].some((a) => /[\u0080-\uffff]/.test(a));
-    const meta = await this.#o.spool.create(parts, {
-      id: queueId,
-      from,
-      recipients,
-      message_id: message.messageId,
-      auth_user: state.user?.username ?? null,
-      client_ip: session.remoteAddress,
-      is_bounce: false,
-      smtputf8,
-      eight_bit: normalizer.eightBit,
-    });
-    mailLog("queued", {
-      queue_id: meta.id,
-      from,
-      recipients: recipients.length,
-      size: meta.size,
-      message_id: message.messageId,
-    });
-    return meta.id;
-  }
-
-  async #sign(queueId: string, parts: Uint8Array[]): Promise<Uint8Array[]> {
-    if (!this.#o.sign) return parts;
-    try {
-      const signed = await this.#o.sign(concat(parts, parts.reduce((n, p) => n + p.length, 0)));
-      if (!signed) return parts;
-      mailLog("signed", { queue_id: queueId, domains: signed.domains });
-      return [signed.headers, ...parts];
-    } catch (error) {
-      logger.error("DKIM signing failed for {queue_id}: {error}", {
-        queue_id: queueId,
-        error: String(error),
-      });
-      throw new SmtpRejection(
-        451,
-        "4.7.0",
-        "Temporary failure signing the message, try again later",
-        { cause: error },
-      );
-    }
-  }
-
-  #storageError(error: unknown): SmtpRejection {
-    if (error instanceof SpoolFullError) {
-      logger.error("Spool full: {error}", { error: error.message });
-      return new SmtpRejection(452, "4.3.1", "Insufficient system storage", { cause: error });
-    }
-    logger.error("Cannot accept message: {error}", {
-      error: error instanceof Error ? error.message : String(error),
-    });
-    return new SmtpRejection(451, "4.3.0", "Local error in processing, try again later", {
-      cause: error,
+      smtputf8: Boolean(
+        envelope.mailFrom && envelope.mailFrom.args && envelope.mailFrom.args.SMTPUTF8,
+      ),
     });
   }
 }
@@ -485,15 +383,4 @@ function validRecipient(address: string): boolean {
   const domain = address.slice(at + 1);
   return domain.length > 0 && !domain.startsWith("[") && domain.includes(".") &&
     !domain.endsWith(".");
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }

@@ -1,0 +1,193 @@
+import { senderAllowed, type User } from "../auth/mod.ts";
+import { log, mailLog } from "../log/mod.ts";
+import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
+import { prepareIntakeMessage } from "./intake_message.ts";
+import type { LineEndingNormalizer } from "./normalizer.ts";
+import { SmtpRejection } from "./rejection.ts";
+
+/** Signs a message; returns the header lines to prepend, or null when no key applies. */
+export type SignFunction = (
+  message: Uint8Array,
+) => Promise<{ headers: Uint8Array; domains: string[] } | null>;
+
+/** Options for {@linkcode Intake}. */
+export interface IntakeOptions {
+  hostname: string;
+  spool: Spool;
+  /** DKIM signing; no signing when absent. */
+  sign?: SignFunction;
+  /** @default 10485760 */
+  maxMessageSize?: number;
+  /** @default "normalize" */
+  bareNewline?: "normalize" | "reject";
+  /** The clock. @default () => new Date() */
+  now?: () => Date;
+}
+
+/** One submitted message, its bytes already through a {@linkcode LineEndingNormalizer}. */
+export interface Submission {
+  from: string;
+  recipients: string[];
+  /** CRLF message bytes. */
+  bytes: Uint8Array;
+  /** What the normaliser saw: bare line ends, NUL, 8-bit. */
+  normalizer: Pick<LineEndingNormalizer, "bare" | "nul" | "eightBit">;
+  sizeExceeded: boolean;
+  /** The authenticated user, null for trusted networks and local sendmail. */
+  user: User | null;
+  clientIp: string;
+  heloName: string;
+  tls: { version: string; cipher: string } | null;
+  /** MAIL FROM had SMTPUTF8 (RFC 6531). */
+  smtputf8: boolean;
+}
+
+const logger = log("submission");
+
+/**
+ * The intake pipeline after DATA, shared by the SMTP server and `minimta
+ * sendmail`: hygiene checks, RFC 6409 header fixes, the From: rule, DKIM
+ * signing, and the durable write that must finish before anyone says 250.
+ * Refusals are {@linkcode SmtpRejection}s with the reply to give.
+ */
+export class Intake {
+  #o: Required<Omit<IntakeOptions, "sign">> & IntakeOptions;
+
+  constructor(options: IntakeOptions) {
+    this.#o = {
+      maxMessageSize: 10 * 1024 * 1024,
+      bareNewline: "normalize",
+      now: () => new Date(),
+      ...options,
+    };
+  }
+
+  /** Replaces the signing function (SIGHUP reloads keys). */
+  set sign(sign: SignFunction | undefined) {
+    this.#o.sign = sign;
+  }
+
+  /** Checks, fixes, signs and spools a message; resolves with its queue id. */
+  async accept(sub: Submission): Promise<string> {
+    try {
+      return await this.#accept(sub);
+    } catch (error) {
+      throw error instanceof SmtpRejection ? error : storageError(error);
+    }
+  }
+
+  async #accept(sub: Submission): Promise<string> {
+    checkHygiene(sub, this.#o.maxMessageSize, this.#o.bareNewline);
+    const queueId = newQueueId(this.#o.now());
+    const message = prepareIntakeMessage(sub.bytes, sub.from, {
+      queueId,
+      hostname: this.#o.hostname,
+      heloName: sub.heloName,
+      clientIp: sub.clientIp,
+      tls: sub.tls,
+      authUser: sub.user?.username ?? null,
+      recipients: sub.recipients,
+      now: this.#o.now(),
+    });
+    if (sub.user && message.from && !senderAllowed(sub.user, message.from)) {
+      throw new SmtpRejection(
+        550,
+        "5.7.1",
+        `From: address <${message.from}> not owned by user ${sub.user.username}`,
+      );
+    }
+    mailLog("received", {
+      queue_id: queueId,
+      from: sub.from,
+      to: sub.recipients,
+      size: sub.bytes.length,
+      user: sub.user?.username ?? null,
+      client_ip: sub.clientIp,
+      bare_newlines: sub.normalizer.bare,
+    });
+    const parts = await this.#sign(queueId, message.parts);
+    const meta = await this.#o.spool.create(parts, {
+      id: queueId,
+      from: sub.from,
+      recipients: sub.recipients,
+      message_id: message.messageId,
+      auth_user: sub.user?.username ?? null,
+      client_ip: sub.clientIp,
+      is_bounce: false,
+      smtputf8: sub.smtputf8 ||
+        [sub.from, ...sub.recipients].some((a) => /[\u0080-\uffff]/.test(a)),
+      eight_bit: sub.normalizer.eightBit,
+    });
+    mailLog("queued", {
+      queue_id: meta.id,
+      from: sub.from,
+      recipients: sub.recipients.length,
+      size: meta.size,
+      message_id: message.messageId,
+    });
+    return meta.id;
+  }
+
+  async #sign(queueId: string, parts: Uint8Array[]): Promise<Uint8Array[]> {
+    if (!this.#o.sign) return parts;
+    try {
+      const signed = await this.#o.sign(concat(parts));
+      if (!signed) return parts;
+      mailLog("signed", { queue_id: queueId, domains: signed.domains });
+      return [signed.headers, ...parts];
+    } catch (error) {
+      logger.error("DKIM signing failed for {queue_id}: {error}", {
+        queue_id: queueId,
+        error: String(error),
+      });
+      throw new SmtpRejection(
+        451,
+        "4.7.0",
+        "Temporary failure signing the message, try again later",
+        { cause: error },
+      );
+    }
+  }
+}
+
+function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): void {
+  if (sub.sizeExceeded) {
+    throw new SmtpRejection(552, "5.3.4", `Message exceeds the size limit of ${maxSize} bytes`);
+  }
+  if (sub.normalizer.nul > 0) {
+    throw new SmtpRejection(554, "5.6.0", "NUL characters are not allowed in messages");
+  }
+  if (sub.normalizer.bare > 0 && bareNewline === "reject") {
+    throw new SmtpRejection(
+      550,
+      "5.5.2",
+      "Bare <CR> or <LF> received; lines must end with <CR><LF>",
+    );
+  }
+  if (sub.recipients.length === 0) throw new SmtpRejection(554, "5.5.1", "No valid recipients");
+}
+
+function storageError(error: unknown): SmtpRejection {
+  if (error instanceof SpoolFullError) {
+    logger.error("Spool full: {error}", { error: error.message });
+    return new SmtpRejection(452, "4.3.1", "Insufficient system storage", { cause: error });
+  }
+  logger.error("Cannot accept message: {error}", {
+    error: error instanceof Error ? error.message : String(error),
+  });
+  return new SmtpRejection(451, "4.3.0", "Local error in processing, try again later", {
+    cause: error,
+  });
+}
+
+/** Joins byte chunks into one array (no copy for a single chunk). */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
