@@ -105,7 +105,11 @@ function probe(tool: string): boolean {
   const [kind, name] = tool.includes(":") ? tool.split(":", 2) : ["bin", tool];
   try {
     if (kind === "python3") {
-      return new Deno.Command(PYTHON, { args: ["-c", `import ${name}`], stdout: "null", stderr: "null" })
+      return new Deno.Command(PYTHON, {
+        args: ["-c", `import ${name}`],
+        stdout: "null",
+        stderr: "null",
+      })
         .outputSync().success;
     }
     if (kind === "root") return Deno.uid() === 0;
@@ -199,8 +203,10 @@ function sharedFixtures(): Promise<Fixtures> {
 
 /** Two loopback ports that were free a moment ago. */
 export function freePorts(count: number): number[] {
-  const listeners = Array.from({ length: count }, () =>
-    Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const listeners = Array.from(
+    { length: count },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
   const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
   for (const l of listeners) l.close();
   return ports;
@@ -227,7 +233,11 @@ export interface MtaOptions {
 }
 
 /** The harness base config; tests override sections. */
-export function baseConfig(dir: string, ports: number[], spoolDir: string) {
+export function baseConfig(
+  dir: string,
+  ports: number[],
+  spoolDir: string,
+): Record<string, Record<string, unknown> | unknown[]> {
   return {
     server: {
       hostname: "mx.ours.test",
@@ -239,7 +249,7 @@ export function baseConfig(dir: string, ports: number[], spoolDir: string) {
     queue: { dir: spoolDir },
     delivery: { dns_servers: ["127.0.0.1:9"], retry_schedule: ["1h"] },
     log: { format: "json", level: "debug" },
-  } as Record<string, Record<string, unknown> | unknown[]>;
+  };
 }
 
 /** A queue entry as `minimta queue list --json` prints it. */
@@ -518,6 +528,21 @@ export class Mta {
       certPem: this.certPem,
       implicitTls: options.implicitTls,
     });
+  }
+
+  /** A driver after EHLO, STARTTLS and EHLO, ready for AUTH. */
+  async authedOrNot(): Promise<SmtpDriver> {
+    const smtp = await this.connect();
+    try {
+      await smtp.expect(220);
+      await smtp.cmd("EHLO t.test", 250);
+      await smtp.startTls();
+      await smtp.cmd("EHLO t.test", 250);
+      return smtp;
+    } catch (error) {
+      smtp.close();
+      throw error;
+    }
   }
 
   /** A driver after EHLO, STARTTLS, EHLO and a successful AUTH PLAIN (TESTPLAN's P_AUTH). */

@@ -109,7 +109,7 @@ Deno.test("engine bounces permanent failures with one DSN to the sender", async 
       [body],
       message("a@ours.test", ["bad1@one.test", "bad2@two.test", "good@three.test"]),
     );
-    await until(async () => transport.calls.some((c) => c.from === ""));
+    await until(() => Promise.resolve(transport.calls.some((c) => c.from === "")));
     await until(async () => (await spool.ids()).length === 0);
     await engine.stop();
     const dsn = transport.calls.filter((c) => c.from === "");
@@ -149,7 +149,7 @@ Deno.test("engine fails recipients still deferred after the queue lifetime", asy
     });
     await engine.start();
     await spool.create([body], message("a@ours.test", ["slow@one.test"]));
-    await until(async () => transport.calls.some((c) => c.from === ""));
+    await until(() => Promise.resolve(transport.calls.some((c) => c.from === "")));
     await until(async () => (await spool.ids()).length === 0);
     await engine.stop();
     const dsn = transport.calls.find((c) => c.from === "")!;
