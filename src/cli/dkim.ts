@@ -59,6 +59,9 @@ async function keygen(
     throw new UsageError(`--algorithm must be rsa or ed25519, not "${algorithm}"`);
   }
   const bits = values.bits ? Number(values.bits) : 2048;
+  if (!Number.isInteger(bits)) {
+    throw new UsageError(`--bits must be a number, not "${values.bits}"`);
+  }
   const dir = config.auth.users_file.slice(0, config.auth.users_file.lastIndexOf("/") + 1) || "./";
   const file = values.out ?? `${dir}dkim/${domain}.${selector}.key`;
   const key = await generateDkimKey(algorithm, { bits });

@@ -39,6 +39,7 @@ export async function main(args: string[]): Promise<number> {
     const { command, rest, configPath } = splitArgs(args);
     switch (command) {
       case "version":
+        if (rest.length) throw new UsageError(`Unexpected argument "${rest[0]}" for version`);
         out(`minimta ${VERSION} (deno ${Deno.version.deno})`);
         return 0;
       case "help":
@@ -131,7 +132,9 @@ async function configCommand(
 
 function masked(config: Config): unknown {
   return JSON.parse(JSON.stringify(config, (key, value) => {
-    if (key === "relay_password" && value) return "********";
+    if ((key === "relay_password" || key === "admin_token" || key === "secret") && value) {
+      return "********";
+    }
     if (typeof value === "number" && /timeout|delay|window|lifetime/.test(key)) {
       return formatDuration(value);
     }
@@ -143,8 +146,8 @@ function masked(config: Config): unknown {
 function reportError(error: unknown): number {
   const line = (text: string) => printErr(`minimta: ${text.split("\n")[0]}`);
   if (error instanceof UsageError) {
-    line(error.message);
-    printErr("Run `minimta help` for usage.");
+    // One line, like every error: the usage hint goes on it.
+    line(`${error.message.split("\n")[0]} (see \`minimta help\`)`);
     return 2;
   }
   if (error instanceof CliError || error instanceof ConfigError) {

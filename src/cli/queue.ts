@@ -19,12 +19,13 @@ export async function queueCommand(
 ): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
+    // The spool is opened after the arguments are checked: bad usage is exit 2 either way.
     case "list":
-      return await queueList(await openSpool(config), rest, out);
+      return await queueList(() => openSpool(config), rest, out);
     case "show":
-      return await queueShow(await openSpool(config), rest, out);
+      return await queueShow(() => openSpool(config), rest, out);
     case "stats":
-      return await queueStatsCommand(await openSpool(config), rest, out);
+      return await queueStatsCommand(() => openSpool(config), rest, out);
     case "retry":
     case "hold":
     case "release":
@@ -46,7 +47,7 @@ async function openSpool(config: Config): Promise<Spool> {
   return await Spool.open(config.queue.dir);
 }
 
-async function queueList(spool: Spool, args: string[], out: Out): Promise<number> {
+async function queueList(open: () => Promise<Spool>, args: string[], out: Out): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -68,6 +69,7 @@ async function queueList(spool: Spool, args: string[], out: Out): Promise<number
     );
   }
   const domain = values["to-domain"]?.toLowerCase();
+  const spool = await open();
   const cutoff = Date.now() - (olderThan ?? 0);
   const messages = (await spool.list()).filter((m) =>
     (!values.state || m.state === values.state) &&
@@ -79,18 +81,19 @@ async function queueList(spool: Spool, args: string[], out: Out): Promise<number
   return 0;
 }
 
-async function queueShow(spool: Spool, args: string[], out: Out): Promise<number> {
+async function queueShow(open: () => Promise<Spool>, args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: { json: { type: "boolean" } },
     allowPositionals: true,
   });
   if (positionals.length !== 1) throw new UsageError("Usage: minimta queue show ID [--json]");
+  const spool = await open();
   let meta: MessageMeta;
   let headers: string;
   try {
     meta = await spool.get(positionals[0]);
-    headers = headerSection(await spool.readBody(meta.id));
+    headers = await spool.readHeaders(meta.id);
   } catch (error) {
     if (error instanceof MessageNotFoundError) throw new CliError(error.message);
     throw error;
@@ -106,9 +109,13 @@ async function queueShow(spool: Spool, args: string[], out: Out): Promise<number
   return 0;
 }
 
-async function queueStatsCommand(spool: Spool, args: string[], out: Out): Promise<number> {
+async function queueStatsCommand(
+  open: () => Promise<Spool>,
+  args: string[],
+  out: Out,
+): Promise<number> {
   const { values } = parseArgs({ args, options: { json: { type: "boolean" } }, strict: true });
-  const stats = queueStats(await spool.list(), new Date());
+  const stats = queueStats(await (await open()).list(), new Date());
   out(values.json ? JSON.stringify(stats, null, 2) : formatStats(stats));
   return 0;
 }
@@ -177,10 +184,4 @@ async function operateOffline(
   }
   if (failures) throw new CliError(`${failures} of the given ids are not in the queue`);
   return 0;
-}
-
-function headerSection(body: Uint8Array): string {
-  const text = new TextDecoder("latin1").decode(body.subarray(0, 64 * 1024));
-  const end = text.indexOf("\r\n\r\n");
-  return end < 0 ? text : text.slice(0, end);
 }

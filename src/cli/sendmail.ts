@@ -162,7 +162,9 @@ async function submitOffline(config: Config, message: LocalMessage): Promise<str
 }
 
 function recipientsFromHeaders(data: Uint8Array): string[] {
-  const { fields } = parseMessage(data);
+  // Input from a pipe usually ends its lines with a bare LF; parseMessage wants CRLF.
+  const normalizer = new LineEndingNormalizer();
+  const { fields } = parseMessage(concat([...normalizer.push(data), ...normalizer.end()]));
   return fields.filter((f) => f.name === "to" || f.name === "cc" || f.name === "bcc").flatMap((f) =>
     addressList(fieldValue(f))
   );

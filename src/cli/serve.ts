@@ -1,4 +1,5 @@
 import { Buffer } from "node:buffer";
+import { timingSafeEqual } from "node:crypto";
 import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../auth/mod.ts";
 import {
   type Config,
@@ -10,9 +11,11 @@ import {
 import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
+import { type HttpDeps, Metrics, startHttpServer } from "../http/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
 import { MessageNotFoundError, Spool } from "../spool/mod.ts";
 import { Intake, SubmissionServer } from "../submission/mod.ts";
+import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
 import { type ControlHandler, controlPath, ControlServer } from "./control.ts";
 import { CliError } from "./errors.ts";
 import { submitLocal } from "./sendmail.ts";
@@ -92,7 +95,17 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     retrySchedule: config.delivery.retry_schedule,
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
   });
+  const webhooks = config.webhooks.length
+    ? new WebhookDispatcher({
+      targets: config.webhooks.map((w) => ({ ...w, events: [...w.events] })),
+      outbox: await spool.outbox<Pending>("webhooks"),
+    })
+    : null;
+  webhooks?.start();
   await engine.start();
+  const http = config.http.listen_addr
+    ? startStatusServer(config, { engine, spool, submission, parts })
+    : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
     controlHandler(engine, intake, () => reload(loaded, parts)),
@@ -120,7 +133,9 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     stop: async () => {
       logger.info("Stopping: no new connections; waiting for open sessions");
       await control.close();
+      await http?.shutdown();
       await Promise.all([submission.close(10_000), engine.stop(20_000)]);
+      await webhooks?.stop();
       spool.close();
       logger.info("Stopped");
       closeLogging();
@@ -187,6 +202,67 @@ function warnTrusted(config: Config): void {
       networks: open.join(", "),
     });
   }
+}
+
+interface Running {
+  engine: DeliveryEngine;
+  spool: Spool;
+  submission: SubmissionServer;
+  parts: Parts;
+}
+
+function startStatusServer(config: Config, r: Running): Deno.HttpServer {
+  const metrics = new Metrics();
+  const addr = splitHostPort(config.http.listen_addr)!;
+  const deps: HttpDeps = {
+    index: r.engine.index,
+    metrics,
+    gauges: () => {
+      const oldest = r.engine.index.oldest();
+      return {
+        queue: r.engine.index.counts(),
+        oldestAgeSeconds: oldest
+          ? Math.round((Date.now() - Date.parse(oldest.created_at)) / 1000)
+          : 0,
+        connectionsIn: r.submission.connections,
+        connectionsOut: r.engine.activeAttempts,
+      };
+    },
+    ready: async () => ({
+      spool_writable: await r.spool.writable(),
+      listeners: r.submission.listening,
+    }),
+    readMessage: async (id) => {
+      try {
+        const meta = await r.spool.get(id);
+        return { meta, headers: await r.spool.readHeaders(id) };
+      } catch (error) {
+        if (error instanceof MessageNotFoundError) return null;
+        throw error;
+      }
+    },
+    operate: (id, op) => r.engine.operate(id, op),
+    login: async (username, password) => {
+      if (config.http.admin_token && constantTimeEqual(password, config.http.admin_token)) {
+        return "admin (token)";
+      }
+      const result = await r.parts.authenticator.verify(username, password);
+      if (result.ok && result.user.admin) return result.user.username;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return null;
+    },
+  };
+  const server = startHttpServer({ hostname: addr.host, port: addr.port }, deps);
+  logger.info("Status page, /metrics and /healthz on http://{addr}/", {
+    addr: config.http.listen_addr,
+  });
+  return server;
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function controlHandler(

@@ -29,7 +29,9 @@ export async function userCommand(args: string[], config: Config, out: Out): Pro
     strict: true,
   });
   const [sub, name, ...extra] = positionals;
-  if (extra.length) throw new UsageError(`Unexpected argument "${extra[0]}"`);
+  if (extra.length || (sub === "list" && name !== undefined)) {
+    throw new UsageError(`Unexpected argument "${extra[0] ?? name}"`);
+  }
   const file = config.auth.users_file;
   switch (sub) {
     case "list":

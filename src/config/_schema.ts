@@ -11,7 +11,8 @@ type Leaf =
   | { t: "strings" }
   | { t: "addr"; optional: boolean }
   | { t: "cidrs" }
-  | { t: "dkim" };
+  | { t: "dkim" }
+  | { t: "webhooks" };
 
 type Schema = { [key: string]: Leaf | Schema };
 
@@ -62,7 +63,8 @@ export const SCHEMA: Schema = {
     level: { t: "enum", values: ["debug", "info", "warning", "error"] },
     format: { t: "enum", values: ["json", "text"] },
   },
-  http: { listen_addr: { t: "addr", optional: true } },
+  http: { listen_addr: { t: "addr", optional: true }, admin_token: { t: "string" } },
+  webhooks: { t: "webhooks" },
 };
 
 /** A config value that does not fit; `key` is the dotted path. */
@@ -147,6 +149,8 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       return checkStrings(value, key).map((c, i) => checkCidr(c, `${key}[${i}]`));
     case "dkim":
       return checkDkim(value, key);
+    case "webhooks":
+      return checkWebhooks(value, key);
   }
 }
 
@@ -190,6 +194,37 @@ function checkCidr(value: string, key: string): string {
     fail(key, 'a CIDR like "127.0.0.1/32"', value);
   }
   return value;
+}
+
+const WEBHOOK_EVENTS = ["delivered", "deferred", "bounced", "expired"];
+
+function checkWebhooks(value: unknown, key: string): unknown[] {
+  if (!Array.isArray(value)) fail(key, "a list of {url, events, secret}", value);
+  return value.map((entry, i) => {
+    const at = `${key}[${i}]`;
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      fail(at, "a mapping with url, events, secret", entry);
+    }
+    const e = entry as Record<string, unknown>;
+    for (const k of Object.keys(e)) {
+      if (!["url", "events", "secret"].includes(k)) {
+        throw new ConfigKeyError(`${at}.${k}`, "unknown key");
+      }
+    }
+    if (typeof e.url !== "string" || !/^https?:\/\/[^\s]+$/.test(e.url)) {
+      fail(`${at}.url`, "an http:// or https:// URL", e.url);
+    }
+    const events = e.events === undefined ? WEBHOOK_EVENTS : checkStrings(e.events, `${at}.events`);
+    events.forEach((ev, j) => {
+      if (!WEBHOOK_EVENTS.includes(ev)) {
+        fail(`${at}.events[${j}]`, `one of ${WEBHOOK_EVENTS.join(" | ")}`, ev);
+      }
+    });
+    if (typeof e.secret !== "string" || e.secret.length < 16) {
+      fail(`${at}.secret`, "a string of at least 16 characters", e.secret);
+    }
+    return { url: e.url, events, secret: e.secret };
+  });
 }
 
 function checkDkim(value: unknown, key: string): unknown[] {

@@ -47,7 +47,8 @@ export const DEFAULTS: Config = {
   },
   dkim: [],
   log: { level: "info", format: "json" },
-  http: { listen_addr: "" },
+  http: { listen_addr: "", admin_token: "" },
+  webhooks: [],
 };
 
 /**
@@ -66,5 +67,6 @@ export function embeddedDefault(dataDir: string): Record<string, unknown> {
     auth: { users_file: `${dataDir}/users.json` },
     queue: { dir: `${dataDir}/spool` },
     log: { level: "info", format: "text" },
+    http: { listen_addr: "127.0.0.1:2580" },
   };
 }

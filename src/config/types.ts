@@ -42,7 +42,12 @@ export interface Config {
   };
   dkim: { domain: string; selector: string; private_key_file: string }[];
   log: { level: "debug" | "info" | "warning" | "error"; format: "json" | "text" };
-  http: { listen_addr: string };
+  http: { listen_addr: string; admin_token: string };
+  webhooks: {
+    url: string;
+    events: ("delivered" | "deferred" | "bounced" | "expired")[];
+    secret: string;
+  }[];
 }
 
 /** A loaded configuration and where it came from. */

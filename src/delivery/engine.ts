@@ -6,6 +6,7 @@ import {
   type Spool,
 } from "../spool/mod.ts";
 import { DueQueue } from "./due_queue.ts";
+import { QueueIndex } from "./queue_index.ts";
 import { applyOperation } from "./operations.ts";
 import { buildDsn, type FailedRecipient } from "./dsn.ts";
 import { describe, local, type RecipientOutcome } from "./outcome.ts";
@@ -58,6 +59,9 @@ export class DeliveryEngine {
   #stopped = false;
   // Operator actions on messages in flight, applied when the attempt ends.
   #pendingOps = new Map<string, "hold" | "delete">();
+  #active = 0;
+  /** Every queued message in summary, for status pages and metrics. */
+  readonly index: QueueIndex = new QueueIndex();
 
   constructor(options: DeliveryEngineOptions) {
     this.#o = {
@@ -78,8 +82,14 @@ export class DeliveryEngine {
   /** Rebuilds the schedule from the spool and starts delivering. */
   async start(): Promise<void> {
     for (const meta of await this.#o.spool.list()) this.schedule(meta);
+    // New messages (and DSNs) come in through the spool.
     this.#o.spool.subscribe((meta) => this.schedule(meta));
     this.#pump();
+  }
+
+  /** Delivery attempts (outbound transactions) running now. */
+  get activeAttempts(): number {
+    return this.#active;
   }
 
   /** Number of messages scheduled or in flight. */
@@ -89,6 +99,7 @@ export class DeliveryEngine {
 
   /** Puts a message on the schedule at its `next_attempt_at` (held messages wait for release). */
   schedule(meta: MessageMeta): void {
+    this.index.set(meta);
     if (this.#stopped || meta.state === "held") {
       this.#due.delete(meta.id);
       return;
@@ -122,7 +133,9 @@ export class DeliveryEngine {
     this.#due.delete(id);
     const meta = await this.#o.spool.get(id);
     const result = await applyOperation(this.#o.spool, meta, op, this.#o.now());
-    if (result.schedule) this.schedule(result.meta);
+    if (op === "delete") this.index.delete(id);
+    else if (result.schedule) this.schedule(result.meta);
+    else this.index.set(result.meta);
     return result.text;
   }
 
@@ -199,11 +212,13 @@ export class DeliveryEngine {
     );
     let writes = Promise.resolve();
     await Promise.all([...groups].map(async ([domain, recipients]) => {
+      const started = performance.now();
       const outcomes = await this.#attempt(meta, body, domain, recipients);
-      this.#apply(meta, outcomes);
+      this.#apply(meta, outcomes, Math.round(performance.now() - started));
       // Per-recipient results reach the disk after every attempt, one write at a time.
       writes = writes.then(() => this.#o.spool.writeMeta(meta));
       await writes;
+      this.index.set(meta);
     }));
     await this.#finish(meta, body);
   }
@@ -216,6 +231,7 @@ export class DeliveryEngine {
   ): Promise<RecipientOutcome[]> {
     return await this.#domains.run(domain, async () => {
       await this.#slots.acquire();
+      this.#active++;
       try {
         return await this.#o.transport.attempt({
           from: meta.from,
@@ -226,12 +242,13 @@ export class DeliveryEngine {
           eightBit: meta.eight_bit,
         });
       } finally {
+        this.#active--;
         this.#slots.release();
       }
     });
   }
 
-  #apply(meta: MessageMeta, outcomes: RecipientOutcome[]): void {
+  #apply(meta: MessageMeta, outcomes: RecipientOutcome[], durationMs: number | null = null): void {
     const now = this.#o.now();
     for (const outcome of outcomes) {
       const rcpt = meta.recipients.find((r) =>
@@ -248,6 +265,13 @@ export class DeliveryEngine {
       rcpt.last_status = outcome.status;
       rcpt.remote = outcome.remote;
       rcpt.updated_at = now.toISOString();
+      rcpt.history = [...(rcpt.history ?? []), {
+        at: rcpt.updated_at,
+        outcome: outcome.kind,
+        status: outcome.status,
+        text: outcome.code !== null ? `${outcome.code} ${outcome.text}` : outcome.text,
+        remote: outcome.remote,
+      }].slice(-20);
       mailLog("delivery", {
         queue_id: meta.id,
         recipient: outcome.address,
@@ -258,6 +282,10 @@ export class DeliveryEngine {
         text: outcome.text,
         attempt: rcpt.attempts,
         delay_s: Math.round((now.getTime() - Date.parse(meta.created_at)) / 1000),
+        duration_ms: durationMs,
+        expired: durationMs === null,
+        from: meta.from,
+        message_id: meta.message_id,
         tls: outcome.tls
           ? { used: outcome.tls.used, version: outcome.tls.version, verified: outcome.tls.verified }
           : null,
@@ -271,6 +299,7 @@ export class DeliveryEngine {
     this.#pendingOps.delete(meta.id);
     if (op === "delete") {
       await this.#o.spool.remove(meta.id);
+      this.index.delete(meta.id);
       mailLog("removed", { queue_id: meta.id, by: "operator" });
       return;
     }
@@ -296,6 +325,7 @@ export class DeliveryEngine {
     if (open.length && op === "hold") {
       meta.state = "held";
       await this.#o.spool.writeMeta(meta);
+      this.index.set(meta);
       mailLog("held", { queue_id: meta.id });
       return;
     }
@@ -310,6 +340,7 @@ export class DeliveryEngine {
     }
     await this.#bounce(meta, body, now);
     await this.#o.spool.remove(meta.id);
+    this.index.delete(meta.id);
     mailLog("removed", { queue_id: meta.id });
   }
 

@@ -18,4 +18,5 @@ export {
 export { describe, type RecipientOutcome } from "./outcome.ts";
 export { buildDsn, type FailedRecipient } from "./dsn.ts";
 export { isExpired, retryDelay } from "./retry.ts";
+export { type IndexEntry, QueueIndex, type SearchOptions } from "./queue_index.ts";
 export { SessionPool, type SessionPoolOptions } from "./session_pool.ts";

@@ -7,6 +7,7 @@
 export { type RecoveryReport, Spool, type SpoolOptions } from "./spool.ts";
 export { isDiskFull, MessageNotFoundError, SpoolFullError, SpoolWriteError } from "./errors.ts";
 export { isQueueId, newQueueId } from "./queue_id.ts";
+export { Outbox } from "./outbox.ts";
 export type {
   MessageMeta,
   MessageState,

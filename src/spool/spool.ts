@@ -1,5 +1,7 @@
 import { DirSync } from "./dir_sync.ts";
-import { isDiskFull, MessageNotFoundError, SpoolFullError, SpoolWriteError } from "./errors.ts";
+import { MessageNotFoundError, SpoolWriteError } from "./errors.ts";
+import { wrapWriteError, writeDurably } from "./durable_write.ts";
+import { Outbox } from "./outbox.ts";
 import { isQueueId, newQueueId } from "./queue_id.ts";
 import type { MessageMeta, NewMessage } from "./types.ts";
 
@@ -71,6 +73,26 @@ export class Spool {
     }
     this.#lock = file;
     return true;
+  }
+
+  /** True when a file can be written (and fsynced) in the spool now: the readiness probe. */
+  async writable(): Promise<boolean> {
+    const path = `${this.dir}/tmp/.probe-${crypto.randomUUID().slice(0, 8)}`;
+    try {
+      await this.#writeFile(path, [new Uint8Array([0x0a])]);
+      await Deno.remove(path);
+      return true;
+    } catch {
+      await Deno.remove(path).catch(() => {});
+      return false;
+    }
+  }
+
+  /** A durable outbox in `<spool>/<name>/` (created 0700), e.g. for webhook events. */
+  async outbox<T>(name: string): Promise<Outbox<T>> {
+    if (!/^[a-z]+$/.test(name)) throw new RangeError(`Invalid outbox name "${name}"`);
+    await Deno.mkdir(`${this.dir}/${name}`, { recursive: true, mode: DIR_MODE });
+    return new Outbox<T>(`${this.dir}/${name}`, `${this.dir}/tmp`, this.#fsync);
   }
 
   /** Releases the lock taken by {@linkcode lock}. */
@@ -153,6 +175,32 @@ export class Spool {
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
       throw error;
+    }
+  }
+
+  /** A message's header section (up to 64 KiB), CRLF-separated, bytes as latin1 chars. */
+  async readHeaders(id: string): Promise<string> {
+    if (!isQueueId(id)) throw new MessageNotFoundError(id);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(this.#bodyPath(id));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
+      throw error;
+    }
+    try {
+      const buf = new Uint8Array(64 * 1024);
+      let filled = 0;
+      while (filled < buf.length) {
+        const n = await file.read(buf.subarray(filled));
+        if (n === null) break;
+        filled += n;
+      }
+      const text = new TextDecoder("latin1").decode(buf.subarray(0, filled));
+      const end = text.indexOf("\r\n\r\n");
+      return end < 0 ? text : text.slice(0, end);
+    } finally {
+      file.close();
     }
   }
 
@@ -281,19 +329,8 @@ export class Spool {
     report.quarantined.push({ id, reason });
   }
 
-  async #writeFile(path: string, parts: Uint8Array[]): Promise<void> {
-    const file = await Deno.open(path, { write: true, createNew: true, mode: FILE_MODE });
-    try {
-      for (const part of parts) {
-        let offset = 0;
-        while (offset < part.length) offset += await file.write(part.subarray(offset));
-      }
-      // A failed fsync is never retried and taken as success (TESTPLAN D7):
-      // the error goes up and the write is abandoned.
-      if (this.#fsync) await file.syncData();
-    } finally {
-      file.close();
-    }
+  #writeFile(path: string, parts: Uint8Array[]): Promise<void> {
+    return writeDurably(path, parts, this.#fsync);
   }
 
   async #syncDirs(both: boolean): Promise<void> {
@@ -314,14 +351,6 @@ export class Spool {
   #metaPath(id: string): string {
     return `${this.dir}/meta/${id}.json`;
   }
-}
-
-function wrapWriteError(error: unknown, id: string): Error {
-  if (isDiskFull(error)) {
-    return new SpoolFullError(`Cannot store message "${id}": disk full`, { cause: error });
-  }
-  const detail = error instanceof Error ? error.message : String(error);
-  return new SpoolWriteError(`Cannot store message "${id}": ${detail}`, { cause: error });
 }
 
 const encoder = new TextEncoder();

@@ -14,6 +14,17 @@ export interface RecipientState {
   /** The remote host that gave the last outcome, "mx.example.com[192.0.2.1]". */
   remote: string | null;
   updated_at: string | null;
+  /** The last attempts, oldest first (at most 20): when, outcome and the remote reply. */
+  history?: AttemptRecord[];
+}
+
+/** One delivery attempt for one recipient. */
+export interface AttemptRecord {
+  at: string;
+  outcome: "delivered" | "transient" | "permanent";
+  status: string;
+  text: string;
+  remote: string | null;
 }
 
 /** A message's state as `queue list` shows it. */

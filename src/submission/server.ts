@@ -94,6 +94,11 @@ export class SubmissionServer {
     return this.#servers.map((s) => (s.server.address() as { port: number }).port);
   }
 
+  /** True while every configured listener accepts connections. */
+  get listening(): boolean {
+    return this.#servers.length > 0 && this.#servers.every((s) => s.server.listening);
+  }
+
   /** Open client connections. */
   get connections(): number {
     return this.#servers.reduce((n, s) => n + s.connections.size, 0);

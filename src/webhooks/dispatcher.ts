@@ -1,0 +1,208 @@
+import { createHmac } from "node:crypto";
+import { log, onMailEvent } from "../log/mod.ts";
+import type { Outbox } from "../spool/mod.ts";
+
+/** A configured receiver (`webhooks:` in the config). */
+export interface WebhookTarget {
+  url: string;
+  events: WebhookEventType[];
+  secret: string;
+}
+
+/** What happened to one recipient. */
+export type WebhookEventType = "delivered" | "deferred" | "bounced" | "expired";
+
+/** The JSON body posted for one recipient and attempt. */
+export interface WebhookEvent {
+  event: WebhookEventType;
+  queue_id: string;
+  message_id: string | null;
+  sender: string;
+  recipient: string;
+  reply: { code: number | null; status: string; text: string; remote: string | null };
+  attempt: number;
+  occurred_at: string;
+}
+
+/** An outbox record: one event for one target. */
+export interface Pending {
+  url: string;
+  body: string;
+  event: WebhookEventType;
+  attempts: number;
+  next_at: number;
+  created_at: number;
+}
+
+/** Options for {@linkcode WebhookDispatcher}. */
+export interface WebhookDispatcherOptions {
+  targets: WebhookTarget[];
+  outbox: Outbox<Pending>;
+  /** @default fetch */
+  fetch?: typeof fetch;
+  /** @default Date.now */
+  now?: () => number;
+  /** First retry delay; doubles per failure up to an hour. @default 10000 */
+  retryBaseMs?: number;
+  /** Events older than this are dropped (logged). @default 3 days */
+  maxAgeMs?: number;
+  /** Per request. @default 10000 */
+  timeoutMs?: number;
+}
+
+const logger = log("webhooks");
+const MAX_RETRY_MS = 3_600_000;
+
+/**
+ * Posts a signed JSON event per delivered, deferred, bounced and expired
+ * recipient to each configured URL. Events go first into a durable outbox
+ * in the spool, so a receiver that is down gets them later, also after a
+ * restart; posting never blocks delivery.
+ */
+export class WebhookDispatcher {
+  #o: Required<WebhookDispatcherOptions>;
+  #writes: Promise<void> = Promise.resolve();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> | null = null;
+  #stopped = false;
+  #unsubscribe: () => void = () => {};
+
+  constructor(options: WebhookDispatcherOptions) {
+    this.#o = {
+      fetch,
+      now: Date.now,
+      retryBaseMs: 10_000,
+      maxAgeMs: 3 * 86_400_000,
+      timeoutMs: 10_000,
+      ...options,
+    };
+  }
+
+  /** Starts listening to delivery events and posting what the outbox holds. */
+  start(): void {
+    this.#unsubscribe = onMailEvent((event, fields) => {
+      if (event === "delivery") this.#enqueue(toEvent(fields, this.#o.now()));
+    });
+    this.#kick(0);
+  }
+
+  /** Stops; events still in the outbox are posted after the next start. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#unsubscribe();
+    clearTimeout(this.#timer);
+    await this.#writes;
+    await this.#running;
+  }
+
+  #enqueue(event: WebhookEvent): void {
+    const body = JSON.stringify(event);
+    const now = this.#o.now();
+    for (const target of this.#o.targets.filter((t) => t.events.includes(event.event))) {
+      const pending: Pending = {
+        url: target.url,
+        body,
+        event: event.event,
+        attempts: 0,
+        next_at: now,
+        created_at: now,
+      };
+      this.#writes = this.#writes
+        .then(() => this.#o.outbox.add(pending))
+        .then(
+          () => this.#kick(0),
+          (error) => logger.error("Cannot store webhook event: {error}", { error: String(error) }),
+        );
+    }
+  }
+
+  #kick(delay: number): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      if (this.#running) return this.#kick(1_000);
+      this.#running = this.#drain().finally(() => (this.#running = null));
+    }, delay);
+  }
+
+  async #drain(): Promise<void> {
+    let nextDue = Infinity;
+    for (const { id, value } of await this.#o.outbox.list()) {
+      if (this.#stopped) return;
+      const now = this.#o.now();
+      if (value.next_at > now) {
+        nextDue = Math.min(nextDue, value.next_at);
+        continue;
+      }
+      if (await this.#post(value)) {
+        await this.#o.outbox.remove(id);
+      } else if (now - value.created_at > this.#o.maxAgeMs) {
+        logger.warn("Dropping webhook event for {url} after {attempts} attempts", {
+          url: value.url,
+          attempts: value.attempts,
+        });
+        await this.#o.outbox.remove(id);
+      } else {
+        value.attempts++;
+        value.next_at = now +
+          Math.min(this.#o.retryBaseMs * 2 ** (value.attempts - 1), MAX_RETRY_MS);
+        await this.#o.outbox.put(id, value);
+        nextDue = Math.min(nextDue, value.next_at);
+      }
+    }
+    if (nextDue < Infinity) this.#kick(Math.max(0, nextDue - this.#o.now()));
+  }
+
+  async #post(pending: Pending): Promise<boolean> {
+    const target = this.#o.targets.find((t) => t.url === pending.url);
+    if (!target) return true; // no longer configured: nothing to deliver to
+    try {
+      const response = await this.#o.fetch(pending.url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "minimta-webhooks",
+          "x-minimta-event": pending.event,
+          "x-minimta-signature": `sha256=${sign(target.secret, pending.body)}`,
+        },
+        body: pending.body,
+        signal: AbortSignal.timeout(this.#o.timeoutMs),
+      });
+      await response.body?.cancel();
+      return response.ok;
+    } catch (error) {
+      logger.debug("Webhook {url} failed: {error}", { url: pending.url, error: String(error) });
+      return false;
+    }
+  }
+}
+
+/** HMAC-SHA256 of the body under the target's secret, hex. */
+export function sign(secret: string, body: string): string {
+  return createHmac("sha256", secret).update(body).digest("hex");
+}
+
+function toEvent(f: Readonly<Record<string, unknown>>, now: number): WebhookEvent {
+  const type: WebhookEventType = f.outcome === "delivered"
+    ? "delivered"
+    : f.outcome === "transient"
+    ? "deferred"
+    : f.expired
+    ? "expired"
+    : "bounced";
+  return {
+    event: type,
+    queue_id: String(f.queue_id),
+    message_id: (f.message_id as string | null) ?? null,
+    sender: String(f.from ?? ""),
+    recipient: String(f.recipient),
+    reply: {
+      code: (f.code as number | null) ?? null,
+      status: String(f.status ?? ""),
+      text: String(f.text ?? ""),
+      remote: (f.relay as string | null) ?? null,
+    },
+    attempt: Number(f.attempt ?? 0),
+    occurred_at: new Date(now).toISOString(),
+  };
+}
