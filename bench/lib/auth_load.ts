@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console
 /**
  * Authenticating SMTP load client for bench/submission.sh (mode 2). The same
  * client drives minimta and Postfix so that both see identical traffic.

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console
 /**
  * Writes a minimta users.json with one user for the benchmark.
  *   deno run -A bench/lib/make_users.ts OUT.json USER PASSWORD EMAIL [scrypt|plain]

@@ -24,6 +24,7 @@ export type AuthResult =
 export class Authenticator {
   #users = new Map<string, User>();
   #cache = new Map<string, number>();
+  #inFlight = new Map<string, Promise<boolean>>();
   #key = randomBytes(32);
   #ttl: number;
   #now: () => number;
@@ -60,11 +61,22 @@ export class Authenticator {
     const cacheKey = this.#cacheKey(user, password);
     const expires = this.#cache.get(cacheKey);
     const ok = (expires !== undefined && expires > this.#now()) ||
-      (await verifyPassword(password, user.password));
+      (await this.#check(cacheKey, password, user.password));
     if (!ok) return { ok: false, reason: "bad_password" };
     if (!user.active) return { ok: false, reason: "inactive" };
     this.#remember(cacheKey);
     return { ok: true, user };
+  }
+
+  // Simultaneous logins with the same credentials (20 sessions of one app
+  // connecting together) share one scrypt instead of running 20.
+  #check(cacheKey: string, password: string, stored: string): Promise<boolean> {
+    let pending = this.#inFlight.get(cacheKey);
+    if (!pending) {
+      pending = verifyPassword(password, stored).finally(() => this.#inFlight.delete(cacheKey));
+      this.#inFlight.set(cacheKey, pending);
+    }
+    return pending;
   }
 
   #cacheKey(user: User, password: string): string {

@@ -8,7 +8,33 @@ const P = 1;
 const KEY_LENGTH = 32;
 const MAX_MEM = 128 * 1024 * 1024;
 
-function derive(
+// scrypt runs on the thread pool and takes 32 MiB each: a burst of logins
+// (every session of a campaign app at once, or an attack with unknown
+// users) would otherwise run them all at once. At most one per core runs;
+// the rest wait in order.
+const MAX_PARALLEL = Math.max(1, navigator.hardwareConcurrency || 2);
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function derive(
+  password: string,
+  salt: Buffer,
+  logN: number,
+  r: number,
+  p: number,
+  len: number,
+): Promise<Buffer> {
+  if (running >= MAX_PARALLEL) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await scryptOnce(password, salt, logN, r, p, len);
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+function scryptOnce(
   password: string,
   salt: Buffer,
   logN: number,

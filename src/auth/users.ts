@@ -149,7 +149,14 @@ export function formatUsers(users: User[], format: UsersFormat): string {
  */
 export async function writeUsersFile(path: string, users: User[]): Promise<void> {
   const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  // Keep the old file's mode, owner and group: root editing the file must
+  // not make it unreadable for the daemon's own user (e.g. 0640 root:minimta).
+  const old = await Deno.stat(path).catch(() => null);
+  const file = await Deno.open(tmp, {
+    write: true,
+    createNew: true,
+    mode: (old?.mode ?? 0o600) & 0o777,
+  });
   try {
     const bytes = new TextEncoder().encode(formatUsers(users, usersFormat(path)));
     let offset = 0;
@@ -157,6 +164,12 @@ export async function writeUsersFile(path: string, users: User[]): Promise<void>
     await file.sync();
   } finally {
     file.close();
+  }
+  if (old) {
+    await Deno.chmod(tmp, old.mode! & 0o777);
+    if (old.uid !== null && old.gid !== null) {
+      await Deno.chown(tmp, old.uid, old.gid).catch(() => {});
+    }
   }
   await Deno.rename(tmp, path);
 }

@@ -114,5 +114,9 @@ async function check(domain: string, config: Config, out: Out): Promise<number> 
     if (!verdict.startsWith("OK")) bad++;
     out(`${name} (${key.algorithm}): ${verdict}`);
   }
-  return bad ? 1 : 0;
+  if (bad) {
+    // Exit 1 with the one-line error every failing command gives.
+    throw new CliError(`${bad} of ${keys.length} DKIM key(s) of ${domain} not published correctly`);
+  }
+  return 0;
 }

@@ -24,7 +24,7 @@ const USAGE = `Usage: minimta <command> [--config FILE]
   queue show ID [--json]
   queue stats [--json]
   queue retry ID...|--all, queue hold ID..., queue release ID..., queue delete ID...  (- reads ids from stdin)
-  user add NAME [--email ADDR] [--password-stdin], user passwd NAME, user list, user remove NAME
+  user add NAME [--email ADDR] [--admin] [--password-stdin], user passwd NAME, user list, user remove NAME
   dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE]
   dkim check --domain D
   sendmail [-t] [-f SENDER] [-i] [RCPT...]   queue a message read from stdin

@@ -14,7 +14,7 @@ import { readPassword } from "./password_prompt.ts";
 type Out = (text: string) => void;
 
 const USAGE =
-  "user add NAME [--email ADDR] [--password-stdin] | user passwd NAME [--password-stdin] | user list | user remove NAME";
+  "user add NAME [--email ADDR] [--admin] [--password-stdin] | user passwd NAME [--password-stdin] | user list | user remove NAME";
 
 /** `minimta user …`: edits the users file atomically, keeping its format; the daemon reloads it. */
 export async function userCommand(args: string[], config: Config, out: Out): Promise<number> {
@@ -24,6 +24,7 @@ export async function userCommand(args: string[], config: Config, out: Out): Pro
       email: { type: "string" },
       "password-stdin": { type: "boolean" },
       json: { type: "boolean" },
+      admin: { type: "boolean" },
     },
     allowPositionals: true,
     strict: true,
@@ -49,7 +50,7 @@ export async function userCommand(args: string[], config: Config, out: Out): Pro
             name,
             values.email,
             file,
-            values["password-stdin"] ?? false,
+            { stdin: values["password-stdin"] ?? false, admin: values.admin ?? false },
           );
         }
         if (index < 0) throw new CliError(`No user "${name}" in "${file}"`);
@@ -71,7 +72,7 @@ async function addUser(
   name: string,
   email: string | undefined,
   file: string,
-  stdin: boolean,
+  flags: { stdin: boolean; admin: boolean },
 ) {
   if (index >= 0) throw new CliError(`User "${name}" already exists in "${file}"`);
   if (!/^[^\s:]+$/.test(name)) {
@@ -86,14 +87,17 @@ async function addUser(
       `"${file}" is a users.txt, which holds no email: use the address as the user name`,
     );
   }
-  const password = await newPassword(stdin);
+  if (usersFormat(file) === "txt" && flags.admin) {
+    throw new UsageError(`"${file}" is a users.txt, which holds no admin flag: use users.json`);
+  }
+  const password = await newPassword(flags.stdin);
   const user: User = {
     username: name,
     password: await hashPassword(password),
     email: address,
     active: true,
     allowed_senders: null,
-    admin: false,
+    admin: flags.admin,
   };
   return {
     users: [...users, user],

@@ -313,8 +313,8 @@ export class DeliveryEngine {
             "permanent",
             "4.4.7",
             `Message expired after ${
-              Math.round(this.#o.maxQueueLifetimeMs / 3_600_000)
-            }h in the queue; last error: ${r.last_error ?? "none"}`,
+              formatAge(this.#o.maxQueueLifetimeMs)
+            } in the queue; last error: ${r.last_error ?? "none"}`,
             r.remote,
           )
         ),
@@ -379,6 +379,13 @@ export class DeliveryEngine {
       recipients: failed.map((f) => f.address),
     });
   }
+}
+
+function formatAge(ms: number): string {
+  if (ms >= 86_400_000) return `${+(ms / 86_400_000).toFixed(1)} days`;
+  if (ms >= 3_600_000) return `${+(ms / 3_600_000).toFixed(1)} hours`;
+  if (ms >= 60_000) return `${+(ms / 60_000).toFixed(1)} minutes`;
+  return `${Math.round(ms / 1000)} seconds`;
 }
 
 function groupByDomain(recipients: RecipientState[]): Map<string, RecipientState[]> {

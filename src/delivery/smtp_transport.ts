@@ -211,6 +211,10 @@ export class SmtpTransport {
 }
 
 function statusOf(error: unknown): string {
+  // RFC 3463 X.7.5: TLS could not be negotiated (policy, or a broken or hostile STARTTLS).
+  if (error instanceof SmtpError && (error.stage === "starttls" || error.stage === "tls")) {
+    return "4.7.5";
+  }
   if (error instanceof SmtpError && error.reply?.enhanced) {
     return error.reply.enhanced.replace(/^5/, "4");
   }

@@ -85,6 +85,36 @@ export function connectTcp(options: TransportConnectOptions): Promise<Transport>
   });
 }
 
+/**
+ * The default root certificates, which `ca` would otherwise replace. Deno gates
+ * `tls.rootCertificates` behind a bare `--allow-sys` (there is no `--allow-sys=ca`
+ * descriptor), and the daemon runs with `--allow-sys=hostname,…`: reading them
+ * (the list is lazy: reading its items, not the property) throws `NotCapable`. Then only the extra CAs are trusted, which fails closed
+ * (a public MX does not verify) rather than failing every verification.
+ */
+function defaultRoots(): readonly string[] {
+  try {
+    return [...tls.rootCertificates];
+  } catch {
+    // Without sys permission, the system's CA bundle (Debian/Ubuntu,
+    // Fedora/RHEL, Arch/Alpine) read as a file is the same trust store.
+    for (const path of SYSTEM_CA_BUNDLES) {
+      try {
+        return [Deno.readTextFileSync(path)];
+      } catch {
+        // Try the next location.
+      }
+    }
+    return [];
+  }
+}
+
+const SYSTEM_CA_BUNDLES = [
+  "/etc/ssl/certs/ca-certificates.crt",
+  "/etc/pki/tls/certs/ca-bundle.crt",
+  "/etc/ssl/cert.pem",
+];
+
 class NodeTransport implements Transport {
   #socket: net.Socket;
   #raw: net.Socket;
@@ -139,7 +169,7 @@ class NodeTransport implements Transport {
       socket: this.#socket,
       servername: net.isIP(options.servername) ? undefined : options.servername,
       rejectUnauthorized: options.verify ?? false,
-      ca: options.caCerts?.length ? [...tls.rootCertificates, ...options.caCerts] : undefined,
+      ca: options.caCerts?.length ? [...defaultRoots(), ...options.caCerts] : undefined,
     });
     this.#socket = secure;
     // Not paused here: a paused TLS socket in Deno never finishes its handshake. #onData

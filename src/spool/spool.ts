@@ -99,6 +99,8 @@ export class Spool {
   close(): void {
     this.#lock?.close();
     this.#lock = null;
+    this.#msgSync.close();
+    this.#metaSync.close();
   }
 
   /**
@@ -130,16 +132,22 @@ export class Spool {
       next_attempt_at: now,
       size,
     };
-    const tmpBody = `${this.dir}/tmp/${id}.eml`;
     const tmpMeta = `${this.dir}/tmp/${id}.json`;
     try {
-      await this.#writeFile(tmpBody, parts);
-      await this.#writeFile(tmpMeta, [encodeMeta(meta)]);
-      await Deno.rename(tmpBody, this.#bodyPath(id));
+      // The body goes straight to msg/: until its metadata is renamed into
+      // meta/ the message does not exist, and recover() removes a body
+      // without metadata. Body and metadata are written in parallel; the
+      // body's directory entry is durable before the metadata appears, and
+      // the metadata's before the caller may answer 250 (TESTPLAN §3.1 I1).
+      await Promise.all([
+        this.#writeFile(this.#bodyPath(id), parts),
+        this.#writeFile(tmpMeta, [encodeMeta(meta)]),
+      ]);
+      if (this.#fsync) await this.#msgSync.sync();
       await Deno.rename(tmpMeta, this.#metaPath(id));
-      await this.#syncDirs(true);
+      if (this.#fsync) await this.#metaSync.sync();
     } catch (error) {
-      await this.#discard([tmpBody, tmpMeta, this.#metaPath(id), this.#bodyPath(id)]);
+      await this.#discard([tmpMeta, this.#metaPath(id), this.#bodyPath(id)]);
       throw wrapWriteError(error, id);
     }
     for (const listener of this.#listeners) listener(meta);
@@ -331,13 +339,6 @@ export class Spool {
 
   #writeFile(path: string, parts: Uint8Array[]): Promise<void> {
     return writeDurably(path, parts, this.#fsync);
-  }
-
-  async #syncDirs(both: boolean): Promise<void> {
-    if (!this.#fsync) return;
-    await Promise.all(
-      both ? [this.#msgSync.sync(), this.#metaSync.sync()] : [this.#metaSync.sync()],
-    );
   }
 
   async #discard(paths: string[]): Promise<void> {

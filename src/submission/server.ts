@@ -9,6 +9,7 @@ import {
 } from "smtp-server";
 import { type Authenticator, type AuthThrottle, senderAllowed, type User } from "../auth/mod.ts";
 import { log, mailLog } from "../log/mod.ts";
+import "./_smtp_server_patches.ts";
 import { concat, type Intake } from "./intake.ts";
 import { LineEndingNormalizer } from "./normalizer.ts";
 import { SmtpRejection } from "./rejection.ts";
@@ -122,7 +123,7 @@ export class SubmissionServer {
     const server = new SMTPServer({
       secure: implicitTls,
       name: this.#o.hostname,
-      banner: "minimta ESMTP",
+      banner: "minimta",
       key: this.#o.key,
       cert: this.#o.cert,
       minVersion: "TLSv1.2",

@@ -1,0 +1,143 @@
+/**
+ * The happy path against a scripted receiver: the mail arrives DKIM-signed
+ * and the signature verifies on the bytes the receiver got; recipients at
+ * one domain share one transaction; two messages to one host share one
+ * connection; and the mail log tells the operator what happened.
+ */
+import assert from "node:assert/strict";
+import { Mta, requireTool } from "./_harness.ts";
+import {
+  deliveryConfig,
+  deliveryEvents,
+  dkimVerify,
+  FakeDns,
+  FakeMx,
+  isGone,
+  loopbackNet,
+  mxZone,
+  submit,
+  text,
+  unstuff,
+  waitFor,
+} from "./_mx.ts";
+import { freePorts } from "./_harness.ts";
+
+const needs = requireTool("python3:dkim", "python3:dns");
+
+Deno.test({
+  name: "delivered mail carries a DKIM signature that verifies on the bytes the MX received",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
+    await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test" });
+    await using mta = await Mta.start({
+      dkim: ["rsa", "ed25519"],
+      config: { delivery: deliveryConfig({ dns, port }) },
+    });
+    const id = await submit(mta, {
+      to: ["bob@dest.test"],
+      headers: ["From: Alice <alice@ours.test>", "Subject: signed =?utf-8?q?caf=C3=A9?="],
+      body: "Line one\r\n.leading dot line\r\n\r\nLast line with trailing spaces   \r\n",
+    });
+    const [tx] = await waitFor(
+      "the MX to accept the message",
+      () => mx.accepted().then((t) => t.length > 0 && t),
+    );
+    assert.equal(tx.mail_from, "alice@ours.test");
+    assert.deepEqual(tx.rcpts, ["bob@dest.test"]);
+    const received = unstuff(tx.data);
+    assert.match(text(received), /^\.leading dot line\r$/m, "dot-stuffing undone by the receiver");
+    const verdict = await dkimVerify(mta, received);
+    assert.equal(verdict.code, 0, `dkim_verify: ${JSON.stringify(verdict)}`);
+    assert.deepEqual(
+      verdict.results.map((r) => [r.d, r.a, r.ok]).sort(),
+      [["ours.test", "ed25519-sha256", true], ["ours.test", "rsa-sha256", true]],
+    );
+    await waitFor("the message to leave the queue", () => isGone(mta, id));
+  },
+});
+
+Deno.test({
+  name: "three recipients at one domain go in one transaction: one MAIL, three RCPT, one DATA",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
+    await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test" });
+    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const to = ["a@dest.test", "b@dest.test", "c@dest.test"];
+    const id = await submit(mta, { to });
+    await waitFor("the message to leave the queue", () => isGone(mta, id));
+    const txs = await mx.transactions();
+    assert.equal(txs.length, 1, "exactly one transaction");
+    assert.deepEqual([...txs[0].rcpts].sort(), to);
+    const verbs = (await mx.commands()).map((c) => c.line.split(/[ :]/)[0].toUpperCase());
+    assert.deepEqual(verbs.filter((v) => ["MAIL", "RCPT", "DATA"].includes(v)), [
+      "MAIL",
+      "RCPT",
+      "RCPT",
+      "RCPT",
+      "DATA",
+    ]);
+    const events = deliveryEvents(mta, id);
+    assert.deepEqual(events.map((e) => e.recipient).sort(), to);
+    assert.ok(
+      events.every((e) => e.outcome === "delivered" && e.code === 250),
+      JSON.stringify(events),
+    );
+  },
+});
+
+Deno.test({
+  name: "two messages to one MX host reuse one connection",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
+    await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test" });
+    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const first = await submit(mta, { to: ["one@dest.test"] });
+    await waitFor("the first message to leave the queue", () => isGone(mta, first));
+    const second = await submit(mta, { to: ["two@dest.test"] });
+    await waitFor("the second message to leave the queue", () => isGone(mta, second));
+    const txs = await mx.transactions();
+    assert.deepEqual(txs.map((t) => t.rcpts), [["one@dest.test"], ["two@dest.test"]]);
+    assert.equal(await mx.connections(), 1, "the second message went over the first connection");
+    assert.equal(txs[0].conn, txs[1].conn);
+  },
+});
+
+Deno.test({
+  name:
+    "the delivery log event has queue id, recipient, relay, code, status, text, outcome, attempt, delay and tls",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
+    await using _mx = await FakeMx.start(net(2), port, {
+      name: "mx1.dest.test",
+      data: ["250 2.0.0 Ok: queued as FAKE123"],
+    });
+    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const id = await submit(mta, { to: ["bob@dest.test"] });
+    await waitFor("the message to leave the queue", () => isGone(mta, id));
+    const [event] = deliveryEvents(mta, id);
+    assert.ok(event, "a delivery event was logged");
+    assert.equal(event.queue_id, id);
+    assert.equal(event.recipient, "bob@dest.test");
+    assert.equal(event.relay, `mx1.dest.test[${net(2)}]`);
+    assert.equal(event.code, 250);
+    assert.equal(event.status, "2.0.0");
+    assert.match(String(event.text), /Ok: queued as FAKE123/);
+    assert.equal(event.outcome, "delivered");
+    assert.equal(event.attempt, 1);
+    assert.equal(typeof event.delay_s, "number");
+    assert.ok((event.delay_s as number) >= 0 && (event.delay_s as number) < 30);
+    assert.deepEqual(event.tls, { used: false, version: null, verified: false });
+  },
+});

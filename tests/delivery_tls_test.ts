@@ -1,0 +1,178 @@
+/**
+ * Outbound TLS against scripted receivers (DESIGN "Delivery behaviour",
+ * TESTPLAN §1.4): `opportunistic` encrypts when STARTTLS is offered even with
+ * a self-signed certificate and falls back to plaintext when it is not;
+ * `required` and `verify` defer instead of sending in the clear or to an
+ * unverified host; bytes injected after the STARTTLS 220 abort the attempt.
+ */
+import assert from "node:assert/strict";
+import { freePorts, Mta, requireTool } from "./_harness.ts";
+import {
+  deliveryConfig,
+  deliveryEvents,
+  FakeDns,
+  FakeMx,
+  isGone,
+  loopbackNet,
+  makeCerts,
+  type MxScript,
+  mxZone,
+  sleep,
+  submit,
+  type TestCerts,
+  waitFor,
+} from "./_mx.ts";
+
+const needs = requireTool("python3:dns", "openssl");
+
+let certs: Promise<TestCerts> | null = null;
+function sharedCerts(): Promise<TestCerts> {
+  certs ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "minimta-certs-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    return await makeCerts(dir, "mx1.dest.test");
+  })();
+  return certs;
+}
+
+interface World {
+  mx: FakeMx;
+  mta: Mta;
+  net: (n: number) => string;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** dest.test → mx1.dest.test (a fake MX scripted by `script`), and a daemon with `delivery`. */
+async function world(script: MxScript, delivery: Record<string, unknown>): Promise<World> {
+  const net = loopbackNet();
+  const [port] = freePorts(1);
+  const dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
+  const mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test", ...script });
+  const mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port, ...delivery }) } });
+  return {
+    mx,
+    mta,
+    net,
+    async [Symbol.asyncDispose]() {
+      await mta[Symbol.asyncDispose]();
+      await mx[Symbol.asyncDispose]();
+      await dns[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** The delivery log of one message, for failure messages. */
+function events(mta: Mta, id: string): string {
+  return deliveryEvents(mta, id).map((e) => JSON.stringify(e)).join("\n");
+}
+
+/** Waits for two attempts and checks the message is deferred with nothing accepted. */
+async function assertDeferredTwice(w: World, id: string, error: RegExp): Promise<void> {
+  await waitFor("two attempts", () => deliveryEvents(w.mta, id).length >= 2, 15_000);
+  const entry = (await w.mta.queueList()).find((m) => m.id === id);
+  assert.ok(entry, "still queued");
+  assert.equal(entry.recipients[0].status, "deferred");
+  assert.match(entry.recipients[0].last_error ?? "", error);
+  assert.ok(deliveryEvents(w.mta, id).every((e) => e.outcome === "transient"));
+  assert.deepEqual(await w.mx.transactions(), [], "nothing reached DATA");
+  const mails = (await w.mx.commands()).filter((c) => /^MAIL /i.test(c.line));
+  assert.deepEqual(mails, [], "no MAIL FROM was sent at all");
+}
+
+Deno.test({
+  name:
+    "opportunistic: a self-signed receiver gets the mail over TLS, logged as used and unverified",
+  ignore: needs,
+  async fn() {
+    const c = await sharedCerts();
+    await using w = await world({ starttls: { cert: c.selfCert, key: c.selfKey } }, {
+      tls: "opportunistic",
+    });
+    const id = await submit(w.mta, { to: ["bob@dest.test"] });
+    await waitFor("delivery", () => isGone(w.mta, id), 15_000, () => events(w.mta, id));
+    const [tx] = await w.mx.accepted();
+    assert.equal(tx.tls, true, "the receiver saw the transaction inside TLS");
+    const plainMail = (await w.mx.commands()).filter((c) => !c.tls && /^MAIL /i.test(c.line));
+    assert.deepEqual(plainMail, [], "no MAIL FROM in plaintext");
+    const [event] = deliveryEvents(w.mta, id);
+    const tls = event.tls as Record<string, unknown>;
+    assert.equal(tls.used, true);
+    assert.equal(tls.verified, false);
+    assert.match(String(tls.version), /^TLSv1\.[23]$/);
+  },
+});
+
+Deno.test({
+  name: "verify: a self-signed receiver gets nothing and the message is deferred",
+  ignore: needs,
+  async fn() {
+    const c = await sharedCerts();
+    await using w = await world({ starttls: { cert: c.selfCert, key: c.selfKey } }, {
+      tls: "verify",
+    });
+    const id = await submit(w.mta, { to: ["bob@dest.test"] });
+    await assertDeferredTwice(w, id, /TLS|certificate/i);
+  },
+});
+
+Deno.test({
+  name:
+    "verify with tls_ca_file: a receiver with a CA-signed certificate for its MX name gets it, verified",
+  ignore: needs,
+  async fn() {
+    const c = await sharedCerts();
+    await using w = await world({ starttls: { cert: c.leafCert, key: c.leafKey } }, {
+      tls: "verify",
+      tls_ca_file: c.caCert,
+    });
+    const id = await submit(w.mta, { to: ["bob@dest.test"] });
+    await waitFor("delivery", () => isGone(w.mta, id), 15_000, () => events(w.mta, id));
+    const [tx] = await w.mx.accepted();
+    assert.equal(tx.tls, true);
+    const [event] = deliveryEvents(w.mta, id);
+    assert.equal((event.tls as Record<string, unknown>).used, true);
+    assert.equal((event.tls as Record<string, unknown>).verified, true);
+  },
+});
+
+Deno.test({
+  name: "no STARTTLS offered: plaintext under opportunistic, deferred under required",
+  ignore: needs,
+  async fn(t) {
+    await t.step("opportunistic delivers in plaintext", async () => {
+      await using w = await world({}, { tls: "opportunistic" });
+      const id = await submit(w.mta, { to: ["bob@dest.test"] });
+      await waitFor("delivery", () => isGone(w.mta, id), 15_000, () => events(w.mta, id));
+      const [tx] = await w.mx.accepted();
+      assert.equal(tx.tls, false);
+      const [event] = deliveryEvents(w.mta, id);
+      assert.equal((event.tls as Record<string, unknown>).used, false);
+    });
+    await t.step("required defers", async () => {
+      await using w = await world({}, { tls: "required" });
+      const id = await submit(w.mta, { to: ["bob@dest.test"] });
+      await assertDeferredTwice(w, id, /STARTTLS|TLS/);
+    });
+  },
+});
+
+Deno.test({
+  name: "bytes injected after the STARTTLS 220 abort the attempt and are never read as replies",
+  ignore: needs,
+  async fn() {
+    const c = await sharedCerts();
+    await using w = await world({
+      starttls: {
+        cert: c.selfCert,
+        key: c.selfKey,
+        inject: "250-injected.example\r\n250 AUTH PLAIN\r\n",
+      },
+    }, { tls: "opportunistic" });
+    const id = await submit(w.mta, { to: ["bob@dest.test"] });
+    await assertDeferredTwice(w, id, /after its 220|STARTTLS/);
+    await sleep(200);
+    const tlsEvents = (await w.mx.events()).filter((e) => e.event === "tls");
+    assert.ok(tlsEvents.every((e) => e.ok === false), "no TLS session was completed");
+    assert.ok(!w.mta.stdout.includes("injected.example"), "the injected reply never surfaced");
+  },
+});

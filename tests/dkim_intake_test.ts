@@ -1,0 +1,58 @@
+/**
+ * DKIM at intake: a message from ours.test is signed with both the RSA and
+ * the Ed25519 key, and an independent verifier (python3-dkim) accepts both
+ * signatures on the stored bytes. RFC 6409 fixes are applied before signing.
+ */
+import assert from "node:assert/strict";
+import { Mta, PYTHON, queuedId, requireTool, ROOT, run } from "./_harness.ts";
+
+Deno.test({
+  name: "DKIM: stored message verifies with rsa-sha256 and ed25519-sha256 (python3-dkim)",
+  ignore: requireTool("python3:dkim", "python3:nacl"),
+  async fn() {
+    await using mta = await Mta.start({ dkim: ["rsa", "ed25519"] });
+    using smtp = await mta.authed();
+    await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+    await smtp.cmd("RCPT TO:<to@remote.test>", 250);
+    await smtp.cmd("RCPT TO:<hidden@remote.test>", 250);
+    await smtp.cmd("DATA", 354);
+    await smtp.write(
+      "From: Alice <alice@ours.test>\r\nTo: to@remote.test\r\nBcc: hidden@remote.test\r\n" +
+        "Subject: signed\r\n\r\nA signed body.\r\n\r\n\r\n",
+    );
+    const id = queuedId((await smtp.cmd(".", 250)).raw);
+    await smtp.cmd("QUIT", 221);
+
+    const eml = mta.emlPath(id);
+    const text = new TextDecoder().decode(await Deno.readFile(eml));
+    const head = text.slice(0, text.indexOf("\r\n\r\n"));
+    for (const field of ["Received", "Message-ID", "Date", "DKIM-Signature"]) {
+      assert.match(head, new RegExp(`^${field}:`, "mi"), `${field}: missing`);
+    }
+    assert.doesNotMatch(head, /^Bcc:/mi);
+    assert.doesNotMatch(text, /hidden@remote\.test/);
+
+    const txt = mta.dkim.flatMap((
+      d,
+    ) => ["--txt", `${d.selector}._domainkey.${d.domain}=${d.dnsTxt}`]);
+    const r = await run(PYTHON, [`${ROOT}/tests/fakes/dkim_verify.py`, eml, ...txt]);
+    const results = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(
+      results.map((s) => [s.d, s.a, s.ok, s.error]).sort(),
+      [["ours.test", "ed25519-sha256", true, null], ["ours.test", "rsa-sha256", true, null]],
+      r.stdout + r.stderr,
+    );
+    assert.equal(r.code, 0);
+
+    // A verifier with the wrong key rejects it: the check above means something.
+    const other = mta.dkim.map((
+      d,
+    ) => ["--txt", `${d.selector}._domainkey.${d.domain}=${mta.dkim[0].dnsTxt}`])
+      .flat();
+    assert.notEqual(
+      (await run(PYTHON, [`${ROOT}/tests/fakes/dkim_verify.py`, eml, ...other])).code,
+      0,
+    );
+    assert.equal(await mta.stop(), 0);
+  },
+});

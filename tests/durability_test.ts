@@ -1,0 +1,151 @@
+/**
+ * TESTPLAN §3: what got a 250 survives `kill -9`; a full disk gives 452 and
+ * leaves nothing half-written; start-up repairs a damaged spool.
+ */
+import assert from "node:assert/strict";
+import { newQueueId } from "../src/spool/mod.ts";
+import { contractProblems, Mta, queuedId, requireTool, run, type SmtpDriver } from "./_harness.ts";
+
+async function submit(smtp: SmtpDriver, subject: string, body = "hello\r\n"): Promise<string> {
+  await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+  await smtp.cmd("RCPT TO:<keep@remote.test>", 250);
+  await smtp.cmd("DATA", 354);
+  await smtp.write(`From: alice@ours.test\r\nSubject: ${subject}\r\n\r\n${body}`);
+  return queuedId((await smtp.cmd(".", 250)).raw);
+}
+
+Deno.test("D2: a message acknowledged with 250 survives kill -9 intact", async () => {
+  await using mta = await Mta.start();
+  const smtp = await mta.authed();
+  const body = "line one\r\n.dot-stuffed line\r\nline three\r\n";
+  const id = await submit(smtp, "survivor", body.replace(/^\./m, ".."));
+  await mta.kill9();
+  smtp.close();
+  const before = await Deno.readFile(mta.emlPath(id));
+  const text = new TextDecoder().decode(before);
+  assert.ok(text.endsWith(`\r\n\r\n${body}`), JSON.stringify(text));
+  JSON.parse(await Deno.readTextFile(mta.metaPath(id)));
+
+  await mta.launch();
+  const list = await mta.queueList();
+  assert.deepEqual(list.map((e) => e.id), [id]);
+  assert.deepEqual(contractProblems(list[0]), []);
+  assert.equal(list[0].size, before.length);
+  assert.deepEqual(await Deno.readFile(mta.emlPath(id)), before);
+  assert.deepEqual(await mta.spoolFiles("tmp"), []);
+  assert.deepEqual(await mta.spoolFiles("corrupt"), []);
+  assert.equal(await mta.stop(), 0);
+});
+
+async function tmpfs(size: string): Promise<AsyncDisposable & { dir: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "minimta-tmpfs-" });
+  const r = await run("mount", ["-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", dir]);
+  if (r.code !== 0) {
+    await Deno.remove(dir);
+    throw new Error(`mount tmpfs failed: ${r.stderr}`);
+  }
+  return {
+    dir,
+    async [Symbol.asyncDispose]() {
+      await run("umount", [dir]);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function available(dir: string): Promise<number> {
+  const r = await run("df", ["-B1", "--output=avail", dir]);
+  return Number(r.stdout.trim().split("\n").pop());
+}
+
+Deno.test({
+  name: "D6: a full spool disk gives 452, keeps earlier mail, leaves no partial files",
+  ignore: requireTool("root:"),
+  async fn() {
+    await using fs = await tmpfs("2m");
+    await using mta = await Mta.start({ spoolDir: `${fs.dir}/spool` });
+    using smtp = await mta.authed();
+    const first = await submit(smtp, "before the disk filled");
+    const firstBytes = await Deno.readFile(mta.emlPath(first));
+
+    const filler = `${fs.dir}/filler`;
+    await Deno.writeFile(
+      filler,
+      new Uint8Array(Math.max(0, (await available(fs.dir)) - 16 * 1024)),
+    );
+    await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+    await smtp.cmd("RCPT TO:<keep@remote.test>", 250);
+    await smtp.cmd("DATA", 354);
+    await smtp.write("From: alice@ours.test\r\nSubject: too big for the disk\r\n\r\n");
+    await smtp.write(("y".repeat(998) + "\r\n").repeat(200));
+    const full = await smtp.cmd(".");
+    assert.equal(full.code, 452, full.raw);
+    assert.match(full.raw, /4\.3\.1/);
+
+    assert.deepEqual(await mta.spoolFiles("tmp"), []);
+    assert.deepEqual(await mta.spoolFiles("msg"), [`${first}.eml`]);
+    assert.deepEqual(await mta.spoolFiles("meta"), [`${first}.json`]);
+    assert.deepEqual(await Deno.readFile(mta.emlPath(first)), firstBytes);
+
+    // Still up, and taking mail again once there is room.
+    await Deno.remove(filler);
+    const again = await submit(smtp, "after space was freed");
+    assert.deepEqual((await mta.queueList()).map((e) => e.id).sort(), [first, again].sort());
+    await smtp.cmd("QUIT", 221);
+    assert.equal(await mta.stop(), 0);
+  },
+});
+
+Deno.test("D11: start-up repairs the spool; files are 0600 and folders 0700", async () => {
+  await using mta = await Mta.start();
+  let good: string;
+  {
+    using smtp = await mta.authed();
+    good = await submit(smtp, "the good one");
+    await smtp.cmd("QUIT", 221);
+  }
+  assert.equal(await mta.stop(), 0);
+
+  const s = mta.spoolDir;
+  const goodMeta = await Deno.readTextFile(mta.metaPath(good));
+  const goodEml = await Deno.readFile(mta.emlPath(good));
+  const truncated = newQueueId();
+  const invalid = newQueueId();
+  const noBody = newQueueId();
+  const noMeta = newQueueId();
+  await Deno.writeTextFile(`${s}/tmp/${newQueueId()}.eml`, "half a mess");
+  await Deno.writeTextFile(`${s}/tmp/${newQueueId()}.json`, '{"version":');
+  await Deno.writeTextFile(
+    `${s}/meta/${truncated}.json`,
+    goodMeta.replaceAll(good, truncated).slice(0, 40),
+  );
+  await Deno.writeFile(`${s}/msg/${truncated}.eml`, goodEml);
+  await Deno.writeTextFile(`${s}/meta/${invalid}.json`, "\xff\xfe not json at all");
+  await Deno.writeFile(`${s}/msg/${invalid}.eml`, goodEml);
+  await Deno.writeTextFile(`${s}/meta/${noBody}.json`, goodMeta.replaceAll(good, noBody));
+  await Deno.writeFile(`${s}/msg/${noMeta}.eml`, goodEml);
+
+  await mta.launch();
+  assert.deepEqual((await mta.queueList()).map((e) => e.id), [good]);
+  assert.deepEqual(await mta.spoolFiles("tmp"), []);
+  assert.deepEqual(await mta.spoolFiles("meta"), [`${good}.json`]);
+  assert.deepEqual(await mta.spoolFiles("msg"), [`${good}.eml`]);
+  const corrupt = (await mta.spoolFiles("corrupt")).join("\n");
+  for (const id of [truncated, invalid, noBody]) {
+    assert.match(corrupt, new RegExp(`^${id}\\.json`, "m"), `${id} not quarantined: ${corrupt}`);
+  }
+  assert.match(corrupt, new RegExp(`^${truncated}\\.eml`, "m"));
+  assert.deepEqual(await Deno.readFile(mta.emlPath(good)), goodEml);
+  for (const id of [truncated, invalid, noBody]) {
+    assert.ok(mta.stdout.includes(id), `quarantine of ${id} not logged`);
+  }
+
+  for (const sub of ["", "/tmp", "/msg", "/meta", "/corrupt"]) {
+    const mode = (await Deno.stat(`${s}${sub}`)).mode! & 0o777;
+    assert.equal(mode.toString(8), "700", `${s}${sub}`);
+  }
+  for (const file of [mta.emlPath(good), mta.metaPath(good)]) {
+    assert.equal(((await Deno.stat(file)).mode! & 0o777).toString(8), "600", file);
+  }
+  assert.equal(await mta.stop(), 0);
+});
