@@ -629,7 +629,8 @@ version) echo "minimta 0.0.0-fake (compiled)" ;;
 tls) printf 'FAKE CERTIFICATE\\n' >"$4"; (umask 077; printf 'FAKE PRIVATE KEY\\n' >"$6") ;;
 user)
   read -r password
-  file=$(sed -n 's/^  users_file: "\\(.*\\)"$/\\1/p' "$6")
+  for arg in "$@"; do config=$arg; done # --config FILE comes last
+  file=$(sed -n 's/^  users_file: "\\(.*\\)"$/\\1/p' "$config")
   printf '[{"username":"%s","password":"$scrypt$fake$%s","email":"%s","active":true}]\\n' "$3" "\${#password}" "$3" >"$file"
   echo "Added user $3" ;;
 *) exit 2 ;;
@@ -698,7 +699,10 @@ interopTest(
       );
       const calls = await Deno.readTextFile(fake.log);
       assert.match(calls, /^0 tls selfsigned --cert \S+\/etc\/minimta\/certs\/server\.crt --key /m);
-      assert.match(calls, /^0 user add admin@mail\.test\.example --password-stdin --config /m);
+      assert.match(
+        calls,
+        /^0 user add admin@mail\.test\.example --admin --password-stdin --config /m,
+      );
       const { uid } = await ids(root);
       assert.match(
         calls,

@@ -2,18 +2,19 @@ import { log } from "../log/mod.ts";
 
 /** A request to the running daemon over its control socket. */
 export interface ControlRequest {
-  command: "ping" | "operate" | "retry-all" | "reload" | "submit";
+  command: "ping" | "operate" | "retry-all" | "reload" | "submit" | "list";
   op?: "hold" | "release" | "retry" | "delete";
   ids?: string[];
   /** For "submit": the message and its envelope. */
   message?: { from: string; recipients: string[]; data: string /* base64 */; user: string };
 }
 
-/** The daemon's answer: one line of text per id, or an error. */
+/** The daemon's answer: one line of text per id, or an error; `data` for "list". */
 export interface ControlResponse {
   ok: boolean;
   lines: string[];
   error?: string;
+  data?: unknown;
 }
 
 /** Handles one control request inside the daemon. */

@@ -21,11 +21,11 @@ export async function queueCommand(
   switch (sub) {
     // The spool is opened after the arguments are checked: bad usage is exit 2 either way.
     case "list":
-      return await queueList(() => openSpool(config), rest, out);
+      return await queueList(() => allMessages(config), rest, out);
     case "show":
       return await queueShow(() => openSpool(config), rest, out);
     case "stats":
-      return await queueStatsCommand(() => openSpool(config), rest, out);
+      return await queueStatsCommand(() => allMessages(config), rest, out);
     case "retry":
     case "hold":
     case "release":
@@ -47,7 +47,19 @@ async function openSpool(config: Config): Promise<Spool> {
   return await Spool.open(config.queue.dir);
 }
 
-async function queueList(open: () => Promise<Spool>, args: string[], out: Out): Promise<number> {
+// While the daemon runs, its in-memory index answers at once (100,000
+// messages in well under a second); otherwise every metadata file is read.
+async function allMessages(config: Config): Promise<MessageMeta[]> {
+  const answer = await controlRequest(config.queue.dir, { command: "list" });
+  if (answer?.ok && Array.isArray(answer.data)) return answer.data as MessageMeta[];
+  return await (await openSpool(config)).list();
+}
+
+async function queueList(
+  load: () => Promise<MessageMeta[]>,
+  args: string[],
+  out: Out,
+): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -69,9 +81,8 @@ async function queueList(open: () => Promise<Spool>, args: string[], out: Out): 
     );
   }
   const domain = values["to-domain"]?.toLowerCase();
-  const spool = await open();
   const cutoff = Date.now() - (olderThan ?? 0);
-  const messages = (await spool.list()).filter((m) =>
+  const messages = (await load()).filter((m) =>
     (!values.state || m.state === values.state) &&
     (!values.from || m.from.toLowerCase() === values.from.toLowerCase()) &&
     (!domain || m.recipients.some((r) => r.address.toLowerCase().endsWith(`@${domain}`))) &&
@@ -110,12 +121,12 @@ async function queueShow(open: () => Promise<Spool>, args: string[], out: Out): 
 }
 
 async function queueStatsCommand(
-  open: () => Promise<Spool>,
+  load: () => Promise<MessageMeta[]>,
   args: string[],
   out: Out,
 ): Promise<number> {
   const { values } = parseArgs({ args, options: { json: { type: "boolean" } }, strict: true });
-  const stats = queueStats(await (await open()).list(), new Date());
+  const stats = queueStats(await load(), new Date());
   out(values.json ? JSON.stringify(stats, null, 2) : formatStats(stats));
   return 0;
 }

@@ -283,6 +283,8 @@ function controlHandler(
       }
       case "ping":
         return { ok: true, lines: ["pong"] };
+      case "list":
+        return { ok: true, lines: [], data: engine.index.all() };
       case "reload":
         await reloadAll();
         return { ok: true, lines: ["reloaded users and DKIM keys"] };

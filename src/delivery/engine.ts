@@ -233,6 +233,8 @@ export class DeliveryEngine {
       await this.#slots.acquire();
       this.#active++;
       try {
+        // Held or deleted by an operator while waiting for a slot: no attempt.
+        if (this.#pendingOps.has(meta.id)) return [];
         return await this.#o.transport.attempt({
           from: meta.from,
           domain,

@@ -14,6 +14,8 @@ export interface IndexEntry {
   last_error: string | null;
   /** Lowercase text searched by {@linkcode QueueIndex.search}. */
   haystack: string;
+  /** The metadata without attempt histories (for `queue list` through the daemon). */
+  meta: MessageMeta;
 }
 
 /** Options for {@linkcode QueueIndex.search}. */
@@ -55,6 +57,7 @@ export class QueueIndex {
       last_error: lastError,
       haystack: [meta.id, meta.from, ...meta.recipients.map((r) => r.address)].join("\n")
         .toLowerCase(),
+      meta: { ...meta, recipients: meta.recipients.map(({ history: _, ...r }) => r) },
     });
   }
 
@@ -66,6 +69,14 @@ export class QueueIndex {
   /** One message's summary. */
   get(id: string): IndexEntry | undefined {
     return this.#entries.get(id);
+  }
+
+  /** Every message's metadata (without histories), oldest first. */
+  all(): MessageMeta[] {
+    return [...this.#entries.values()].map((e) => e.meta).sort((
+      a,
+      b,
+    ) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** Messages by state. */
