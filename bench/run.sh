@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Entry point of `deno task bench`. Dispatches to a benchmark script:
-#   bash bench/run.sh              # all benchmarks (today: submission)
+#   bash bench/run.sh              # submission (as before; = BENCH_SUITE default)
 #   bash bench/run.sh submission   # bench/submission.sh
+#   bash bench/run.sh delivery     # bench/delivery.sh (end to end, to smtp-sink)
+#   bash bench/run.sh all          # submission, then delivery
+# The suite may also be chosen with BENCH_SUITE=submission|delivery|all
+# (`BENCH_SUITE=delivery deno task bench`); an argument wins over it.
 # See each script's header for its requirements and knobs (BENCH_* variables).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-which=${1:-all}
+which=${1:-${BENCH_SUITE:-submission}}
 case $which in
-  all | submission) exec bash "$here/submission.sh" ;;
-  -h | --help) sed -n '2,6p' "$0" ;;
-  *) echo "bench: unknown benchmark '$which' (known: submission)" >&2; exit 2 ;;
+  submission) exec bash "$here/submission.sh" ;;
+  delivery) exec bash "$here/delivery.sh" ;;
+  all) bash "$here/submission.sh" && exec bash "$here/delivery.sh" ;;
+  -h | --help) sed -n '2,9p' "$0" ;;
+  *) echo "bench: unknown benchmark '$which' (known: submission, delivery, all)" >&2; exit 2 ;;
 esac

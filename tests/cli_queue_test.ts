@@ -527,16 +527,12 @@ Deno.test("offline changes take the spool lock; after a kill -9 the CLI works of
   );
 });
 
-// KNOWN BUG (src/delivery/engine.ts, not fixed here): the engine counts a
-// message as "in flight" from the moment it is popped off the schedule, up to
-// concurrency×4 messages, even while it only waits for a per-domain or
-// global connection slot. `queue hold`/`queue delete` on such a message answer
-// "delivery attempt in progress; held/deleted when it ends", and the message
-// is then delivered anyway when it gets its slot. Run with
-// MINIMTA_KNOWN_BUGS=1 to see it fail.
+// The engine counts a message as in flight from the moment it leaves the
+// schedule, also while it only waits for a per-domain or global slot; a hold
+// or delete given then must still stop it before its attempt.
 Deno.test({
-  name: "KNOWN BUG: hold of a message waiting for a per-domain slot still lets it be delivered",
-  ignore: needsDns || Deno.env.get("MINIMTA_KNOWN_BUGS") !== "1",
+  name: "hold of messages waiting for a per-domain slot keeps them from delivery",
+  ignore: needsDns,
   async fn() {
     const net = loopbackNet();
     const [port] = freePorts(1);

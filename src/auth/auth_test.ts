@@ -10,6 +10,7 @@ import {
   type User,
   UsersFileError,
   verifyPassword,
+  writeUsersFile,
 } from "./mod.ts";
 
 const alice: User = {
@@ -117,4 +118,28 @@ Deno.test("throttle delays failures more and more, closes the connection, then b
   t.failure("192.0.2.1", "carol", 1);
   assert.equal(t.blocked("192.0.2.1"), true);
   assert.equal(t.blocked("192.0.2.9"), false, "other clients unaffected");
+});
+
+Deno.test("editing users.txt keeps comments, blank lines and order", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/users.txt`;
+    await Deno.writeTextFile(path, "# cron jobs\nbob@ours.test:old\n\n# apps\ncarol:x\n", {
+      mode: 0o640,
+    });
+    const users = parseTxtUsers(await Deno.readTextFile(path), path);
+    users[0] = { ...users[0], password: "new" };
+    await writeUsersFile(path, [...users.slice(0, 1), {
+      ...users[0],
+      username: "dave",
+      password: "d",
+    }]);
+    assert.equal(
+      await Deno.readTextFile(path),
+      "# cron jobs\nbob@ours.test:new\n\n# apps\ndave:d\n",
+    );
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o640, "mode kept");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

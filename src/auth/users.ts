@@ -158,7 +158,11 @@ export async function writeUsersFile(path: string, users: User[]): Promise<void>
     mode: (old?.mode ?? 0o600) & 0o777,
   });
   try {
-    const bytes = new TextEncoder().encode(formatUsers(users, usersFormat(path)));
+    const previous = old ? await Deno.readTextFile(path).catch(() => "") : "";
+    const text = usersFormat(path) === "txt"
+      ? formatTxtKeepingComments(previous, users)
+      : formatUsers(users, "json");
+    const bytes = new TextEncoder().encode(text);
     let offset = 0;
     while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
     await file.sync();
@@ -172,6 +176,35 @@ export async function writeUsersFile(path: string, users: User[]): Promise<void>
     }
   }
   await Deno.rename(tmp, path);
+}
+
+/**
+ * users.txt as edited by `minimta user`: comments, blank lines and the
+ * order of the old file are kept, changed users are rewritten in place,
+ * removed ones dropped and new ones appended.
+ */
+export function formatTxtKeepingComments(previous: string, users: User[]): string {
+  const byName = new Map(users.map((u) => [u.username.toLowerCase(), u]));
+  const written = new Set<string>();
+  const lines: string[] = [];
+  for (const line of previous.split(/\r?\n/)) {
+    const trimmed = line.trim();
+    if (trimmed === "" || trimmed.startsWith("#")) {
+      lines.push(line);
+      continue;
+    }
+    const name = trimmed.slice(0, trimmed.indexOf(":")).toLowerCase();
+    const user = byName.get(name);
+    if (user && !written.has(name)) {
+      lines.push(`${user.username}:${user.password}`);
+      written.add(name);
+    }
+  }
+  while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
+  for (const user of users) {
+    if (!written.has(user.username.toLowerCase())) lines.push(`${user.username}:${user.password}`);
+  }
+  return lines.map((l) => `${l}\n`).join("");
 }
 
 /** Users whose password is stored in plaintext (warned about at start-up). */

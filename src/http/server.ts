@@ -99,7 +99,7 @@ class StatusApp {
   }
 
   async #login(req: Request): Promise<Response> {
-    const form = await req.formData();
+    const form = await readForm(req);
     const user = await this.#deps.login(
       String(form.get("username") ?? ""),
       String(form.get("password") ?? ""),
@@ -138,7 +138,7 @@ class StatusApp {
       const state = ["queued", "deferred", "held"].includes(stateParam)
         ? stateParam as "queued"
         : undefined;
-      const offset = Math.max(0, Number(url.searchParams.get("offset")) || 0);
+      const offset = Math.max(0, Math.floor(Number(url.searchParams.get("offset")) || 0));
       const result = d.index.search({ q, state, offset, limit: PAGE_SIZE });
       return page("Queue", queuePage(q, state ?? "", offset, result, PAGE_SIZE), session);
     }
@@ -170,7 +170,7 @@ class StatusApp {
     path: string,
     current: { id: string; session: Session },
   ): Promise<Response> {
-    const form = await req.formData();
+    const form = await readForm(req);
     if (!csrfValid(current.session, form.get("csrf") as string | null)) {
       return text("Refused: missing or wrong CSRF token. Reload the page and try again.", 403);
     }
@@ -194,6 +194,16 @@ class StatusApp {
     return redirect(
       op === "delete" ? `/queue` : `/message/${id}?done=${encodeURIComponent(result)}`,
     );
+  }
+}
+
+// A POST whose body is not a form (no body, JSON, …) is treated as an empty
+// form: refused by the CSRF check or the login, never a 500.
+async function readForm(req: Request): Promise<FormData> {
+  try {
+    return await req.formData();
+  } catch {
+    return new FormData();
   }
 }
 

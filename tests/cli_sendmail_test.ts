@@ -1,0 +1,135 @@
+/**
+ * `minimta sendmail` as cron jobs and scripts use it: `-t` takes the
+ * recipients from To/Cc/Bcc and no Bcc header is left; without `-i` a line
+ * with a single dot ends the input; with the daemon running the message is
+ * delivered (DKIM-signed when a key is configured), with it stopped it lands
+ * in the spool and is delivered after start.
+ */
+import assert from "node:assert/strict";
+import { bareLineEnds, freePorts, Mta, requireTool } from "./_harness.ts";
+import {
+  deliveryConfig,
+  dkimVerify,
+  FakeDns,
+  FakeMx,
+  isGone,
+  loopbackNet,
+  mxZone,
+  text,
+  unstuff,
+  waitFor,
+} from "./_mx.ts";
+import { lfMessage, queueJson, sendmail, showJson } from "./_cli.ts";
+
+const latin1 = new TextDecoder("latin1");
+
+Deno.test("sendmail -t -oi -f: recipients from To/Cc/Bcc, one message, no Bcc header left", async () => {
+  await using mta = await Mta.start({ noStart: true });
+  const id = await sendmail(
+    mta,
+    ["-t", "-oi", "-f", "cron@ours.test"],
+    lfMessage(
+      [
+        "From: Cron Daemon <cron@ours.test>",
+        "To: Bob <bob@dest.test>, x@dest.test",
+        "Cc: carl@other.test",
+        "Bcc: Secret Person <secret@third.test>",
+        "Subject: nightly backup",
+      ],
+      "Backup finished.\n.\nThe line above is a single dot, kept with -oi.\n",
+    ),
+  );
+  const queue = await queueJson(mta);
+  assert.deepEqual(queue.map((m) => m.id), [id], "exactly one message");
+  const meta = await showJson(mta, id);
+  assert.equal(meta.from, "cron@ours.test");
+  assert.deepEqual(meta.recipients.map((r) => r.address), [
+    "bob@dest.test",
+    "x@dest.test",
+    "carl@other.test",
+    "secret@third.test",
+  ]);
+  assert.ok(meta.recipients.every((r) => r.status === "pending" && r.attempts === 0));
+  assert.doesNotMatch(meta.headers, /^bcc:/im);
+  const stored = await Deno.readFile(mta.emlPath(id));
+  const message = latin1.decode(stored);
+  assert.doesNotMatch(message, /^bcc:/im, "no Bcc header in the stored message");
+  assert.ok(!message.includes("secret@third.test"), "the Bcc address appears nowhere");
+  assert.match(message, /^To: Bob <bob@dest\.test>, x@dest\.test\r$/m);
+  assert.match(message, /^Cc: carl@other\.test\r$/m);
+  assert.match(message, /\r\n\.\r\nThe line above is a single dot, kept with -oi\.\r\n/);
+  assert.deepEqual(bareLineEnds(stored), [], "stored with CRLF line ends");
+});
+
+Deno.test("sendmail without -i stops at a line with a single dot; with -i it does not", async () => {
+  await using mta = await Mta.start({ noStart: true });
+  const input = lfMessage(["Subject: dots"], "first line\n..two dots stay\n.\nafter the dot\n");
+  const cut = await sendmail(mta, ["rcpt@dest.test"], input);
+  const whole = await sendmail(mta, ["-i", "rcpt@dest.test"], input);
+  const cutText = latin1.decode(await Deno.readFile(mta.emlPath(cut)));
+  const wholeText = latin1.decode(await Deno.readFile(mta.emlPath(whole)));
+  assert.match(cutText, /\r\n\r\nfirst line\r\n\.\.two dots stay\r\n$/, cutText);
+  assert.ok(!cutText.includes("after the dot"), cutText);
+  assert.match(wholeText, /\r\n\.\r\nafter the dot\r\n$/, wholeText);
+
+  // Without -f the sender is the invoking user at server.hostname.
+  const meta = await showJson(mta, cut);
+  assert.equal(meta.recipients[0].address, "rcpt@dest.test");
+  const who = await sendmail(mta, ["rcpt@dest.test"], "Subject: who\n\nx\n").then((id) =>
+    showJson(mta, id)
+  );
+  assert.match(who.from, /^[^@\s]+@mx\.ours\.test$/);
+});
+
+Deno.test({
+  name:
+    "sendmail is delivered DKIM-signed, through the running daemon and from the spool after start",
+  ignore: requireTool("python3:dkim", "python3:dns"),
+  async fn(t) {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
+    await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test" });
+    await using mta = await Mta.start({
+      dkim: ["rsa"],
+      config: { delivery: deliveryConfig({ dns, port }) },
+    });
+    const message = (subject: string) =>
+      lfMessage([
+        "From: Cron Daemon <cron@ours.test>",
+        "To: bob@dest.test",
+        "Bcc: hidden@dest.test",
+        `Subject: ${subject}`,
+      ], "Report body.\n");
+
+    const deliveredOnce = async (id: string, subject: string) => {
+      await waitFor(`${id} to be delivered`, () => isGone(mta, id));
+      const txs = (await mx.accepted()).filter((tx) => text(tx.data).includes(subject));
+      assert.equal(txs.length, 1, `one transaction for "${subject}"`);
+      const [tx] = txs;
+      assert.equal(tx.mail_from, "cron@ours.test");
+      assert.deepEqual([...tx.rcpts].sort(), ["bob@dest.test", "hidden@dest.test"]);
+      const received = unstuff(tx.data);
+      assert.doesNotMatch(text(received), /^bcc:/im);
+      const verdict = await dkimVerify(mta, received);
+      assert.equal(verdict.code, 0, JSON.stringify(verdict));
+      assert.deepEqual(verdict.results.map((r) => [r.d, r.ok]), [["ours.test", true]]);
+    };
+
+    await t.step("daemon running: queued through it and delivered", async () => {
+      const id = await sendmail(mta, ["-t", "-f", "cron@ours.test"], message("while running"));
+      await deliveredOnce(id, "while running");
+    });
+
+    await t.step("daemon stopped: lands in the spool, signed; delivered after start", async () => {
+      assert.equal(await mta.stop(), 0);
+      const id = await sendmail(mta, ["-t", "-f", "cron@ours.test"], message("while stopped"));
+      const queued = await showJson(mta, id);
+      assert.equal(queued.state, "queued");
+      assert.match(queued.headers, /^DKIM-Signature: /m, "signed before it is spooled");
+      await mta.launch();
+      await deliveredOnce(id, "while stopped");
+      assert.equal((await mx.accepted()).length, 2);
+    });
+  },
+});
