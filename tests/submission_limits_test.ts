@@ -47,6 +47,28 @@ Deno.test("limits: SIZE=, oversized bodies and too many recipients", async (t) =
     },
   );
 
+  await t.step(
+    "L4 / SMUG-OUT-06: a 998-octet line is accepted, a longer one refused with 554",
+    async () => {
+      using smtp = await mta.authed();
+      for (const [length, code] of [[998, 250], [5000, 554]]) {
+        await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+        await smtp.cmd("RCPT TO:<lines@remote.test>", 250);
+        await smtp.cmd("DATA", 354);
+        const reply = await smtp.cmd(
+          `From: alice@ours.test\r\nSubject: line ${length}\r\n\r\n${"y".repeat(length)}\r\n.`,
+        );
+        assert.equal(reply.code, code, reply.raw);
+        if (code === 554) assert.match(reply.raw, /5\.6\.0 Line of 5000 octets/);
+      }
+      const subjects = await Promise.all(
+        (await mta.spoolMetas()).map((m) => Deno.readTextFile(mta.emlPath(m.id as string))),
+      );
+      assert.equal(subjects.filter((t) => t.includes("Subject: line 998")).length, 1);
+      assert.equal(subjects.filter((t) => t.includes("Subject: line 5000")).length, 0);
+    },
+  );
+
   await t.step("L5: the recipient over max_recipients gets 452, the others are kept", async () => {
     using smtp = await mta.authed();
     await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);

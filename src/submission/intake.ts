@@ -31,7 +31,7 @@ export interface Submission {
   /** CRLF message bytes. */
   bytes: Uint8Array;
   /** What the normaliser saw: bare line ends, NUL, 8-bit. */
-  normalizer: Pick<LineEndingNormalizer, "bare" | "nul" | "eightBit">;
+  normalizer: Pick<LineEndingNormalizer, "bare" | "nul" | "eightBit" | "longestLine">;
   sizeExceeded: boolean;
   /** The authenticated user, null for trusted networks and local sendmail. */
   user: User | null;
@@ -162,6 +162,16 @@ function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): vo
       550,
       "5.5.2",
       "Bare <CR> or <LF> received; lines must end with <CR><LF>",
+    );
+  }
+  // RFC 5321 §4.5.3.1.6 / RFC 5322 §2.1.1: no line over 998 octets may be
+  // sent, and folding it later would break the DKIM signature, so such a
+  // message is refused here, where the sender can still encode it properly.
+  if (sub.normalizer.longestLine > 998) {
+    throw new SmtpRejection(
+      554,
+      "5.6.0",
+      `Line of ${sub.normalizer.longestLine} octets; lines must not exceed 998 (use quoted-printable or base64)`,
     );
   }
   if (sub.recipients.length === 0) throw new SmtpRejection(554, "5.5.1", "No valid recipients");

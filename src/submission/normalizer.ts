@@ -17,7 +17,10 @@ export class LineEndingNormalizer {
   nul = 0;
   /** Any byte above 0x7f seen (RFC 6152 8-bit content). */
   eightBit = false;
+  /** Octets in the longest line, without its line end (RFC 5322 §2.1.1 allows 998). */
+  longestLine = 0;
   #pendingCR = false;
+  #column = 0;
 
   /** Normalises one chunk; the result may be `chunk` itself when nothing changes. */
   push(chunk: Uint8Array): Uint8Array[] {
@@ -25,6 +28,7 @@ export class LineEndingNormalizer {
     let start = 0;
     if (this.#pendingCR && chunk.length > 0) {
       this.#pendingCR = false;
+      this.#endLine();
       if (chunk[0] === LF) {
         out.push(CRLF);
         start = 1;
@@ -36,9 +40,11 @@ export class LineEndingNormalizer {
     let i = start;
     for (; i < chunk.length; i++) {
       const byte = chunk[i];
+      if (byte !== CR && byte !== LF) this.#column++;
       if (byte > 0x7f) this.eightBit = true;
       else if (byte === NUL) this.nul++;
       else if (byte === LF) {
+        this.#endLine();
         // A LF here has no CR before it (CRLF pairs are consumed below).
         this.bare++;
         if (i > start) out.push(chunk.subarray(start, i));
@@ -50,8 +56,10 @@ export class LineEndingNormalizer {
           this.#pendingCR = true;
           start = i + 1;
         } else if (chunk[i + 1] === LF) {
+          this.#endLine();
           i++;
         } else {
+          this.#endLine();
           this.bare++;
           if (i > start) out.push(chunk.subarray(start, i));
           out.push(CRLF);
@@ -66,9 +74,15 @@ export class LineEndingNormalizer {
 
   /** Ends the stream: a CR left hanging at the very end becomes CRLF. */
   end(): Uint8Array[] {
+    this.#endLine();
     if (!this.#pendingCR) return [];
     this.#pendingCR = false;
     this.bare++;
     return [CRLF];
+  }
+
+  #endLine(): void {
+    if (this.#column > this.longestLine) this.longestLine = this.#column;
+    this.#column = 0;
   }
 }

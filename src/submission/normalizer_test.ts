@@ -62,3 +62,13 @@ Deno.test("normalizer output has CR and LF only as CRLF, whatever the input and 
     ),
   );
 });
+
+Deno.test("normalizer measures the longest line across chunks and line ends", () => {
+  const line = (n: number) => "x".repeat(n);
+  assert.equal(run([bytes(`${line(998)}\r\n${line(10)}\n`)]).n.longestLine, 998);
+  assert.equal(
+    run([bytes(line(500)), bytes(`${line(499)}\r`), bytes("\nshort")]).n.longestLine,
+    999,
+  );
+  assert.equal(run([bytes(`a\r${line(1200)}`)]).n.longestLine, 1200);
+});

@@ -63,6 +63,7 @@ export class WebhookDispatcher {
   #o: Required<WebhookDispatcherOptions>;
   #writes: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = 0;
   #running: Promise<void> | null = null;
   #stopped = false;
   #unsubscribe: () => void = () => {};
@@ -118,8 +119,14 @@ export class WebhookDispatcher {
 
   #kick(delay: number): void {
     if (this.#stopped) return;
+    // Never push back a drain already due sooner: a drain ending with only
+    // far-off retries must not cancel the one asked for by a newer event.
+    const at = performance.now() + delay;
+    if (this.#timer !== undefined && this.#timerAt <= at) return;
     clearTimeout(this.#timer);
+    this.#timerAt = at;
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
       if (this.#running) return this.#kick(1_000);
       this.#running = this.#drain().finally(() => (this.#running = null));
     }, delay);
