@@ -40,6 +40,7 @@ export interface DeliveryEngineOptions {
 
 const logger = log("delivery");
 const MAX_TIMER_MS = 60_000;
+const LOCAL_RETRY_MS = 60_000;
 
 /**
  * The delivery engine: an in-memory schedule rebuilt from the spool at
@@ -176,15 +177,21 @@ export class DeliveryEngine {
       const id = this.#due.popDue(now);
       if (id === null) break;
       if (this.#inFlight.has(id)) continue;
+      let failed = false;
       const run = this.#process(id)
-        .catch((error) =>
-          logger.error("Delivery of {queue_id} failed: {error}", {
+        .catch((error) => {
+          // A local failure (the spool could not be written or read, e.g. a
+          // full disk): the message keeps its last durable state and is
+          // tried again later, never dropped and never wrongly bounced.
+          failed = true;
+          logger.error("Delivery of {queue_id} failed, retrying in a minute: {error}", {
             queue_id: id,
             error: String(error),
-          })
-        )
+          });
+        })
         .finally(() => {
           this.#inFlight.delete(id);
+          if (failed && !this.#stopped) this.#due.set(id, this.#o.now().getTime() + LOCAL_RETRY_MS);
           this.#pump();
         });
       this.#inFlight.set(id, run);
