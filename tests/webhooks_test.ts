@@ -324,3 +324,54 @@ Deno.test("webhooks (in process): a receiver in backoff does not hold back event
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "webhooks: events whose POST hung at kill -9 are posted as soon as the daemon is back",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [mxPort, hookPort] = freePorts(2);
+    await using dns = await FakeDns.start(zone(net(2)));
+    await using _mx = await FakeMx.start(net(2), mxPort, { name: "mx.ok.test" });
+    // A receiver that accepts connections and never answers.
+    const hung = Deno.listen({ hostname: "127.0.0.1", port: hookPort });
+    const held: Deno.Conn[] = [];
+    const accepting = (async () => {
+      try {
+        for await (const conn of hung) held.push(conn);
+      } catch {
+        // Closed.
+      }
+    })();
+    await using mta = await startWebMta({
+      config: { delivery: deliveryConfig({ dns, port: mxPort, retry_schedule: ["1h"] }) },
+      webhooks: [{ url: `http://127.0.0.1:${hookPort}/hook`, secret: SECRET }],
+    });
+    const ids = [
+      await submit(mta, { to: ["a@ok.test"] }),
+      await submit(mta, { to: ["b@ok.test"] }),
+    ];
+    await waitFor(
+      "both delivered while the receiver hangs",
+      async () => (await isGone(mta, ids[0])) && (await isGone(mta, ids[1])),
+    );
+    await waitFor("the first POST to be hanging", () => held.length >= 1);
+    const stored = await outbox(mta.spoolDir);
+    assert.equal(stored.length, 2);
+    assert.ok(stored.every((p) => p.attempts === 0), "no attempt has finished");
+    await mta.kill9();
+    hung.close();
+    for (const c of held) c.close();
+    await accepting;
+
+    await using hooks = WebhookReceiver.start(hookPort);
+    const restarted = Date.now();
+    await mta.launch();
+    await waitFor("both events right after the restart", () => hooks.received.length >= 2, 10_000);
+    const waited = Date.now() - restarted;
+    assert.ok(waited < 8_000, `posted ${waited} ms after the restart began (no backoff to wait)`);
+    const events = await verified(hooks.received, SECRET);
+    assert.deepEqual(events.map((e) => e.queue_id).sort(), [...ids].sort());
+    assert.ok(events.every((e) => e.event === "delivered"));
+  },
+});

@@ -102,7 +102,8 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     })
     : null;
   webhooks?.start();
-  await engine.start();
+  await engine.start(report.metas);
+  report.metas = []; // the engine's index holds what it needs
   const http = config.http.listen_addr
     ? startStatusServer(config, { engine, spool, submission, parts })
     : null;

@@ -80,9 +80,12 @@ export class DeliveryEngine {
     this.#messageLimit = this.#o.concurrency * 4;
   }
 
-  /** Rebuilds the schedule from the spool and starts delivering. */
-  async start(): Promise<void> {
-    for (const meta of await this.#o.spool.list()) this.schedule(meta);
+  /**
+   * Rebuilds the schedule from the spool (or from `initial`, the metadata
+   * that start-up repair already read) and starts delivering.
+   */
+  async start(initial?: MessageMeta[]): Promise<void> {
+    for (const meta of initial ?? await this.#o.spool.list()) this.schedule(meta);
     // New messages (and DSNs) come in through the spool.
     this.#o.spool.subscribe((meta) => this.schedule(meta));
     this.#pump();
@@ -222,7 +225,11 @@ export class DeliveryEngine {
       const started = performance.now();
       const outcomes = await this.#attempt(meta, body, domain, recipients);
       this.#apply(meta, outcomes, Math.round(performance.now() - started));
-      // Per-recipient results reach the disk after every attempt, one write at a time.
+      // Per-recipient results reach the disk after every attempt, one write
+      // at a time; except when every recipient is now delivered: then the
+      // removal of the message in #finish is the record (a crash before it
+      // re-sends, exactly as a crash before this write would).
+      if (meta.recipients.every((r) => r.status === "delivered")) return;
       writes = writes.then(() => this.#o.spool.writeMeta(meta));
       await writes;
       this.index.set(meta);
@@ -307,7 +314,7 @@ export class DeliveryEngine {
     const op = this.#pendingOps.get(meta.id);
     this.#pendingOps.delete(meta.id);
     if (op === "delete") {
-      await this.#o.spool.remove(meta.id);
+      await this.#o.spool.remove(meta.id, { durable: true });
       this.index.delete(meta.id);
       mailLog("removed", { queue_id: meta.id, by: "operator" });
       return;

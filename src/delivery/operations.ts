@@ -26,7 +26,7 @@ export async function applyOperation(
 ): Promise<OperationResult> {
   switch (op) {
     case "delete":
-      await spool.remove(meta.id);
+      await spool.remove(meta.id, { durable: true });
       mailLog("removed", { queue_id: meta.id, by: "operator" });
       return { meta, schedule: false, text: `${meta.id}: deleted` };
     case "hold":

@@ -69,7 +69,7 @@ main{max-width:1100px;margin:0 auto;padding:1rem}h1{font-size:1.35rem}h2{font-si
 .card{background:#fff;border:1px solid #dde1e8;border-radius:8px;padding:.7rem}.card b{display:block;font-size:1.5rem}
 .scroll{overflow-x:auto}table{width:100%;border-collapse:collapse;background:#fff}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #e6e9ef;vertical-align:top;word-break:break-word}
-th{background:#eef1f6;font-weight:600}code,.mono{font-family:ui-monospace,monospace;font-size:.9em}
+th{background:#eef1f6;font-weight:600;word-break:normal}.nowrap{white-space:nowrap}code,.mono{font-family:ui-monospace,monospace;font-size:.9em}
 form.inline{display:inline}button,.button{font:inherit;padding:.35rem .8rem;border-radius:6px;border:1px solid #8a94a6;background:#fff;cursor:pointer}
 button.danger{border-color:#b42318;color:#b42318}.link{background:none;border:none;padding:0;cursor:pointer}
 input[type=text],input[type=password],input[type=search],select{font:inherit;padding:.35rem;border:1px solid #b8c0cc;border-radius:6px;max-width:100%}

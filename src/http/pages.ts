@@ -211,12 +211,12 @@ export function messagePage(
       html`
         <tr>
           <td>${r.address}</td>
-          <td>${r.status}</td>
-          <td>${r.attempts}</td>
+          <td class="nowrap">${r.status}</td>
+          <td class="nowrap">${r.attempts}</td>
           <td>
             ${(r.history ?? []).map((h) =>
-              html`<div><span class="mono">${h.at}</span> ${h.outcome} ${h.status} ${
-                h.remote ?? ""
+              html`<div><span class="mono">${h.at}</span> ${h.outcome} ${h.status}${
+                h.remote ? ` ${h.remote}` : ""
               }: ${h.text}</div>`
             )}
             ${!r.history?.length && r.last_error ? r.last_error : ""}</td>

@@ -9,7 +9,6 @@
 import {
   configureSync,
   disposeSync,
-  getJsonLinesFormatter,
   getLogger,
   getTextFormatter,
   type Logger,
@@ -34,13 +33,15 @@ export interface LoggingOptions {
  */
 export function setupLogging(options: LoggingOptions = {}): void {
   const format = options.format ?? "json";
-  const formatter = format === "json"
-    ? getJsonLinesFormatter({ properties: "flatten", message: "rendered" })
-    : textFormatter;
   const out = options.target === "stderr" ? Deno.stderr : Deno.stdout;
   const encoder = new TextEncoder();
+  // JSON.stringify already escapes every control character; text lines are
+  // escaped by hand (TESTPLAN INJ-05).
+  const format_ = format === "json"
+    ? jsonLine
+    : (record: LogRecord) => escapeControl(textFormatter(record));
   const sink: Sink = (record: LogRecord) => {
-    writeAll(out, encoder.encode(escapeControl(formatter(record))));
+    writeAll(out, encoder.encode(format_(record)));
   };
   configureSync({
     reset: true,
@@ -114,6 +115,28 @@ export function onMailEvent(listener: MailListener): () => void {
 
 function toLevel(level: string): LogLevel {
   return level as LogLevel;
+}
+
+// One JSON object per line, as LogTape's JSON Lines formatter writes them
+// ("@timestamp", level, message, logger, then the properties), built with a
+// single JSON.stringify: the mail log writes several lines per message.
+function jsonLine(record: LogRecord): string {
+  return JSON.stringify({
+    "@timestamp": new Date(record.timestamp).toISOString(),
+    level: record.level === "warning" ? "WARN" : record.level.toUpperCase(),
+    message: renderMessage(record.message),
+    logger: record.category.join("."),
+    ...record.properties,
+  }) + "\n";
+}
+
+function renderMessage(parts: readonly unknown[]): string {
+  if (parts.length === 1) return String(parts[0]);
+  let text = "";
+  parts.forEach((part, i) => {
+    text += i % 2 === 0 ? String(part) : typeof part === "string" ? part : JSON.stringify(part);
+  });
+  return text;
 }
 
 const textBase = getTextFormatter({ timestamp: "date-time-tz" });

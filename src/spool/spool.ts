@@ -16,6 +16,8 @@ export interface SpoolOptions {
 /** What {@linkcode Spool.recover} found and did at start-up. */
 export interface RecoveryReport {
   messages: number;
+  /** Every good message's metadata, oldest first (the engine's schedule is built from it). */
+  metas: MessageMeta[];
   tmpRemoved: string[];
   orphanBodiesRemoved: string[];
   quarantined: { id: string; reason: string }[];
@@ -226,19 +228,9 @@ export class Spool {
 
   /** Every queued message's metadata, oldest first; unreadable entries are skipped. */
   async list(): Promise<MessageMeta[]> {
-    const ids = await this.ids();
-    const out: (MessageMeta | null)[] = new Array(ids.length).fill(null);
-    // Reads overlap so that `queue list` over 100,000 messages stays near a second.
-    let next = 0;
-    const worker = async () => {
-      while (next < ids.length) {
-        const i = next++;
-        // Removed meanwhile, or corrupt: recover() quarantines the latter.
-        out[i] = await this.get(ids[i]).catch(() => null);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(64, ids.length) }, worker));
-    return out.filter((m): m is MessageMeta => m !== null);
+    // Removed meanwhile, or corrupt (recover() quarantines those): skipped.
+    const metas = await mapBounded(await this.ids(), (id) => this.get(id).catch(() => null));
+    return metas.filter((m): m is MessageMeta => m !== null);
   }
 
   /**
@@ -261,7 +253,7 @@ export class Spool {
    * Removes a message: its metadata first (from then on it no longer
    * exists), then its body.
    */
-  async remove(id: string): Promise<void> {
+  async remove(id: string, options: { durable?: boolean } = {}): Promise<void> {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
     try {
       await Deno.remove(this.#metaPath(id));
@@ -269,7 +261,12 @@ export class Spool {
       if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
       throw error;
     }
-    if (this.#fsync) await this.#metaSync.sync();
+    // After delivery the removal is not fsynced, as Postfix does not fsync
+    // its deletions: one lost in a crash brings the message back and it is
+    // delivered once more (a duplicate, never a loss), while every delivery
+    // would otherwise add a directory sync to the one new submissions wait
+    // on. An operator's delete is made durable: deleted mail never returns.
+    if (options.durable && this.#fsync) await this.#metaSync.sync();
     await Deno.remove(this.#bodyPath(id)).catch(() => {});
   }
 
@@ -282,6 +279,7 @@ export class Spool {
   async recover(): Promise<RecoveryReport> {
     const report: RecoveryReport = {
       messages: 0,
+      metas: [],
       tmpRemoved: [],
       orphanBodiesRemoved: [],
       quarantined: [],
@@ -290,41 +288,42 @@ export class Spool {
       await Deno.remove(`${this.dir}/tmp/${entry.name}`, { recursive: true }).catch(() => {});
       report.tmpRemoved.push(entry.name);
     }
-    const metas = new Set<string>();
-    for await (const entry of Deno.readDir(`${this.dir}/meta`)) {
-      const problem = await this.#checkMeta(entry.name);
-      if (problem) {
-        await this.#quarantine(entry.name, problem, report);
-      } else {
-        metas.add(entry.name.slice(0, -5));
-      }
-    }
+    const bodies = new Map<string, boolean>();
     for await (const entry of Deno.readDir(`${this.dir}/msg`)) {
-      const id = entry.name.replace(/\.eml$/, "");
-      if (!metas.has(id)) {
-        await Deno.remove(`${this.dir}/msg/${entry.name}`).catch(() => {});
-        report.orphanBodiesRemoved.push(entry.name);
-      }
+      bodies.set(entry.name.replace(/\.eml$/, ""), entry.isFile);
     }
-    report.messages = metas.size;
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(`${this.dir}/meta`)) names.push(entry.name);
+    const checked = await mapBounded(names.sort(), (name) => this.#checkMeta(name, bodies));
+    for (const [i, result] of checked.entries()) {
+      if (typeof result === "string") await this.#quarantine(names[i], result, report);
+      else report.metas.push(result);
+    }
+    const kept = new Set([
+      ...report.metas.map((m) => m.id),
+      ...report.quarantined.map((q) => q.id),
+    ]);
+    for (const id of bodies.keys()) {
+      if (kept.has(id)) continue;
+      await Deno.remove(this.#bodyPath(id)).catch(() => {});
+      report.orphanBodiesRemoved.push(`${id}.eml`);
+    }
+    report.messages = report.metas.length;
     return report;
   }
 
-  async #checkMeta(name: string): Promise<string | null> {
+  // The metadata of one entry, or why it is unusable.
+  async #checkMeta(name: string, bodies: Map<string, boolean>): Promise<MessageMeta | string> {
     const id = name.endsWith(".json") ? name.slice(0, -5) : "";
     if (!isQueueId(id)) return "unexpected file name";
+    const body = bodies.get(id);
+    if (body === undefined) return "message file is missing";
+    if (!body) return "message file is not a regular file";
     try {
-      await this.get(id);
+      return await this.get(id);
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
     }
-    try {
-      const body = await Deno.stat(this.#bodyPath(id));
-      if (!body.isFile) return "message file is not a regular file";
-    } catch {
-      return "message file is missing";
-    }
-    return null;
   }
 
   async #quarantine(name: string, reason: string, report: RecoveryReport): Promise<void> {
@@ -375,4 +374,19 @@ function decodeMeta(text: string, id: string): MessageMeta {
     throw new SyntaxError(`Metadata of "${id}" has an unknown format`);
   }
   return meta;
+}
+
+// Reads overlap (64 at a time) so that start-up and `queue list` over
+// 100,000 messages take seconds, not minutes; results keep input order.
+async function mapBounded<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(64, items.length) }, worker));
+  return out;
 }
