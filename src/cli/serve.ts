@@ -12,7 +12,7 @@ import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../del
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { type HttpDeps, Metrics, startHttpServer } from "../http/mod.ts";
-import { closeLogging, log, setupLogging } from "../log/mod.ts";
+import { closeLogging, log, mailLog, setupLogging } from "../log/mod.ts";
 import { MessageNotFoundError, Spool } from "../spool/mod.ts";
 import { Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
@@ -214,6 +214,11 @@ interface Running {
 
 function startStatusServer(config: Config, r: Running): Deno.HttpServer {
   const metrics = new Metrics();
+  const throttle = new AuthThrottle({
+    failureDelayMs: config.auth.failure_delay,
+    maxPerIp: config.auth.max_failures_per_ip,
+    windowMs: config.auth.failure_window,
+  });
   const addr = splitHostPort(config.http.listen_addr)!;
   const deps: HttpDeps = {
     index: r.engine.index,
@@ -243,13 +248,17 @@ function startStatusServer(config: Config, r: Running): Deno.HttpServer {
       }
     },
     operate: (id, op) => r.engine.operate(id, op),
-    login: async (username, password) => {
+    login: async (username, password, clientIp) => {
+      // Throttled like SMTP AUTH: growing delays, then the IP is refused for a while.
+      if (throttle.blocked(clientIp)) return null;
       if (config.http.admin_token && constantTimeEqual(password, config.http.admin_token)) {
         return "admin (token)";
       }
       const result = await r.parts.authenticator.verify(username, password);
       if (result.ok && result.user.admin) return result.user.username;
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      const verdict = throttle.failure(clientIp, username, 1);
+      mailLog("auth_failure", { client_ip: clientIp, username, reason: "status page login" });
+      await new Promise((resolve) => setTimeout(resolve, Math.max(500, verdict.delayMs)));
       return null;
     },
   };

@@ -77,10 +77,12 @@ export class Metrics {
       ? "delivered"
       : fields.outcome === "transient"
       ? "deferred"
+      : fields.expired
+      ? "expired"
       : "bounced";
     const statusClass = String(fields.status ?? "").charAt(0) || "unknown";
     this.#inc("minimta_deliveries_total", { outcome, status_class: statusClass });
-    this.#minute()[outcome]++;
+    this.#minute()[outcome === "expired" ? "bounced" : outcome]++;
     if (typeof fields.duration_ms === "number") {
       const seconds = fields.duration_ms / 1000;
       this.#histogram.count++;

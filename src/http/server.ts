@@ -16,7 +16,7 @@ export interface HttpDeps {
   readMessage(id: string): Promise<{ meta: MessageMeta; headers: string } | null>;
   operate(id: string, op: "hold" | "release" | "retry" | "delete"): Promise<string>;
   /** Checks a login: an admin user's password, or the configured admin token. */
-  login(username: string, password: string): Promise<string | null>;
+  login(username: string, password: string, clientIp: string): Promise<string | null>;
 }
 
 /** Options for {@linkcode startHttpServer}. */
@@ -48,8 +48,8 @@ export function startHttpServer(
   const app = new StatusApp(deps);
   return Deno.serve(
     { hostname: options.hostname, port: options.port, onListen: () => {} },
-    (req) =>
-      app.handle(req).catch((error) => {
+    (req, info) =>
+      app.handle(req, info.remoteAddr.hostname).catch((error) => {
         logger.error("HTTP {path} failed: {error}", {
           path: new URL(req.url).pathname,
           error: String(error),
@@ -67,7 +67,7 @@ class StatusApp {
     this.#deps = deps;
   }
 
-  async handle(req: Request): Promise<Response> {
+  async handle(req: Request, clientIp: string): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
     if (path === "/healthz") return text("ok\n");
@@ -83,7 +83,9 @@ class StatusApp {
       return text(STYLE, 200, "text/css; charset=utf-8", "public, max-age=3600");
     }
     if (path === "/login") {
-      return req.method === "POST" ? await this.#login(req) : page("Log in", loginPage(null));
+      return req.method === "POST"
+        ? await this.#login(req, clientIp)
+        : page("Log in", loginPage(null));
     }
     const current = this.#sessions.get(req);
     if (!current) return redirect("/login");
@@ -98,11 +100,12 @@ class StatusApp {
     return json({ ok, checks }, ok ? 200 : 503);
   }
 
-  async #login(req: Request): Promise<Response> {
+  async #login(req: Request, clientIp: string): Promise<Response> {
     const form = await readForm(req);
     const user = await this.#deps.login(
       String(form.get("username") ?? ""),
       String(form.get("password") ?? ""),
+      clientIp,
     );
     if (!user) {
       return page(

@@ -14,6 +14,8 @@ export type WebhookEventType = "delivered" | "deferred" | "bounced" | "expired";
 
 /** The JSON body posted for one recipient and attempt. */
 export interface WebhookEvent {
+  /** Unique per event, the same on every retry: receivers de-duplicate on it. */
+  id: string;
   event: WebhookEventType;
   queue_id: string;
   message_id: string | null;
@@ -198,6 +200,7 @@ function toEvent(f: Readonly<Record<string, unknown>>, now: number): WebhookEven
     ? "expired"
     : "bounced";
   return {
+    id: crypto.randomUUID(),
     event: type,
     queue_id: String(f.queue_id),
     message_id: (f.message_id as string | null) ?? null,
