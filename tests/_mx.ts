@@ -5,6 +5,7 @@
  * receivers captured. Every server runs as a child process and is stopped
  * by `await using`.
  */
+import { Buffer } from "node:buffer";
 import { ALICE, freePorts, type Mta, PYTHON, queuedId, ROOT, run } from "./_harness.ts";
 import { Spool } from "../src/spool/mod.ts";
 
@@ -12,7 +13,11 @@ import { Spool } from "../src/spool/mod.ts";
 export const FAKES = `${ROOT}/tests/fakes`;
 
 const decoder = new TextDecoder();
-const latin1 = new TextDecoder("latin1");
+// ISO-8859-1, one char per byte (TextDecoder("latin1") is windows-1252,
+// which would change 0x80–0x9F).
+const latin1 = {
+  decode: (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1"),
+};
 
 /** Waits `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {

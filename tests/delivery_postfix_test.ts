@@ -121,8 +121,11 @@ Deno.test({
     const allIds = [...byId.keys(), signedId];
 
     await waitFor(
-      "every message to leave minimta's queue",
-      async () => (await Promise.all(allIds.map((id) => isGone(mta, id)))).every(Boolean),
+      "every message to leave minimta's queue and its delivery to be logged",
+      async () =>
+        (await Promise.all(allIds.map((id) => isGone(mta, id)))).every(Boolean) &&
+        // The mail log reaches us through a pipe, possibly after the spool change.
+        allIds.every((id) => deliveryEvents(mta, id).length > 0),
       30_000,
       async () =>
         `minimta queue: ${JSON.stringify(await mta.queueList())}\n` +

@@ -221,7 +221,13 @@ Deno.test({
 
     const t0 = performance.now();
     await mta.launch();
-    await waitFor("the message to be delivered after the restart", () => isGone(mta, id), 20_000);
+    await waitFor(
+      "the message to be delivered (and logged) after the restart",
+      async () =>
+        (await isGone(mta, id)) &&
+        deliveryEvents(mta, id).some((e) => e.outcome === "delivered"),
+      20_000,
+    );
     report("restart → redelivered", performance.now() - t0);
     const txs = await mx.transactions();
     assert.ok(txs.length >= 2, `received ${txs.length} times: at least once more after restart`);

@@ -15,7 +15,7 @@ export interface DsnOptions {
 }
 
 const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
+const utf8 = new TextDecoder();
 
 /**
  * Builds a delivery status notification (RFC 3464) for the failed
@@ -98,9 +98,9 @@ function recipientFields(f: FailedRecipient, date: string): string[] {
 }
 
 // The original header section, as text/rfc822-headers (RFC 3462). Header
-// bytes are carried as they are; lines are CRLF in the spool already.
+// bytes are read as UTF-8 (RFC 6532); lines are CRLF in the spool already.
 function originalHeaders(body: Uint8Array): string[] {
-  const text = latin1.decode(body.subarray(0, 256 * 1024));
+  const text = utf8.decode(body.subarray(0, 256 * 1024));
   const end = text.indexOf("\r\n\r\n");
   return (end < 0 ? text : text.slice(0, end)).split("\r\n");
 }

@@ -170,6 +170,17 @@ export class DeliveryEngine {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([inFlight, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
     clearTimeout(timer);
+    if (this.#inFlight.size) {
+      // Their recipients stay pending and are sent again after the restart;
+      // a remote that already had the data may get it twice (RFC 1047).
+      logger.warn(
+        "Stopping with {count} delivery attempts unfinished; they will be retried: {ids}",
+        {
+          count: this.#inFlight.size,
+          ids: [...this.#inFlight.keys()].join(" "),
+        },
+      );
+    }
     await this.#o.transport.close();
   }
 

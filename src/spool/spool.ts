@@ -188,7 +188,7 @@ export class Spool {
     }
   }
 
-  /** A message's header section (up to 64 KiB), CRLF-separated, bytes as latin1 chars. */
+  /** A message's header section (up to 64 KiB) for display, CRLF-separated, decoded as UTF-8 (RFC 6532). */
   async readHeaders(id: string): Promise<string> {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
     let file: Deno.FsFile;
@@ -206,7 +206,7 @@ export class Spool {
         if (n === null) break;
         filled += n;
       }
-      const text = new TextDecoder("latin1").decode(buf.subarray(0, filled));
+      const text = new TextDecoder().decode(buf.subarray(0, filled));
       const end = text.indexOf("\r\n\r\n");
       return end < 0 ? text : text.slice(0, end);
     } finally {

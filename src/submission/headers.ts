@@ -1,3 +1,5 @@
+import { Buffer } from "node:buffer";
+
 /** One header field as it appears in the message, folding kept. */
 export interface HeaderField {
   /** Lowercase field name. */
@@ -13,8 +15,6 @@ export interface ParsedMessage {
   body: Uint8Array;
 }
 
-const latin1 = new TextDecoder("latin1");
-
 /**
  * Splits a CRLF message into header fields and body. Header bytes are
  * decoded as latin1, which maps every byte to one char, so encoding them
@@ -22,7 +22,7 @@ const latin1 = new TextDecoder("latin1");
  */
 export function parseMessage(bytes: Uint8Array): ParsedMessage {
   const end = headerEnd(bytes);
-  const headerText = latin1.decode(bytes.subarray(0, end.headers));
+  const headerText = latin1Decode(bytes.subarray(0, end.headers));
   const fields: HeaderField[] = [];
   for (const line of headerText.split("\r\n")) {
     if (line === "") continue;
@@ -63,9 +63,14 @@ export function serializeMessage(fields: HeaderField[], body: Uint8Array): Uint8
 
 /** Encodes a string whose chars are all below 256 as one byte each. */
 export function latin1Encode(text: string): Uint8Array {
-  const out = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i) & 0xff;
-  return out;
+  return new Uint8Array(Buffer.from(text, "latin1"));
+}
+
+// ISO-8859-1, one char per byte. Not TextDecoder("latin1"): the Encoding
+// Standard maps that label to windows-1252, which turns 0x80–0x9F into
+// other code points and so corrupts UTF-8 headers (RFC 6532) on the way back.
+function latin1Decode(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
 }
 
 /**

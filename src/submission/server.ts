@@ -109,6 +109,8 @@ export class SubmissionServer {
   close(graceMs = 10_000): Promise<void> {
     return Promise.all(this.#servers.map((server) =>
       new Promise<void>((resolve) => {
+        // smtp-server's own close timeout is what cuts the open sessions.
+        (server.options as { closeTimeout?: number }).closeTimeout = graceMs;
         const timer = setTimeout(() => resolve(), graceMs + 1_000);
         server.close(() => {
           clearTimeout(timer);
@@ -118,7 +120,6 @@ export class SubmissionServer {
     )).then(() => {});
   }
 
-  /** Replaces the TLS certificate for new connections (SIGHUP). */
   #start(addr: { host: string; port: number }, implicitTls: boolean): Promise<void> {
     const server = new SMTPServer({
       secure: implicitTls,
@@ -153,7 +154,12 @@ export class SubmissionServer {
     });
     server.on(
       "error",
-      (error: Error) => logger.error("Listener error: {error}", { error: error.message }),
+      (error: Error) => {
+        // A client that hangs up before or during the TLS handshake (health
+        // checks, port scanners) is not a fault of ours.
+        const clientSide = /socket closed|ECONNRESET|EPIPE|handshake|ssl|tls/i.test(error.message);
+        logger[clientSide ? "debug" : "error"]("Listener error: {error}", { error: error.message });
+      },
     );
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
