@@ -5,6 +5,7 @@ import {
   type RecipientState,
   type Spool,
 } from "../spool/mod.ts";
+import { DomainGate } from "./domain_gate.ts";
 import { DueQueue } from "./due_queue.ts";
 import { QueueIndex } from "./queue_index.ts";
 import { applyOperation } from "./operations.ts";
@@ -61,6 +62,7 @@ export class DeliveryEngine {
   // Operator actions on messages in flight, applied when the attempt ends.
   #pendingOps = new Map<string, "hold" | "delete">();
   #active = 0;
+  #gate: DomainGate;
   /** Every queued message in summary, for status pages and metrics. */
   readonly index: QueueIndex = new QueueIndex();
 
@@ -75,6 +77,7 @@ export class DeliveryEngine {
     };
     this.#slots = new Semaphore(this.#o.concurrency);
     this.#domains = new KeyedSemaphore(this.#o.perDomainConcurrency);
+    this.#gate = new DomainGate(this.#o.perDomainConcurrency * 2);
     // Enough messages in flight to keep every connection busy, few enough
     // that a huge queue is not all read into memory at once.
     this.#messageLimit = this.#o.concurrency * 4;
@@ -98,7 +101,7 @@ export class DeliveryEngine {
 
   /** Number of messages scheduled or in flight. */
   get queued(): number {
-    return this.#due.size + this.#inFlight.size;
+    return this.#due.size + this.#inFlight.size + this.#gate.parked;
   }
 
   /** Puts a message on the schedule at its `next_attempt_at` (held messages wait for release). */
@@ -191,6 +194,8 @@ export class DeliveryEngine {
       const id = this.#due.popDue(now);
       if (id === null) break;
       if (this.#inFlight.has(id)) continue;
+      const domains = this.#domainsOf(id);
+      if (!this.#gate.admit(id, domains)) continue;
       let failed = false;
       const run = this.#process(id)
         .catch((error) => {
@@ -205,6 +210,9 @@ export class DeliveryEngine {
         })
         .finally(() => {
           this.#inFlight.delete(id);
+          for (const parked of this.#gate.release(domains)) {
+            if (!this.#stopped) this.#due.set(parked, this.#o.now().getTime());
+          }
           if (failed && !this.#stopped) this.#due.set(id, this.#o.now().getTime() + LOCAL_RETRY_MS);
           this.#pump();
         });
@@ -215,6 +223,11 @@ export class DeliveryEngine {
     if (next !== null && this.#inFlight.size < this.#messageLimit) {
       this.#timer = setTimeout(() => this.#pump(), Math.min(Math.max(next - now, 0), MAX_TIMER_MS));
     }
+  }
+
+  #domainsOf(id: string): string[] {
+    const open = this.index.get(id)?.open ?? [];
+    return [...new Set(open.map((a) => a.slice(a.lastIndexOf("@") + 1).toLowerCase()))];
   }
 
   async #process(id: string): Promise<void> {

@@ -173,3 +173,44 @@ Deno.test("engine rebuilds its schedule from the spool and skips held messages",
     assert.deepEqual(transport.calls.map((c) => c.domain), ["two.test"]);
   });
 });
+
+Deno.test("engine keeps a small domain moving behind a large backlog to one domain", async () => {
+  await withSpool(async (spool) => {
+    const order: string[] = [];
+    const transport: Transport = {
+      async attempt(req) {
+        await new Promise((r) => setTimeout(r, req.domain === "big.test" ? 30 : 1));
+        order.push(req.domain);
+        return req.recipients.map((address) => ({
+          address,
+          kind: "delivered" as const,
+          code: 250,
+          status: "2.0.0",
+          text: "ok",
+          remote: null,
+          tls: null,
+        }));
+      },
+      close: () => Promise.resolve(),
+    };
+    for (let i = 0; i < 60; i++) {
+      await spool.create([body], message("a@ours.test", [`u${i}@big.test`]));
+    }
+    await spool.create([body], message("a@ours.test", ["reset@small.test"]));
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      concurrency: 10,
+      perDomainConcurrency: 2,
+    });
+    await engine.start();
+    await until(async () => (await spool.ids()).length === 0, 10_000);
+    await engine.stop();
+    const small = order.indexOf("small.test");
+    assert.ok(
+      small >= 0 && small < 10,
+      `small.test delivered at position ${small} of ${order.length}`,
+    );
+  });
+});
