@@ -75,7 +75,7 @@ INSPECT=127.0.0.1:$((${BENCH_PORT_BASE:-42500} + 29))
 [ -n "$PROFILE" ] && MINIMTA_FLAGS="$MINIMTA_FLAGS --inspect=$INSPECT"
 OUT_DIR=$ROOT/bench/out
 STAMP=$(date +%Y-%m-%d)
-REPORT=$OUT_DIR/submission-$STAMP.txt
+REPORT=$OUT_DIR/submission-$STAMP${BENCH_REPORT_SUFFIX:-}.txt
 CLK_TCK=$(getconf CLK_TCK)
 
 die() { echo "bench: $*" >&2; exit 1; }
