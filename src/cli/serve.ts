@@ -1,5 +1,3 @@
-import { Buffer } from "node:buffer";
-import { timingSafeEqual } from "node:crypto";
 import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../auth/mod.ts";
 import {
   type Config,
@@ -11,25 +9,17 @@ import {
 import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
-import { type HttpDeps, Metrics, startHttpServer } from "../http/mod.ts";
-import { closeLogging, log, mailLog, setupLogging } from "../log/mod.ts";
-import { MessageNotFoundError, Spool } from "../spool/mod.ts";
+import { closeLogging, log, setupLogging } from "../log/mod.ts";
+import { Spool } from "../spool/mod.ts";
 import { Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
-import { type ControlHandler, controlPath, ControlServer } from "./control.ts";
+import { controlPath, ControlServer } from "./control.ts";
+import { controlHandler } from "./control_handler.ts";
+import { startStatusServer } from "./status_server.ts";
 import { CliError } from "./errors.ts";
-import { submitLocal } from "./sendmail.ts";
 import { prepareDataFolder } from "./first_start.ts";
 
 const logger = log("serve");
-
-/** A running daemon, as {@linkcode startDaemon} returns it. */
-export interface Daemon {
-  /** Resolves with the exit code once the daemon has stopped. */
-  done: Promise<number>;
-  /** Stops intake and delivery cleanly. */
-  stop(): Promise<void>;
-}
 
 /**
  * `minimta serve`: the one place the daemon is wired together. Loads keys,
@@ -105,7 +95,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   await engine.start(report.metas);
   report.metas = []; // the engine's index holds what it needs
   const http = config.http.listen_addr
-    ? startStatusServer(config, { engine, spool, submission, parts })
+    ? startStatusServer(config, { engine, spool, submission, authenticator: parts.authenticator })
     : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
@@ -203,126 +193,6 @@ function warnTrusted(config: Config): void {
       networks: open.join(", "),
     });
   }
-}
-
-interface Running {
-  engine: DeliveryEngine;
-  spool: Spool;
-  submission: SubmissionServer;
-  parts: Parts;
-}
-
-function startStatusServer(config: Config, r: Running): Deno.HttpServer {
-  const metrics = new Metrics();
-  const throttle = new AuthThrottle({
-    failureDelayMs: config.auth.failure_delay,
-    maxPerIp: config.auth.max_failures_per_ip,
-    windowMs: config.auth.failure_window,
-  });
-  const addr = splitHostPort(config.http.listen_addr)!;
-  const deps: HttpDeps = {
-    index: r.engine.index,
-    metrics,
-    gauges: () => {
-      const oldest = r.engine.index.oldest();
-      return {
-        queue: r.engine.index.counts(),
-        oldestAgeSeconds: oldest
-          ? Math.round((Date.now() - Date.parse(oldest.created_at)) / 1000)
-          : 0,
-        connectionsIn: r.submission.connections,
-        connectionsOut: r.engine.activeAttempts,
-      };
-    },
-    ready: async () => ({
-      spool_writable: await r.spool.writable(),
-      listeners: r.submission.listening,
-    }),
-    readMessage: async (id) => {
-      try {
-        const meta = await r.spool.get(id);
-        return { meta, headers: await r.spool.readHeaders(id) };
-      } catch (error) {
-        if (error instanceof MessageNotFoundError) return null;
-        throw error;
-      }
-    },
-    operate: (id, op) => r.engine.operate(id, op),
-    login: async (username, password, clientIp) => {
-      // Throttled like SMTP AUTH: growing delays, then the IP is refused for a while.
-      if (throttle.blocked(clientIp)) return null;
-      if (config.http.admin_token && constantTimeEqual(password, config.http.admin_token)) {
-        return "admin (token)";
-      }
-      const result = await r.parts.authenticator.verify(username, password);
-      if (result.ok && result.user.admin) return result.user.username;
-      const verdict = throttle.failure(clientIp, username, 1);
-      mailLog("auth_failure", { client_ip: clientIp, username, reason: "status page login" });
-      await new Promise((resolve) => setTimeout(resolve, Math.max(500, verdict.delayMs)));
-      return null;
-    },
-  };
-  const server = startHttpServer({ hostname: addr.host, port: addr.port }, deps);
-  logger.info("Status page, /metrics and /healthz on http://{addr}/", {
-    addr: config.http.listen_addr,
-  });
-  return server;
-}
-
-function constantTimeEqual(a: string, b: string): boolean {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-function controlHandler(
-  engine: DeliveryEngine,
-  intake: Intake,
-  reloadAll: () => Promise<void>,
-): ControlHandler {
-  return async (req) => {
-    switch (req.command) {
-      case "submit": {
-        const m = req.message!;
-        const id = await submitLocal(intake, {
-          from: m.from,
-          recipients: m.recipients,
-          data: Buffer.from(m.data, "base64"),
-        });
-        return { ok: true, lines: [`queued as ${id}`] };
-      }
-      case "ping":
-        return { ok: true, lines: ["pong"] };
-      case "list":
-        return { ok: true, lines: [], data: engine.index.all() };
-      case "reload":
-        await reloadAll();
-        return { ok: true, lines: ["reloaded users and DKIM keys"] };
-      case "retry-all":
-        return {
-          ok: true,
-          lines: [`${await engine.retryAll()} message(s) scheduled for delivery now`],
-        };
-      case "operate": {
-        const lines: string[] = [];
-        let missing = 0;
-        for (const id of req.ids ?? []) {
-          try {
-            lines.push(await engine.operate(id, req.op!));
-          } catch (error) {
-            if (!(error instanceof MessageNotFoundError)) throw error;
-            lines.push(`${id}: no such message`);
-            missing++;
-          }
-        }
-        return missing
-          ? { ok: false, lines, error: `${missing} of the given ids are not in the queue` }
-          : { ok: true, lines };
-      }
-      default:
-        return { ok: false, lines: [], error: `Unknown control command "${req.command}"` };
-    }
-  };
 }
 
 async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {

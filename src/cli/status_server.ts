@@ -1,0 +1,85 @@
+import { timingSafeEqual } from "node:crypto";
+import { type Authenticator, AuthThrottle } from "../auth/mod.ts";
+import { type Config, splitHostPort } from "../config/mod.ts";
+import type { DeliveryEngine } from "../delivery/mod.ts";
+import { type HttpDeps, Metrics, startHttpServer } from "../http/mod.ts";
+import { log, mailLog } from "../log/mod.ts";
+import { MessageNotFoundError, type Spool } from "../spool/mod.ts";
+import type { SubmissionServer } from "../submission/mod.ts";
+
+const logger = log("serve");
+
+/** The running parts the status server reads from. */
+export interface Running {
+  engine: DeliveryEngine;
+  spool: Spool;
+  submission: SubmissionServer;
+  authenticator: Authenticator;
+}
+
+/**
+ * Starts the status page, `/metrics`, `/healthz` and `/readyz` on
+ * `http.listen_addr`, wired to the running engine, spool and intake.
+ */
+export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
+  const metrics = new Metrics();
+  const throttle = new AuthThrottle({
+    failureDelayMs: config.auth.failure_delay,
+    maxPerIp: config.auth.max_failures_per_ip,
+    windowMs: config.auth.failure_window,
+  });
+  const addr = splitHostPort(config.http.listen_addr)!;
+  const deps: HttpDeps = {
+    index: r.engine.index,
+    metrics,
+    gauges: () => {
+      const oldest = r.engine.index.oldest();
+      return {
+        queue: r.engine.index.counts(),
+        oldestAgeSeconds: oldest
+          ? Math.round((Date.now() - Date.parse(oldest.created_at)) / 1000)
+          : 0,
+        connectionsIn: r.submission.connections,
+        connectionsOut: r.engine.activeAttempts,
+      };
+    },
+    ready: async () => ({
+      spool_writable: await r.spool.writable(),
+      listeners: r.submission.listening,
+    }),
+    readMessage: async (id) => {
+      try {
+        const meta = await r.spool.get(id);
+        return { meta, headers: await r.spool.readHeaders(id) };
+      } catch (error) {
+        if (error instanceof MessageNotFoundError) return null;
+        throw error;
+      }
+    },
+    operate: (id, op) => r.engine.operate(id, op),
+    login: async (username, password, clientIp) => {
+      // Throttled like SMTP AUTH: growing delays, then the IP is refused for a while.
+      if (throttle.blocked(clientIp)) return null;
+      if (config.http.admin_token && constantTimeEqual(password, config.http.admin_token)) {
+        return "admin (token)";
+      }
+      const result = await r.authenticator.verify(username, password);
+      if (result.ok && result.user.admin) return result.user.username;
+      const verdict = throttle.failure(clientIp, username, 1);
+      mailLog("auth_failure", { client_ip: clientIp, username, reason: "status page login" });
+      await new Promise((resolve) => setTimeout(resolve, Math.max(500, verdict.delayMs)));
+      return null;
+    },
+  };
+  const server = startHttpServer({ hostname: addr.host, port: addr.port }, deps);
+  logger.info("Status page, /metrics and /healthz on http://{addr}/", {
+    addr: config.http.listen_addr,
+  });
+  return server;
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
