@@ -1,4 +1,5 @@
-import type { MessageMeta } from "../spool/mod.ts";
+import { log, mailLog } from "../log/mod.ts";
+import type { MessageMeta, Spool } from "../spool/mod.ts";
 
 /** A recipient that could not be delivered, for the DSN. */
 export interface FailedRecipient {
@@ -111,4 +112,50 @@ function ascii(text: string): string {
 
 function rfc5322(date: Date): string {
   return date.toUTCString().replace(/GMT$/, "+0000");
+}
+
+const logger = log("delivery");
+
+/**
+ * Spools one DSN to the sender for the failed recipients of `meta` (none
+ * when nothing failed). A message with the null sender, or one minimta made
+ * itself, never bounces (RFC 5321 §4.5.5): it is dropped with a log line.
+ * The caller removes the original only after this resolves, so a crash in
+ * between can duplicate the DSN but never lose it.
+ */
+export async function bounceFailed(
+  spool: Spool,
+  meta: MessageMeta,
+  body: Uint8Array,
+  options: DsnOptions,
+): Promise<void> {
+  const failed: FailedRecipient[] = meta.recipients.filter((r) => r.status === "failed").map((
+    r,
+  ) => ({
+    address: r.address,
+    status: r.last_status ?? "5.0.0",
+    diagnostic: r.last_error ?? "",
+    remote: r.remote,
+  }));
+  if (!failed.length) return;
+  if (meta.from === "" || meta.is_bounce) {
+    logger.warn("Dropping undeliverable bounce {queue_id}", { queue_id: meta.id });
+    return;
+  }
+  const created = await spool.create([buildDsn(meta, body, failed, options)], {
+    from: "",
+    recipients: [meta.from],
+    message_id: null,
+    auth_user: null,
+    client_ip: null,
+    is_bounce: true,
+    smtputf8: false,
+    eight_bit: false,
+  });
+  mailLog("bounced", {
+    queue_id: meta.id,
+    dsn_id: created.id,
+    to: meta.from,
+    recipients: failed.map((f) => f.address),
+  });
 }

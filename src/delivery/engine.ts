@@ -9,8 +9,9 @@ import { DomainGate } from "./domain_gate.ts";
 import { DueQueue } from "./due_queue.ts";
 import { QueueIndex } from "./queue_index.ts";
 import { applyOperation } from "./operations.ts";
-import { buildDsn, type FailedRecipient } from "./dsn.ts";
-import { describe, local, type RecipientOutcome } from "./outcome.ts";
+import { bounceFailed } from "./dsn.ts";
+import { local, type RecipientOutcome } from "./outcome.ts";
+import { recordOutcomes } from "./record_outcomes.ts";
 import { isExpired, retryDelay } from "./retry.ts";
 import { KeyedSemaphore, Semaphore } from "./semaphore.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
@@ -289,48 +290,7 @@ export class DeliveryEngine {
   }
 
   #apply(meta: MessageMeta, outcomes: RecipientOutcome[], durationMs: number | null = null): void {
-    const now = this.#o.now();
-    for (const outcome of outcomes) {
-      const rcpt = meta.recipients.find((r) =>
-        r.address === outcome.address && (r.status === "pending" || r.status === "deferred")
-      );
-      if (!rcpt) continue;
-      rcpt.attempts++;
-      rcpt.status = outcome.kind === "delivered"
-        ? "delivered"
-        : outcome.kind === "permanent"
-        ? "failed"
-        : "deferred";
-      rcpt.last_error = outcome.kind === "delivered" ? null : describe(outcome);
-      rcpt.last_status = outcome.status;
-      rcpt.remote = outcome.remote;
-      rcpt.updated_at = now.toISOString();
-      rcpt.history = [...(rcpt.history ?? []), {
-        at: rcpt.updated_at,
-        outcome: outcome.kind,
-        status: outcome.status,
-        text: outcome.code !== null ? `${outcome.code} ${outcome.text}` : outcome.text,
-        remote: outcome.remote,
-      }].slice(-20);
-      mailLog("delivery", {
-        queue_id: meta.id,
-        recipient: outcome.address,
-        outcome: outcome.kind,
-        relay: outcome.remote,
-        code: outcome.code,
-        status: outcome.status,
-        text: outcome.text,
-        attempt: rcpt.attempts,
-        delay_s: Math.round((now.getTime() - Date.parse(meta.created_at)) / 1000),
-        duration_ms: durationMs,
-        expired: durationMs === null,
-        from: meta.from,
-        message_id: meta.message_id,
-        tls: outcome.tls
-          ? { used: outcome.tls.used, version: outcome.tls.version, verified: outcome.tls.verified }
-          : null,
-      });
-    }
+    recordOutcomes(meta, outcomes, { now: this.#o.now(), durationMs });
   }
 
   async #finish(meta: MessageMeta, body: Uint8Array): Promise<void> {
@@ -378,7 +338,7 @@ export class DeliveryEngine {
       this.schedule(meta);
       return;
     }
-    await this.#bounce(meta, body, now);
+    await bounceFailed(this.#o.spool, meta, body, { hostname: this.#o.hostname, now });
     await this.#o.spool.remove(meta.id);
     this.index.delete(meta.id);
     mailLog("removed", { queue_id: meta.id });
@@ -386,39 +346,6 @@ export class DeliveryEngine {
 
   // One DSN for the failed recipients of a message; spooled before the
   // original is removed, so a crash in between duplicates, never loses it.
-  async #bounce(meta: MessageMeta, body: Uint8Array, now: Date): Promise<void> {
-    const failed: FailedRecipient[] = meta.recipients.filter((r) => r.status === "failed").map((
-      r,
-    ) => ({
-      address: r.address,
-      status: r.last_status ?? "5.0.0",
-      diagnostic: r.last_error ?? "",
-      remote: r.remote,
-    }));
-    if (!failed.length) return;
-    if (meta.from === "" || meta.is_bounce) {
-      // RFC 5321 §4.5.5: never bounce a bounce.
-      logger.warn("Dropping undeliverable bounce {queue_id}", { queue_id: meta.id });
-      return;
-    }
-    const dsn = buildDsn(meta, body, failed, { hostname: this.#o.hostname, now });
-    const created = await this.#o.spool.create([dsn], {
-      from: "",
-      recipients: [meta.from],
-      message_id: null,
-      auth_user: null,
-      client_ip: null,
-      is_bounce: true,
-      smtputf8: false,
-      eight_bit: false,
-    });
-    mailLog("bounced", {
-      queue_id: meta.id,
-      dsn_id: created.id,
-      to: meta.from,
-      recipients: failed.map((f) => f.address),
-    });
-  }
 }
 
 function formatAge(ms: number): string {

@@ -16,7 +16,8 @@ export {
   type SmtpTransportOptions,
 } from "./smtp_transport.ts";
 export { describe, type RecipientOutcome } from "./outcome.ts";
-export { buildDsn, type FailedRecipient } from "./dsn.ts";
+export { bounceFailed, buildDsn, type FailedRecipient } from "./dsn.ts";
+export { recordOutcomes } from "./record_outcomes.ts";
 export { isExpired, retryDelay } from "./retry.ts";
 export { type IndexEntry, QueueIndex, type SearchOptions } from "./queue_index.ts";
 export { SessionPool, type SessionPoolOptions } from "./session_pool.ts";

@@ -1,0 +1,64 @@
+import { mailLog } from "../log/mod.ts";
+import type { MessageMeta } from "../spool/mod.ts";
+import { describe, type RecipientOutcome } from "./outcome.ts";
+
+/** Options for {@linkcode recordOutcomes}. */
+export interface RecordOptions {
+  now: Date;
+  /** How long the attempt took; null for a local decision such as expiry. */
+  durationMs: number | null;
+}
+
+/**
+ * Writes one attempt's outcomes into a message's metadata (status,
+ * attempts, last error, a capped attempt history) and logs one `delivery`
+ * event per recipient; metrics and webhooks are fed from those events.
+ */
+export function recordOutcomes(
+  meta: MessageMeta,
+  outcomes: RecipientOutcome[],
+  options: RecordOptions,
+): void {
+  const { now, durationMs } = options;
+  for (const outcome of outcomes) {
+    const rcpt = meta.recipients.find((r) =>
+      r.address === outcome.address && (r.status === "pending" || r.status === "deferred")
+    );
+    if (!rcpt) continue;
+    rcpt.attempts++;
+    rcpt.status = outcome.kind === "delivered"
+      ? "delivered"
+      : outcome.kind === "permanent"
+      ? "failed"
+      : "deferred";
+    rcpt.last_error = outcome.kind === "delivered" ? null : describe(outcome);
+    rcpt.last_status = outcome.status;
+    rcpt.remote = outcome.remote;
+    rcpt.updated_at = now.toISOString();
+    rcpt.history = [...(rcpt.history ?? []), {
+      at: rcpt.updated_at,
+      outcome: outcome.kind,
+      status: outcome.status,
+      text: outcome.code !== null ? `${outcome.code} ${outcome.text}` : outcome.text,
+      remote: outcome.remote,
+    }].slice(-20);
+    mailLog("delivery", {
+      queue_id: meta.id,
+      recipient: outcome.address,
+      outcome: outcome.kind,
+      relay: outcome.remote,
+      code: outcome.code,
+      status: outcome.status,
+      text: outcome.text,
+      attempt: rcpt.attempts,
+      delay_s: Math.round((now.getTime() - Date.parse(meta.created_at)) / 1000),
+      duration_ms: durationMs,
+      expired: durationMs === null,
+      from: meta.from,
+      message_id: meta.message_id,
+      tls: outcome.tls
+        ? { used: outcome.tls.used, version: outcome.tls.version, verified: outcome.tls.verified }
+        : null,
+    });
+  }
+}
