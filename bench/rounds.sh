@@ -23,7 +23,7 @@ done
 out="bench/out/$suite-$stamp-rounds.txt"
 {
   echo "$suite: median over $rounds alternating rounds (one run per server per round)"
-  printf '%-8s %-15s %9s %11s  %s\n' "case" "server" "msg/s" "CPU ms/msg" "rounds (msg/s)"
+  printf '%-8s %-15s %9s %11s  %s\n' "case" "server" "msg/s" "CPU ms/msg" "runs (msg/s, sorted)"
   sort -k1,1 -k2,2 "$raw" | awk '
     function median(list,   n, a, i, j, t) {
       n = split(list, a, " ")
