@@ -93,6 +93,8 @@ CLK_TCK=$(getconf CLK_TCK)
 PY=/usr/bin/python3
 
 die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=bench/lib/postfix.sh
+. "$ROOT/bench/lib/postfix.sh"
 say() { echo "bench: $*" >&2; }
 
 # ---- preflight ---------------------------------------------------------------
@@ -250,80 +252,22 @@ queued_minimta() { find "$1/spool/meta" -type f -name '*.json' 2>/dev/null | wc 
 # ---- Postfix -----------------------------------------------------------------
 start_postfix() { # dir port domains
   local dir=$1 port=$2 domains=$3 etc=$1/etc
-  mkdir -p "$etc" "$dir/queue" "$dir/data"
-  chown postfix "$dir/data"
-  : >"$etc/main.cf"
-  cat >"$etc/master.cf" <<EOF
-# service type  private unpriv  chroot  wakeup  maxproc command
-127.0.0.1:$port inet n     -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+  pf_prepare "$dir" "$port"
   local limit=$((PER_DOMAIN * domains))
   [ "$limit" -gt "$CONC" ] && limit=$CONC
-  postconf -c "$etc" -e \
-    "compatibility_level = 3.6" \
-    "queue_directory = $dir/queue" \
-    "data_directory = $dir/data" \
-    "myhostname = bench.ours.test" \
-    "mydomain = ours.test" \
-    "myorigin = ours.test" \
-    "mydestination =" \
-    "local_recipient_maps =" \
-    "alias_maps =" \
-    "alias_database =" \
+  local -a conf
+  mapfile -t conf < <(pf_base_conf "$dir")
+  postconf -c "$etc" -e "${conf[@]}" \
     "relayhost = [$SINK_IP]:$SINK_PORT" \
-    "inet_interfaces = 127.0.0.1" \
-    "inet_protocols = ipv4" \
     "mynetworks = 127.0.0.0/8" \
     "smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination" \
-    "smtpd_peername_lookup = no" \
     "smtp_tls_security_level = may" \
     "default_destination_concurrency_limit = $limit" \
-    "default_process_limit = $((CONC + SESSIONS + 50))" \
-    "maillog_file = $dir/maillog" \
-    "maillog_file_prefixes = $dir" \
-    "syslog_name = postfix-bench" \
-    "biff = no"
-  PF_DIRS+=("$dir")
-  postfix -c "$etc" check >"$dir/check.log" 2>&1 || { cat "$dir/check.log" >&2; die "postfix check failed"; }
-  postfix -c "$etc" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; die "postfix start failed"; }
-  local i
-  for i in $(seq 1 100); do
-    [ -s "$dir/queue/pid/master.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
-  PF_MASTER=$(tr -d ' ' <"$dir/queue/pid/master.pid")
-  kill -0 "$PF_MASTER" || die "postfix master not running; see $dir/maillog"
+    "default_process_limit = $((CONC + SESSIONS + 50))"
+  pf_start "$dir" "$port"
 }
 
-stop_postfix() { # dir
-  postfix -c "$1/etc" stop >/dev/null 2>&1 || true
-  local i
-  for i in $(seq 1 100); do kill -0 "$PF_MASTER" 2>/dev/null || break; sleep 0.1; done
-  local d keep=()
-  for d in "${PF_DIRS[@]}"; do [ "$d" = "$1" ] || keep+=("$d"); done
-  PF_DIRS=("${keep[@]+"${keep[@]}"}")
-}
+stop_postfix() { pf_stop "$1"; } # dir
 
 queued_postfix() {
   find "$1/queue/maildrop" "$1/queue/incoming" "$1/queue/active" "$1/queue/deferred" \

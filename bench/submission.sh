@@ -79,6 +79,8 @@ REPORT=$OUT_DIR/submission-$STAMP${BENCH_REPORT_SUFFIX:-}.txt
 CLK_TCK=$(getconf CLK_TCK)
 
 die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=bench/lib/postfix.sh
+. "$ROOT/bench/lib/postfix.sh"
 say() { echo "bench: $*" >&2; }
 
 # ---- preflight ---------------------------------------------------------------
@@ -205,57 +207,15 @@ stop_minimta() {
 # ---- Postfix -----------------------------------------------------------------
 start_postfix() { # dir mode port
   local dir=$1 mode=$2 port=$3 etc=$1/etc
-  mkdir -p "$etc/sasl" "$dir/queue" "$dir/data"
-  chown postfix "$dir/data"
-  : >"$etc/main.cf"
-  cat >"$etc/master.cf" <<EOF
-# service type  private unpriv  chroot  wakeup  maxproc command
-127.0.0.1:$port inet n     -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+  pf_prepare "$dir" "$port"
   local nets=127.0.0.0/8
   [ "$mode" = auth ] && nets=192.0.2.1/32 # loopback is not trusted: AUTH is required
-  local -a conf=(
-    "compatibility_level = 3.6"
-    "queue_directory = $dir/queue"
-    "data_directory = $dir/data"
-    "myhostname = bench.ours.test"
-    "mydomain = ours.test"
-    "myorigin = ours.test"
-    "mydestination ="
-    "local_recipient_maps ="
-    "alias_maps ="
-    "alias_database ="
+  local -a conf
+  mapfile -t conf < <(pf_base_conf "$dir")
+  conf+=(
     "relayhost ="
-    "inet_interfaces = 127.0.0.1"
-    "inet_protocols = ipv4"
     "mynetworks = $nets"
     "smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated reject_unauth_destination"
-    "smtpd_peername_lookup = no" # minimta does no reverse lookup either
-    "maillog_file = $dir/maillog"
-    "maillog_file_prefixes = $dir"
-    "syslog_name = postfix-bench"
-    "biff = no"
   )
   if [ "$PF_QUEUE" = hold ]; then
     conf+=("smtpd_data_restrictions = check_client_access static:HOLD")
@@ -275,6 +235,7 @@ EOF
       "smtpd_sasl_local_domain = ours.test"
       "smtpd_sasl_security_options = noanonymous"
     )
+    mkdir -p "$etc/sasl"
     cat >"$etc/sasl/smtpd.conf" <<EOF
 pwcheck_method: auxprop
 auxprop_plugin: sasldb
@@ -286,26 +247,10 @@ EOF
     chown root:postfix "$dir/sasldb2"; chmod 640 "$dir/sasldb2"
   fi
   postconf -c "$etc" -e "${conf[@]}"
-  PF_DIRS+=("$dir")
-  postfix -c "$etc" check >"$dir/check.log" 2>&1 || { cat "$dir/check.log" >&2; die "postfix check failed"; }
-  postfix -c "$etc" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; die "postfix start failed"; }
-  local i
-  for i in $(seq 1 100); do
-    [ -s "$dir/queue/pid/master.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
-  PF_MASTER=$(tr -d ' ' <"$dir/queue/pid/master.pid")
-  kill -0 "$PF_MASTER" || die "postfix master not running; see $dir/maillog"
+  pf_start "$dir" "$port"
 }
 
-stop_postfix() { # dir
-  postfix -c "$1/etc" stop >/dev/null 2>&1 || true
-  local i
-  for i in $(seq 1 100); do kill -0 "$PF_MASTER" 2>/dev/null || break; sleep 0.1; done
-  local d keep=()
-  for d in "${PF_DIRS[@]}"; do [ "$d" = "$1" ] || keep+=("$d"); done
-  PF_DIRS=("${keep[@]+"${keep[@]}"}")
-}
+stop_postfix() { pf_stop "$1"; } # dir
 
 # ---- load --------------------------------------------------------------------
 drive() { # mode port count -> runs the load client, fails on any error
