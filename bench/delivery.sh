@@ -145,21 +145,9 @@ say "work dir $WORK; caching minimta's dependencies"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
   -keyout "$WORK/server.key" -out "$WORK/server.crt" >/dev/null 2>&1
 
-# ---- CPU accounting (as bench/submission.sh) ------------------------------------
-ticks_of() {
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  echo "${stat##*) }" | awk '{ print $12 + $13 + $14 + $15 }'
-}
-tree_ticks() {
-  local root=$1 total child
-  total=$(ticks_of "$root")
-  for child in $(pgrep -P "$root" || true); do
-    total=$((total + $(ticks_of "$child")))
-  done
-  echo "$total"
-}
-now() { date +%s.%N; }
+# ---- CPU accounting: ticks_of, tree_ticks, now (bench/lib/cpu.sh) ----------
+# shellcheck source=bench/lib/cpu.sh
+. "$ROOT/bench/lib/cpu.sh"
 
 # ---- the sink and the fake DNS (shared by every server in the run) -------------
 SINK_OUT=$WORK/sink.out

@@ -130,27 +130,9 @@ openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key
   -CAcreateserial -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/server.crt" >/dev/null 2>&1
 chmod 644 "$WORK/server.crt" "$WORK/ca.crt"
 
-# ---- CPU accounting ----------------------------------------------------------
-# Clock ticks (utime+stime, plus cutime+cstime of reaped children) of a
-# process; the comm field may contain spaces, so cut after the last ')'.
-ticks_of() {
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  echo "${stat##*) }" | awk '{ print $12 + $13 + $14 + $15 }'
-}
-# All CPU used by a process tree so far: the root (with its reaped children)
-# plus its live children. Postfix's master reaps smtpd/cleanup/... processes
-# that exit (max_use), so their time moves into master's cutime+cstime.
-tree_ticks() {
-  local root=$1 total child
-  total=$(ticks_of "$root")
-  for child in $(pgrep -P "$root" || true); do
-    total=$((total + $(ticks_of "$child")))
-  done
-  echo "$total"
-}
-
-now() { date +%s.%N; }
+# ---- CPU accounting: ticks_of, tree_ticks, now (bench/lib/cpu.sh) ----------
+# shellcheck source=bench/lib/cpu.sh
+. "$ROOT/bench/lib/cpu.sh"
 queued_minimta() { find "$1/spool/meta" -type f -name '*.json' | wc -l; }
 queued_postfix() {
   find "$1/queue/incoming" "$1/queue/active" "$1/queue/deferred" "$1/queue/hold" \
