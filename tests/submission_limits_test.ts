@@ -117,3 +117,39 @@ Deno.test("R5: a client trickling bytes is cut off with 421 at the transaction d
   assert.deepEqual(await mta.spoolMetas(), []);
   assert.equal(await mta.stop(), 0);
 });
+
+Deno.test("R7: one client address gets at most max_connections_per_ip connections", async () => {
+  await using mta = await Mta.start({ config: { server: { max_connections_per_ip: 2 } } });
+  // Two connections that both get their greeting: the harness's readiness
+  // probe may hold a slot for a moment after it hangs up, so retry briefly.
+  const pair = async () => {
+    for (let i = 0; i < 50; i++) {
+      const a = await mta.connect();
+      const b = await mta.connect();
+      if ((await a.reply()).code === 220 && (await b.reply()).code === 220) return [a, b];
+      a.close();
+      b.close();
+      await delay(100);
+    }
+    throw new Error("never got two connections");
+  };
+  const [first, second] = await pair();
+  const third = await mta.connect();
+  try {
+    const refused = await third.reply();
+    assert.equal(refused.code, 421, refused.raw);
+    assert.match(refused.raw, /Too many connections from your address/);
+    first.close();
+    // The slot is given back once the first connection is gone.
+    let fourth = await mta.connect();
+    for (let i = 0; i < 20 && (await fourth.reply()).code !== 220; i++) {
+      fourth.close();
+      await delay(100);
+      fourth = await mta.connect();
+    }
+    await fourth.cmd("EHLO t.test", 250);
+    fourth.close();
+  } finally {
+    for (const c of [first, second, third]) c.close();
+  }
+});

@@ -72,6 +72,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     maxMessageSize: config.server.max_message_size,
     maxRecipients: config.server.max_recipients,
     maxConnections: config.server.max_connections,
+    maxConnectionsPerIp: config.server.max_connections_per_ip,
     trustedNetworks: config.server.trusted_networks,
     idleTimeoutMs: config.server.idle_timeout,
     transactionTimeoutMs: config.server.transaction_timeout,

@@ -25,6 +25,7 @@ export const SCHEMA: Schema = {
     max_message_size: { t: "int", min: 1024 },
     max_recipients: { t: "int", min: 1 },
     max_connections: { t: "int", min: 1 },
+    max_connections_per_ip: { t: "int", min: 1 },
     trusted_networks: { t: "cidrs" },
     bare_newline: { t: "enum", values: ["normalize", "reject"] },
     idle_timeout: { t: "duration" },

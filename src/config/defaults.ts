@@ -12,6 +12,7 @@ export const DEFAULTS: Config = {
     max_message_size: 10 * 1024 * 1024,
     max_recipients: 100,
     max_connections: 500,
+    max_connections_per_ip: 50,
     trusted_networks: [],
     bare_newline: "normalize",
     idle_timeout: 60_000,

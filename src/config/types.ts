@@ -7,6 +7,7 @@ export interface Config {
     max_message_size: number;
     max_recipients: number;
     max_connections: number;
+    max_connections_per_ip: number;
     trusted_networks: string[];
     bare_newline: "normalize" | "reject";
     idle_timeout: number;

@@ -34,6 +34,8 @@ export interface SubmissionOptions {
   maxRecipients?: number;
   /** @default 500 */
   maxConnections?: number;
+  /** Connections from one client address (trusted networks exempt), like Postfix's smtpd_client_connection_count_limit. @default 50 */
+  maxConnectionsPerIp?: number;
   /** CIDRs that may send without AUTH. @default [] */
   trustedNetworks?: string[];
   /** Inactivity timeout. @default 60000 */
@@ -62,12 +64,14 @@ export class SubmissionServer {
   #servers: SMTPServer[] = [];
   #trusted = new BlockList();
   #state = new WeakMap<SMTPServerSession, SessionState>();
+  #perIp = new Map<string, number>();
 
   constructor(options: SubmissionOptions) {
     this.#o = {
       maxMessageSize: 10 * 1024 * 1024,
       maxRecipients: 100,
       maxConnections: 500,
+      maxConnectionsPerIp: 50,
       trustedNetworks: [],
       idleTimeoutMs: 60_000,
       transactionTimeoutMs: 300_000,
@@ -178,6 +182,21 @@ export class SubmissionServer {
   ): void {
     const ip = session.remoteAddress;
     const trusted = this.#trusted.check(ip, isIPv4(ip) ? "ipv4" : "ipv6");
+    const open = this.#perIp.get(ip) ?? 0;
+    if (!trusted && open >= this.#o.maxConnectionsPerIp) {
+      // TESTPLAN R7: one address cannot take every connection slot.
+      mailLog("rejected", {
+        session: session.id,
+        client_ip: ip,
+        stage: "connect",
+        code: 421,
+        reason: "too many connections",
+      });
+      return cb(
+        new SmtpRejection(421, "4.7.0", "Too many connections from your address, try again later"),
+      );
+    }
+    this.#perIp.set(ip, open + 1);
     // RFC 4954 §4 and Postfix's smtpd_tls_auth_only: AUTH is neither
     // offered nor accepted until the session is encrypted.
     session.disabledCommands = session.secure ? [] : ["AUTH"];
@@ -207,7 +226,13 @@ export class SubmissionServer {
 
   #onClose(session: SMTPServerSession): void {
     const state = this.#state.get(session);
-    if (state) clearTimeout(state.deadline);
+    if (!state) return; // refused in onConnect: never counted
+    clearTimeout(state.deadline);
+    this.#state.delete(session);
+    const ip = session.remoteAddress;
+    const open = (this.#perIp.get(ip) ?? 1) - 1;
+    if (open > 0) this.#perIp.set(ip, open);
+    else this.#perIp.delete(ip);
   }
 
   async #onAuth(
