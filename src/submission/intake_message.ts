@@ -2,7 +2,6 @@ import {
   extractAddress,
   fieldValue,
   type HeaderField,
-  latin1Encode,
   parseMessage,
   serializeMessage,
 } from "./headers.ts";
@@ -98,5 +97,3 @@ function receivedField(ctx: IntakeContext): HeaderField {
 function safeToken(text: string): string {
   return text.replace(/[^\x21-\x7e]|[<>()]/g, "").slice(0, 255);
 }
-
-export { latin1Encode };
