@@ -95,6 +95,8 @@ PY=/usr/bin/python3
 die() { echo "bench: $*" >&2; exit 1; }
 # shellcheck source=bench/lib/postfix.sh
 . "$ROOT/bench/lib/postfix.sh"
+# shellcheck source=bench/lib/minimta.sh
+. "$ROOT/bench/lib/minimta.sh"
 say() { echo "bench: $*" >&2; }
 
 # ---- preflight ---------------------------------------------------------------
@@ -216,23 +218,7 @@ log:
   level: info
   format: json
 EOF
-  # shellcheck disable=SC2086
-  (cd "$dir" && exec deno run -A $MINIMTA_FLAGS "$ROOT/$MINIMTA_ENTRY" serve \
-    --config "$dir/config.yaml" >"$dir/minimta.log" 2>&1) &
-  MINIMTA_PID=$!
-  local i
-  for i in $(seq 1 300); do
-    grep -q "minimta listening" "$dir/minimta.log" 2>/dev/null && break
-    kill -0 "$MINIMTA_PID" 2>/dev/null || { tail -20 "$dir/minimta.log" >&2; die "minimta exited"; }
-    sleep 0.1
-  done
-  grep -q "minimta listening" "$dir/minimta.log" || die "minimta did not start; see $dir/minimta.log"
-  [ "$(cat "/proc/$MINIMTA_PID/comm")" = deno ] || die "unexpected minimta process"
-}
-
-stop_minimta() {
-  kill -TERM "$MINIMTA_PID"; wait "$MINIMTA_PID" 2>/dev/null || true
-  MINIMTA_PID=""
+  mta_launch "$dir"
 }
 
 queued_minimta() { find "$1/spool/meta" -type f -name '*.json' 2>/dev/null | wc -l; }
