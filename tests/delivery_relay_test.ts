@@ -66,28 +66,41 @@ async function relayCert(dir: string): Promise<{ cert: string; key: string }> {
   };
 }
 
+type Relay = Awaited<ReturnType<typeof startRelay>>;
+
+// A relay (with or without STARTTLS) and a daemon that sends everything to
+// it with AUTH; both torn down afterwards.
+async function withRelay(starttls: boolean, fn: (relay: Relay, mta: Mta) => Promise<void>) {
+  const net = loopbackNet();
+  const [port] = freePorts(1);
+  const dir = await Deno.makeTempDir();
+  const relay = await startRelay(net(2), port, await relayCert(dir), starttls);
+  try {
+    await using mta = await Mta.start({
+      config: {
+        delivery: {
+          relay_host: `${net(2)}:${port}`,
+          relay_username: "relayuser",
+          relay_password: "relay-Secret-1",
+          // An MX lookup would fail and defer: the relay must be used without one.
+          dns_servers: ["127.0.0.1:9"],
+          retry_schedule: ["1s"],
+        },
+      },
+    });
+    await fn(relay, mta);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name: "smarthost: every domain goes to the relay, over STARTTLS, with AUTH, and no MX lookup",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    const dir = await Deno.makeTempDir();
-    const relay = await startRelay(net(2), port, await relayCert(dir), true);
-    try {
-      await using mta = await Mta.start({
-        config: {
-          delivery: {
-            relay_host: `${net(2)}:${port}`,
-            relay_username: "relayuser",
-            relay_password: "relay-Secret-1",
-            // An MX lookup would fail and defer: the relay must be used without one.
-            dns_servers: ["127.0.0.1:9"],
-            retry_schedule: ["1s"],
-          },
-        },
-      });
+    await withRelay(true, async (relay, mta) => {
       const id = await submit(mta, { to: ["bob@dest.test", "carol@elsewhere.test"] });
       await waitFor(
         "the relay to get the message",
@@ -104,10 +117,7 @@ Deno.test({
       assert.ok(relay.seen.auth.every((a) => a.secure), "AUTH only inside TLS");
       assert.match(got[0].data, /^Received: from /m);
       assert.ok(!mta.stdout.includes("relay-Secret-1"), "the relay password is never logged");
-    } finally {
-      await relay.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -116,21 +126,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    const dir = await Deno.makeTempDir();
-    const relay = await startRelay(net(2), port, await relayCert(dir), false);
-    try {
-      await using mta = await Mta.start({
-        config: {
-          delivery: {
-            relay_host: `${net(2)}:${port}`,
-            relay_username: "relayuser",
-            relay_password: "relay-Secret-1",
-            retry_schedule: ["1s"],
-          },
-        },
-      });
+    await withRelay(false, async (relay, mta) => {
       const id = await submit(mta, { to: ["bob@dest.test"] });
       await waitFor("two attempts", async () => {
         const entry = (await mta.queueList()).find((e) => e.id === id);
@@ -140,9 +136,6 @@ Deno.test({
       assert.equal(entry.recipients[0].status, "deferred");
       assert.deepEqual(relay.seen.auth, [], "no AUTH attempt at all over plaintext");
       assert.deepEqual(relay.seen.messages, []);
-    } finally {
-      await relay.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
