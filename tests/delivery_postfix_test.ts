@@ -193,7 +193,13 @@ Deno.test({
       to: "probe@dest.test",
     }, latin1ToBytes("Subject: probe\r\n\r\nbare\nLF\r\n.\r\n"));
     assert.match(probe, /^550 5\.5\.2 .*bare <LF> received/, probe);
-    assert.match(await postfix.maillog(), /bare <LF> received/);
+    // postlogd writes the log line a moment after smtpd has answered.
+    await waitFor(
+      "Postfix to log the refused bare LF",
+      async () => /bare <LF> received/.test(await postfix.maillog()),
+      10_000,
+      () => postfix.maillog(),
+    );
     assert.equal((await postfix.queue()).length, allIds.length, "the probe was not queued");
   },
 });
