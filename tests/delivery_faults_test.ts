@@ -362,3 +362,55 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "DLV-08: a 550 sent while the body is still streaming (smtp-sink -A 0) is read, the body stops, and the sender gets one DSN with that 550",
+  ignore: needs || requireTool("smtp-sink"),
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start(zone(net));
+    // smtp-sink answers DATA with 354, then at once 550 and stops reading.
+    await using _sink = await SmtpSink.start(net(2), port, ["-A", "0"]);
+    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
+    await using mta = await Mta.start({
+      config: { delivery: deliveryConfig({ dns, port, retry_schedule: ["1h"] }) },
+    });
+    // Small enough to fit the socket buffers at once, and large enough (4 MB) that the
+    // server closing mid-body breaks the stream before the final dot is written.
+    const line = "x".repeat(76) + "\r\n";
+    const ids = [
+      await submit(mta, { to: ["small@dest.test"] }),
+      await submit(mta, { to: ["large@dest.test"], body: line.repeat(4 * 1024 * 1024 / 78) }),
+    ];
+    const dsns = await waitFor(
+      "two DSNs",
+      async () => {
+        const txs = await capture.accepted();
+        return txs.length >= 2 ? txs : null;
+      },
+      20_000,
+      () => JSON.stringify(ids.map((id) => deliveryEvents(mta, id))),
+    );
+    for (const tx of dsns) {
+      const dsn = await parseDsn(tx);
+      const rcpt = dsn.blocks[1];
+      assert.equal(header(rcpt, "Action"), "failed");
+      assert.match(header(rcpt, "Status") ?? "", /^5\./);
+      assert.match(
+        header(rcpt, "Diagnostic-Code") ?? "",
+        /^smtp; .*550 5\.0\.0 This violates SMTP/,
+      );
+    }
+    for (const id of ids) {
+      assert.ok(await isGone(mta, id));
+      const events = deliveryEvents(mta, id);
+      assert.deepEqual(
+        events.map((e) => [e.attempt, e.outcome, e.code]),
+        [[1, "permanent", 550]],
+        JSON.stringify(events),
+      );
+    }
+  },
+});

@@ -5,6 +5,8 @@ import type { SmtpReply } from "./smtp_reply.ts";
 import type { Transport, TransportTlsOptions, TransportTlsResult } from "./transport.ts";
 
 const encoder = new TextEncoder();
+/** How long a failed body write waits for the reply that may explain it. */
+const LATE_REPLY_MS = 2_000;
 
 /**
  * Replies and commands over one {@linkcode Transport}, each bounded by a deadline.
@@ -16,6 +18,8 @@ export class Channel {
   #transport: Transport;
   #parser = new ReplyParser();
   #broken = false;
+  /** A read started while writing the body, consumed by the next reply. */
+  #pending: Promise<Uint8Array | null> | null = null;
 
   constructor(transport: Transport) {
     this.#transport = transport;
@@ -37,11 +41,65 @@ export class Channel {
       for (;;) {
         const reply = this.#parser.next();
         if (reply !== null) return reply;
-        const chunk = await this.#transport.read();
+        const chunk = await this.#readChunk();
         if (chunk === null) throw new Deno.errors.ConnectionReset("Connection closed by server");
         this.#parser.push(chunk);
       }
     });
+  }
+
+  /**
+   * Write the message body while listening to the server. Some servers answer
+   * before the final dot and stop reading (smtp-sink -A, filters that refuse
+   * mid-stream): that reply is returned and the rest of the body is not sent.
+   * Null when every slice was written; the final reply is then read as usual.
+   * The connection is unusable after an early reply; the caller closes it.
+   */
+  async writeBody(
+    stage: SmtpStage,
+    slices: Iterable<Uint8Array>,
+    timeoutMs: number,
+  ): Promise<SmtpReply | null> {
+    if (this.#broken) {
+      throw new SmtpError(`Connection is no longer usable (${stage})`, { stage });
+    }
+    // Already here, e.g. sent right behind the 354.
+    if (this.#parser.buffered > 0) return await this.readReply(stage, timeoutMs);
+    const listening = this.#readChunk();
+    this.#pending = listening;
+    let heard = false;
+    const hearing = listening.then(() => {
+      heard = true;
+    });
+    for (const slice of slices) {
+      if (slice.length === 0) continue;
+      try {
+        await withDeadline(Promise.race([this.#transport.write(slice), hearing]), timeoutMs);
+      } catch (err) {
+        // A server that answered and closed makes the write fail: its reply is the news.
+        const reply = await this.#lateReply(stage);
+        if (reply !== null) return reply;
+        this.close();
+        throw new SmtpError(describe(err, stage, "sending", timeoutMs), { stage, cause: err });
+      }
+      if (heard) return await this.readReply(stage, timeoutMs);
+    }
+    return null;
+  }
+
+  /** A reply the server sent before a write failed, if one arrives within a moment. */
+  async #lateReply(stage: SmtpStage): Promise<SmtpReply | null> {
+    try {
+      return await this.readReply(stage, LATE_REPLY_MS);
+    } catch {
+      return null;
+    }
+  }
+
+  #readChunk(): Promise<Uint8Array | null> {
+    const pending = this.#pending;
+    this.#pending = null;
+    return pending ?? this.#transport.read();
   }
 
   /** Write a command line (CRLF added) or several pipelined lines in one write. */

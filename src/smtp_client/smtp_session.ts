@@ -197,20 +197,28 @@ export class Session implements SmtpSession {
       ) => (isPositive(r.reply) && !r.reply.local ? { ...r, reply: dataReply } : r));
       return { mail, recipients: refused, data: null };
     }
-    await this.#sendBody(body);
+    const early = await this.#channel.writeBody("data", stuffedSlices(body), this.#t.dataBlock);
+    if (early !== null) return this.#earlyReply(mail, recipients, early);
     const data = await this.#reply("data", this.#t.dataEnd);
     this.#open = false; // RFC 5321 §4.1.1.4: the final reply ends the transaction either way
     return { mail, recipients, data };
   }
 
-  /** Stream the body through the stuffer in slices; each write has the data-block deadline. */
-  async #sendBody(body: Uint8Array): Promise<void> {
-    const stuffer = new DotStuffer();
-    for (let i = 0; i < body.length; i += BODY_SLICE) {
-      const out = stuffer.push(body.subarray(i, i + BODY_SLICE));
-      if (out.length > 0) await this.#channel.write("data", out, this.#t.dataBlock);
+  /**
+   * The server answered before the final dot (DLV-08). A refusal stands as the
+   * final reply; anything positive is a protocol error, since the message was
+   * never completely sent. Either way the connection is closed: its state is unknown.
+   */
+  #earlyReply(
+    mail: SmtpReply,
+    recipients: TransactionResult["recipients"],
+    early: SmtpReply,
+  ): TransactionResult {
+    this.close();
+    if (early.code < 400) {
+      this.#protocolError("data", `${formatReply(early)} arrived before the end of the message`);
     }
-    await this.#channel.write("data", stuffer.end(), this.#t.dataBlock);
+    return { mail, recipients, data: early };
   }
 
   async #command(stage: SmtpStage, line: string, timeoutMs: number): Promise<SmtpReply> {
@@ -243,6 +251,15 @@ export class Session implements SmtpSession {
     this.close();
     throw new SmtpError(`Protocol error (${stage}): ${message}`, { stage });
   }
+}
+
+/** The body dot-stuffed, in slices; each slice is written under the data-block deadline. */
+function* stuffedSlices(body: Uint8Array): Generator<Uint8Array> {
+  const stuffer = new DotStuffer();
+  for (let i = 0; i < body.length; i += BODY_SLICE) {
+    yield stuffer.push(body.subarray(i, i + BODY_SLICE));
+  }
+  yield stuffer.end();
 }
 
 interface StageReplies {

@@ -301,3 +301,44 @@ Deno.test("a dropped connection mid-DATA is a temporary error", async () => {
     },
   );
 });
+
+Deno.test("a refusal sent mid-body by a server that stops reading is the final reply, at once", async () => {
+  await withMx(
+    {
+      reply: (l, c) => {
+        if (l !== "DATA") return undefined;
+        setTimeout(() => {
+          c.write("554 5.7.1 content refused\r\n");
+          c.socket.pause(); // reads nothing more: the client's writes stall
+        }, 50);
+        return "354 go ahead\r\n";
+      },
+    },
+    async (mx) => {
+      const s = await openSession(opts(mx));
+      const body = enc.encode(
+        "Subject: big\r\n\r\n" + "y".repeat(78).concat("\r\n").repeat(100_000),
+      );
+      const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body });
+      assertEquals(res.data?.code, 554, JSON.stringify(res));
+      assertEquals(classifyReply(res.data!), "permanent");
+      ok(!s.usable, "the connection is closed: its state is unknown");
+      assertEquals(mx.conns[0].messages.length, 0, "the final dot was never sent");
+      await s.quit();
+    },
+  );
+});
+
+Deno.test("a positive reply before the end of the body is a temporary protocol error", async () => {
+  await withMx(
+    { reply: (l) => (l === "DATA" ? "354 go ahead\r\n250 2.0.0 thanks\r\n" : undefined) },
+    async (mx) => {
+      const s = await openSession(opts(mx));
+      const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
+        .catch((e) => e);
+      ok(err instanceof SmtpError && err.temporary, String(err));
+      ok(!s.usable);
+      await s.quit();
+    },
+  );
+});
