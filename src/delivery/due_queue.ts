@@ -35,6 +35,25 @@ export class DueQueue {
     return this.#heap.length ? this.#heap[0].due : null;
   }
 
+  /** The latest due time, or null when empty (a scan: for rare checks). */
+  peekLast(): number | null {
+    let last: number | null = null;
+    for (const due of this.#due.values()) if (last === null || due > last) last = due;
+    return last;
+  }
+
+  /** Brings every id due after `limit` forward to `limit`; returns how many moved. */
+  clampAfter(limit: number): number {
+    let moved = 0;
+    for (const [id, due] of this.#due) {
+      if (due > limit) {
+        this.set(id, limit);
+        moved++;
+      }
+    }
+    return moved;
+  }
+
   /** Removes and returns the earliest id due at or before `now`, or null. */
   popDue(now: number): string | null {
     this.#dropStale();

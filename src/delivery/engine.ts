@@ -42,6 +42,8 @@ export interface DeliveryEngineOptions {
 
 const logger = log("delivery");
 const MAX_TIMER_MS = 60_000;
+/** The ± fraction of a retry step added as jitter (see {@linkcode retryDelay}). */
+const RETRY_JITTER = 0.1;
 const LOCAL_RETRY_MS = 60_000;
 
 /**
@@ -60,6 +62,8 @@ export class DeliveryEngine {
   #messageLimit: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** The clock at the last pump; a smaller reading means the clock went back. */
+  #lastNow = -Infinity;
   // Operator actions on messages in flight, applied when the attempt ends.
   #pendingOps = new Map<string, "hold" | "delete">();
   #active = 0;
@@ -92,6 +96,8 @@ export class DeliveryEngine {
     for (const meta of initial ?? await this.#o.spool.list()) this.schedule(meta);
     // New messages (and DSNs) come in through the spool.
     this.#o.spool.subscribe((meta) => this.schedule(meta));
+    // The spool may have been written under a clock that was ahead of this one.
+    this.#bringForward(this.#o.now().getTime());
     this.#pump();
   }
 
@@ -188,9 +194,32 @@ export class DeliveryEngine {
     await this.#o.transport.close();
   }
 
+  /**
+   * The latest a retry can legitimately be due: the longest retry step plus
+   * its jitter. A message due later than this was scheduled by a clock that
+   * has since gone back (NTP step, VM restore, a wrong clock fixed between
+   * restarts); left alone it would wait out the jump too.
+   */
+  get #horizonMs(): number {
+    return Math.ceil(Math.max(...this.#o.retrySchedule) * (1 + RETRY_JITTER)) + 1_000;
+  }
+
+  /** Brings retries due beyond the horizon back within it (see {@linkcode #horizonMs}). */
+  #bringForward(now: number): void {
+    const latest = now + this.#horizonMs;
+    if ((this.#due.peekLast() ?? 0) <= latest) return;
+    const moved = this.#due.clampAfter(latest);
+    logger.warn(
+      "The clock went back: {count} retries were due later than the longest retry step allows; due by {latest} instead",
+      { count: moved, latest: new Date(latest).toISOString() },
+    );
+  }
+
   #pump(): void {
     if (this.#stopped) return;
     const now = this.#o.now().getTime();
+    if (now < this.#lastNow) this.#bringForward(now);
+    this.#lastNow = now;
     while (this.#inFlight.size < this.#messageLimit) {
       const id = this.#due.popDue(now);
       if (id === null) break;
@@ -332,7 +361,9 @@ export class DeliveryEngine {
     if (open.length) {
       const attempts = Math.max(...open.map((r) => r.attempts));
       meta.state = "deferred";
-      meta.next_attempt_at = new Date(now.getTime() + retryDelay(attempts, this.#o.retrySchedule))
+      meta.next_attempt_at = new Date(
+        now.getTime() + retryDelay(attempts, this.#o.retrySchedule, RETRY_JITTER),
+      )
         .toISOString();
       await this.#o.spool.writeMeta(meta);
       this.schedule(meta);

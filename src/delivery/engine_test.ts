@@ -214,3 +214,70 @@ Deno.test("engine keeps a small domain moving behind a large backlog to one doma
     );
   });
 });
+
+const TWO_DAYS = 2 * 86_400_000;
+
+Deno.test("D15: retries written under a clock two days ahead are not left waiting two days after a restart", async () => {
+  await withSpool(async (spool) => {
+    const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
+    meta.state = "deferred";
+    meta.next_attempt_at = new Date(Date.now() + TWO_DAYS).toISOString();
+    await spool.writeMeta(meta);
+    const transport = scripted(() => "delivered");
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      retrySchedule: [300],
+    });
+    await engine.start();
+    await until(async () => (await spool.ids()).length === 0, 5000);
+    await engine.stop();
+    assert.equal(transport.calls.length, 1);
+  });
+});
+
+Deno.test("D15: a clock that goes back two days while running does not stall the next retry", async () => {
+  await withSpool(async (spool) => {
+    let offset = TWO_DAYS;
+    const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      retrySchedule: [300],
+      now: () => new Date(Date.now() + offset),
+    });
+    await engine.start();
+    const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
+    await until(async () => (await spool.get(meta.id)).state === "deferred");
+    offset = 0; // the clock is set right after the retry was scheduled
+    await until(async () => (await spool.ids()).length === 0, 5000);
+    await engine.stop();
+    assert.equal(transport.calls.length, 2);
+  });
+});
+
+Deno.test("D15: after a jump two days forward, an over-age message gets one last attempt and exactly one DSN", async () => {
+  await withSpool(async (spool) => {
+    const meta = await spool.create([body], message("a@ours.test", ["x@one.test", "y@one.test"]));
+    meta.state = "deferred";
+    meta.next_attempt_at = new Date(Date.now() + 3_600_000).toISOString();
+    await spool.writeMeta(meta);
+    const transport = scripted((req) => (req.domain === "one.test" ? "transient" : "delivered"));
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      retrySchedule: [300],
+      maxQueueLifetimeMs: 86_400_000,
+      now: () => new Date(Date.now() + TWO_DAYS),
+    });
+    await engine.start();
+    await until(async () => (await spool.ids()).length === 0, 5000);
+    await new Promise((r) => setTimeout(r, 700)); // two retry steps: nothing more happens
+    await engine.stop();
+    const calls = transport.calls.map((c) => `${c.domain}:${c.recipients.join()}`);
+    assert.deepEqual(calls, ["one.test:x@one.test,y@one.test", "ours.test:a@ours.test"]);
+  });
+});
