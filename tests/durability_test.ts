@@ -37,6 +37,8 @@ Deno.test("D2: a message acknowledged with 250 survives kill -9 intact", async (
   assert.equal(await mta.stop(), 0);
 });
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 async function tmpfs(size: string): Promise<AsyncDisposable & { dir: string }> {
   const dir = await Deno.makeTempDir({ prefix: "minimta-tmpfs-" });
   const r = await run("mount", ["-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", dir]);
@@ -59,23 +61,28 @@ async function available(dir: string): Promise<number> {
 }
 
 Deno.test({
-  name: "D6: a full spool disk gives 452, keeps earlier mail, leaves no partial files",
+  name:
+    "D6: a spool disk that fills during a transaction gives 452, keeps earlier mail, leaves no partial files",
   ignore: requireTool("root:"),
   async fn() {
     await using fs = await tmpfs("2m");
-    await using mta = await Mta.start({ spoolDir: `${fs.dir}/spool` });
+    await using mta = await Mta.start({
+      spoolDir: `${fs.dir}/spool`,
+      config: { server: { max_message_size: 1024 * 1024 } },
+    });
     using smtp = await mta.authed();
     const first = await submit(smtp, "before the disk filled");
     const firstBytes = await Deno.readFile(mta.emlPath(first));
 
+    await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+    await smtp.cmd("RCPT TO:<keep@remote.test>", 250);
+    await smtp.cmd("DATA", 354);
+    // Something else fills the disk while the body is on its way.
     const filler = `${fs.dir}/filler`;
     await Deno.writeFile(
       filler,
       new Uint8Array(Math.max(0, (await available(fs.dir)) - 16 * 1024)),
     );
-    await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
-    await smtp.cmd("RCPT TO:<keep@remote.test>", 250);
-    await smtp.cmd("DATA", 354);
     await smtp.write("From: alice@ours.test\r\nSubject: too big for the disk\r\n\r\n");
     await smtp.write(("y".repeat(998) + "\r\n").repeat(200));
     const full = await smtp.cmd(".");
@@ -87,12 +94,63 @@ Deno.test({
     assert.deepEqual(await mta.spoolFiles("meta"), [`${first}.json`]);
     assert.deepEqual(await Deno.readFile(mta.emlPath(first)), firstBytes);
 
+    // While the disk stays full, a new transaction is refused at MAIL, before any body
+    // (free space is re-read at most once a second).
+    await sleep(1100);
+    const early = await smtp.cmd("MAIL FROM:<alice@ours.test>");
+    assert.equal(early.code, 452, early.raw);
+    assert.match(early.raw, /4\.3\.1 Insufficient system storage/);
+
     // Still up, and taking mail again once there is room.
     await Deno.remove(filler);
+    await sleep(1100);
     const again = await submit(smtp, "after space was freed");
     assert.deepEqual((await mta.queueList()).map((e) => e.id).sort(), [first, again].sort());
     await smtp.cmd("QUIT", 221);
     assert.equal(await mta.stop(), 0);
+  },
+});
+
+Deno.test({
+  name:
+    "D6b: a nearly full spool disk refuses MAIL with 452 4.3.1 (and a SIZE= that would not fit), as Postfix's 1.5 × size limit rule",
+  ignore: requireTool("root:"),
+  async fn() {
+    await using fs = await tmpfs("8m");
+    await using mta = await Mta.start({
+      spoolDir: `${fs.dir}/spool`,
+      config: { server: { max_message_size: 2 * 1024 * 1024 } },
+    });
+    using smtp = await mta.authed();
+    // 8 MB free: room for 1.5 × 2 MiB and the declared size.
+    await smtp.cmd("MAIL FROM:<alice@ours.test> SIZE=1000", 250);
+    await smtp.cmd("RSET", 250);
+    // Leave 4.5 MiB: the 3 MiB margin + 1 MB declared fits, + 2 MB does not.
+    const filler = `${fs.dir}/filler`;
+    await Deno.writeFile(
+      filler,
+      new Uint8Array(Math.max(0, (await available(fs.dir)) - 4.5 * 1024 * 1024)),
+    );
+    await sleep(1100);
+    await smtp.cmd("MAIL FROM:<alice@ours.test> SIZE=1000000", 250);
+    await smtp.cmd("RSET", 250);
+    const tooBig = await smtp.cmd("MAIL FROM:<alice@ours.test> SIZE=2000000");
+    assert.equal(tooBig.code, 452, tooBig.raw);
+    assert.match(tooBig.raw, /4\.3\.1/);
+    // Leave 2 MB: less than the 3 MB margin, so every MAIL waits for room.
+    await Deno.writeFile(
+      `${fs.dir}/filler2`,
+      new Uint8Array(Math.max(0, (await available(fs.dir)) - 2 * 1024 * 1024)),
+    );
+    await sleep(1100);
+    const full = await smtp.cmd("MAIL FROM:<alice@ours.test>");
+    assert.equal(full.code, 452, full.raw);
+    assert.ok(
+      mta.logs().some((e) => e.event === "rejected" && /4\.3\.1/.test(JSON.stringify(e))),
+      "the refusal is in the mail log",
+    );
+    assert.deepEqual(await mta.spoolFiles("msg"), [], "nothing stored");
+    await smtp.cmd("QUIT", 221);
   },
 });
 

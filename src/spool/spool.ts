@@ -1,3 +1,4 @@
+import { promises as fsp } from "node:fs";
 import { DirSync } from "./dir_sync.ts";
 import { MessageNotFoundError, SpoolWriteError } from "./errors.ts";
 import { wrapWriteError, writeDurably } from "./durable_write.ts";
@@ -32,8 +33,11 @@ const DIR_MODE = 0o700;
  * its metadata file exists. Every write goes to `tmp/` first, is fsynced,
  * renamed into place, and the directory is fsynced (TESTPLAN §3.1 I1).
  */
+const FREE_SPACE_CACHE_MS = 1_000;
+
 export class Spool {
   readonly dir: string;
+  #free: { at: number; bytes: number | null } | undefined;
   #fsync: boolean;
   #now: () => Date;
   #msgSync: DirSync;
@@ -215,6 +219,27 @@ export class Spool {
   }
 
   /** Ids of every queued message, oldest first (ids sort by time). */
+  /**
+   * Bytes available to unprivileged writers on the spool's file system, read at
+   * most once a second; null when it cannot be read (without `--allow-sys=statfs`,
+   * or a file system that does not say).
+   */
+  async freeBytes(): Promise<number | null> {
+    const now = Date.now();
+    if (this.#free !== undefined && now - this.#free.at < FREE_SPACE_CACHE_MS) {
+      return this.#free.bytes;
+    }
+    let bytes: number | null = null;
+    try {
+      const fs = await fsp.statfs(this.dir);
+      bytes = fs.bavail * fs.bsize;
+    } catch {
+      // Unknown: the write itself still reports a full disk (ENOSPC → 452).
+    }
+    this.#free = { at: now, bytes };
+    return bytes;
+  }
+
   async ids(): Promise<string[]> {
     const ids: string[] = [];
     for await (const entry of Deno.readDir(`${this.dir}/meta`)) {

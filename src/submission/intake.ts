@@ -67,6 +67,24 @@ export class Intake {
     this.#o.sign = sign;
   }
 
+  /**
+   * Refuses a new transaction when the spool's disk is nearly full: less free
+   * space than 1.5 × the size limit, or the size the client declared (SIZE=)
+   * plus that margin, as Postfix's smtpd does. Better a 452 at MAIL than a body
+   * streamed in only to be refused at the final dot. Null when there is room
+   * (or the free space cannot be read: the write still fails safely).
+   */
+  async checkRoom(declaredSize = 0): Promise<SmtpRejection | null> {
+    const free = await this.#o.spool.freeBytes();
+    const margin = Math.ceil(1.5 * this.#o.maxMessageSize);
+    if (free === null || free >= margin + declaredSize) return null;
+    logger.warn("Spool disk nearly full ({free} bytes free, {needed} needed): refusing new mail", {
+      free,
+      needed: margin + declaredSize,
+    });
+    return new SmtpRejection(452, "4.3.1", "Insufficient system storage, try again later");
+  }
+
   /** Checks, fixes, signs and spools a message; resolves with its queue id. */
   async accept(sub: Submission): Promise<string> {
     try {

@@ -309,8 +309,16 @@ export class SubmissionServer {
         `Sender address <${sender}> not owned by user ${state.user.username}`,
       );
     }
-    if (refusal) this.#reject(session, "mail_from", refusal, { from: sender });
-    cb(refusal);
+    if (refusal) {
+      this.#reject(session, "mail_from", refusal, { from: sender });
+      return cb(refusal);
+    }
+    const args = address.args as Record<string, unknown> | false;
+    const declared = args ? Number(args.SIZE ?? 0) || 0 : 0;
+    this.#o.intake.checkRoom(declared).then((full) => {
+      if (full) this.#reject(session, "mail_from", full, { from: sender });
+      cb(full);
+    }, (error) => cb(error));
   }
 
   #onRcptTo(
