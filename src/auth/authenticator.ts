@@ -1,5 +1,5 @@
 import { createHmac, randomBytes } from "node:crypto";
-import { DUMMY_HASH, verifyPassword } from "./password.ts";
+import { DUMMY_HASH, isHashed, verifyPassword } from "./password.ts";
 import type { User } from "./users.ts";
 
 /** Options for {@linkcode Authenticator}. */
@@ -60,8 +60,11 @@ export class Authenticator {
     }
     const cacheKey = this.#cacheKey(user, password);
     const expires = this.#cache.get(cacheKey);
-    const ok = (expires !== undefined && expires > this.#now()) ||
-      (await this.#check(cacheKey, password, user.password));
+    const cached = expires !== undefined && expires > this.#now();
+    // A plaintext password compares at once; the scrypt an unknown user costs
+    // is paid here too, so a fast "no" does not tell that the user exists.
+    if (!cached && !isHashed(user.password)) await verifyPassword(password, await DUMMY_HASH);
+    const ok = cached || (await this.#check(cacheKey, password, user.password));
     if (!ok) return { ok: false, reason: "bad_password" };
     if (!user.active) return { ok: false, reason: "inactive" };
     this.#remember(cacheKey);

@@ -160,8 +160,13 @@ export class SubmissionServer {
       "error",
       (error: Error) => {
         // A client that hangs up before or during the TLS handshake (health
-        // checks, port scanners) is not a fault of ours.
-        const clientSide = /socket closed|ECONNRESET|EPIPE|handshake|ssl|tls/i.test(error.message);
+        // checks, port scanners) or offers only what we refuse (TLS 1.0, NULL
+        // ciphers) is not a fault of ours. smtp-server marks every handshake
+        // failure with stage "connect"; the messages are the TLS stack's own
+        // ("peer is incompatible: NoCipherSuitesInCommon" from rustls).
+        const handshake = (error as { meta?: { stage?: string } }).meta?.stage === "connect";
+        const clientSide = handshake ||
+          /socket closed|ECONNRESET|EPIPE|handshake|ssl|tls/i.test(error.message);
         logger[clientSide ? "debug" : "error"]("Listener error: {error}", { error: error.message });
       },
     );
