@@ -243,6 +243,7 @@ export function baseConfig(
       hostname: "mx.ours.test",
       listen_addr: `127.0.0.1:${ports[0]}`,
       listen_tls_addr: `127.0.0.1:${ports[1]}`,
+      local_socket: `${dir}/submit.sock`,
     },
     tls: { cert_file: `${dir}/cert.pem`, key_file: `${dir}/key.pem` },
     auth: { users_file: `${dir}/users.json`, failure_delay: "50ms", max_failures_per_ip: 1000 },

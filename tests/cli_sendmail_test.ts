@@ -20,6 +20,7 @@ import {
   waitFor,
 } from "./_mx.ts";
 import { lfMessage, queueJson, sendmail, showJson } from "./_cli.ts";
+import { type ControlRequest, socketRequest } from "../src/cli/control.ts";
 
 const latin1 = new TextDecoder("latin1");
 
@@ -132,4 +133,33 @@ Deno.test({
       assert.equal((await mx.accepted()).length, 2);
     });
   },
+});
+
+Deno.test("the local submission socket (any local user) takes messages and nothing else; a bare sender gets the host name", async () => {
+  await using mta = await Mta.start({ noStart: true });
+  await mta.launch();
+  const socket = `${mta.dir}/submit.sock`;
+  assert.equal((await Deno.stat(socket)).mode! & 0o777, 0o666, "reachable by every local user");
+  const data = btoa("Subject: from a PHP page\r\n\r\nhello\r\n");
+  const submitted = await socketRequest(socket, {
+    command: "submit",
+    message: { from: "www-data", recipients: ["someone@dest.test"], data, user: "" },
+  });
+  assert.ok(submitted?.ok, JSON.stringify(submitted));
+  const id = /queued as (\S+)/.exec(submitted.lines.join("\n"))![1];
+  assert.equal((await showJson(mta, id)).from, "www-data@mx.ours.test");
+
+  // Queue commands stay with the owner-only control socket.
+  const forbidden: ControlRequest[] = [
+    { command: "operate", op: "delete", ids: [id] },
+    { command: "retry-all" },
+    { command: "list" },
+    { command: "reload" },
+  ];
+  for (const req of forbidden) {
+    const answer = await socketRequest(socket, req);
+    assert.equal(answer?.ok, false, JSON.stringify(answer));
+    assert.match(answer.error ?? "", /not allowed here/);
+  }
+  assert.deepEqual((await queueJson(mta)).map((m) => m.id), [id], "still queued");
 });

@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { verifyPassword } from "../src/auth/mod.ts";
 import { DEFAULTS, parseConfigText } from "../src/config/mod.ts";
+import { freePorts } from "./_harness.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const FIXTURE_ETC = `${REPO}/tests/fixtures/install/etc`;
@@ -520,6 +521,25 @@ echo "=== changes"; changes
 echo "=== second"; bash "$src/install.sh" 2>&1
 echo "=== changes2"; changes
 echo "=== passwd"; getent passwd minimta
+# The daemon as the unit runs it (as minimta, /run/minimta made by RuntimeDirectory=),
+# on loopback high ports, and sendmail as an unprivileged user who cannot read the config.
+mount -t tmpfs -o mode=0755 tmpfs /run
+install -d -m 0755 -o minimta -g minimta /run/minimta
+sed -i "s/0.0.0.0:587/127.0.0.1:$3/; s/0.0.0.0:465/127.0.0.1:$4/" /etc/minimta/config.yaml
+env -i PATH=/usr/bin:/bin HOME=/nonexistent setpriv --reuid=minimta --regid=minimta --clear-groups \
+  /usr/local/bin/minimta serve --config /etc/minimta/config.yaml >"$ovl/serve.log" 2>&1 &
+daemon=$!
+for _ in $(seq 300); do [ -S /run/minimta/submit.sock ] && break; sleep 0.1; done
+echo "=== local-sendmail"
+stat -c '%a %U %F' /run/minimta/submit.sock
+printf 'Subject: nightly job\n\nAll done.\n' | env -i PATH=/usr/bin:/bin HOME=/nonexistent USER=nobody \
+  setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/local/bin/minimta sendmail -oi ops@example.net 2>&1 \
+  && echo "sendmail: ok"
+echo "=== local-queue"
+/usr/local/bin/minimta queue list --json --config /etc/minimta/config.yaml 2>&1
+kill -TERM "$daemon"; wait "$daemon" || true
+echo "=== serve-log"; cat "$ovl/serve.log"
+umount /run
 echo "=== purge"; bash "$src/install.sh" --purge 2>&1
 echo "=== passwd-after"; cat /etc/passwd /etc/group
 echo "=== left"; ls -d /etc/minimta /var/spool/minimta /usr/local/bin/minimta /usr/local/lib/minimta 2>&1 || true
@@ -561,6 +581,7 @@ interopTest(
         "sh",
         ovl,
         src,
+        ...freePorts(2).map(String),
       ]);
       const out = sections(result.stdout);
       assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
@@ -586,6 +607,14 @@ interopTest(
           "|var/spool(/minimta)?|var/log(/(lastlog|faillog))?)$",
       );
       for (const path of touched) assert.match(path, allowed, `install.sh wrote ${path}`);
+
+      // Any local user's sendmail reaches the daemon through /run/minimta/submit.sock.
+      assert.match(out["local-sendmail"], /^666 minimta socket$/m, out["serve-log"]);
+      assert.match(out["local-sendmail"], /queued as [0-9A-Z]+/, out["serve-log"]);
+      assert.match(out["local-sendmail"], /sendmail: ok/);
+      const queued = JSON.parse(out["local-queue"]) as { from: string; recipients: unknown[] }[];
+      assert.equal(queued.length, 1, out["local-queue"]);
+      assert.match(queued[0].from, /^nobody@/, "the sender is the local user at this host");
 
       assert.match(out.second, /Nothing changed/);
       assert.equal(out.changes2, out.changes, "the second run wrote nothing");

@@ -1,3 +1,4 @@
+import { Semaphore } from "../delivery/mod.ts";
 import { log } from "../log/mod.ts";
 
 /** A request to the running daemon over its control socket. */
@@ -21,6 +22,19 @@ export interface ControlResponse {
 export type ControlHandler = (req: ControlRequest) => Promise<ControlResponse>;
 
 const MAX_REQUEST = 64 * 1024 * 1024;
+
+/** Where the daemon listens when the config cannot be read (a local user's `sendmail`). */
+export const DEFAULT_LOCAL_SOCKET = "/run/minimta/submit.sock";
+
+/** How a {@linkcode ControlServer} admits clients. */
+export interface ControlServerOptions {
+  /** Socket file mode. @default {0o600} */
+  mode?: number;
+  /** Largest request in bytes. @default {64 MiB} */
+  maxRequest?: number;
+  /** Requests handled at once; more connections wait. @default {Infinity} */
+  maxConcurrent?: number;
+}
 const logger = log("control");
 
 /** The control socket's path for a spool. */
@@ -37,18 +51,30 @@ export function controlPath(spoolDir: string): string {
 export class ControlServer {
   #listener: Deno.Listener;
   #done: Promise<void>;
+  #maxRequest: number;
+  #slots: Semaphore;
 
-  private constructor(listener: Deno.Listener, handler: ControlHandler) {
+  private constructor(
+    listener: Deno.Listener,
+    handler: ControlHandler,
+    options: ControlServerOptions,
+  ) {
     this.#listener = listener;
+    this.#maxRequest = options.maxRequest ?? MAX_REQUEST;
+    this.#slots = new Semaphore(options.maxConcurrent ?? Number.MAX_SAFE_INTEGER);
     this.#done = this.#serve(handler);
   }
 
   /** Listens on `path`, replacing a stale socket left by a crash. */
-  static async listen(path: string, handler: ControlHandler): Promise<ControlServer> {
+  static async listen(
+    path: string,
+    handler: ControlHandler,
+    options: ControlServerOptions = {},
+  ): Promise<ControlServer> {
     await Deno.remove(path).catch(() => {});
     const listener = Deno.listen({ transport: "unix", path });
-    await Deno.chmod(path, 0o600);
-    return new ControlServer(listener, handler);
+    await Deno.chmod(path, options.mode ?? 0o600);
+    return new ControlServer(listener, handler, options);
   }
 
   /** Stops listening and removes the socket. */
@@ -69,8 +95,9 @@ export class ControlServer {
 
   async #handle(conn: Deno.Conn, handler: ControlHandler): Promise<void> {
     let response: ControlResponse;
+    await this.#slots.acquire();
     try {
-      const req = JSON.parse(await readAll(conn)) as ControlRequest;
+      const req = JSON.parse(await readAll(conn, this.#maxRequest)) as ControlRequest;
       response = await handler(req);
     } catch (error) {
       response = {
@@ -81,8 +108,11 @@ export class ControlServer {
     }
     try {
       await writeAll(conn, new TextEncoder().encode(JSON.stringify(response)));
+    } catch {
+      // The client went away; nothing to tell it.
     } finally {
       conn.close();
+      this.#slots.release();
     }
   }
 }
@@ -91,13 +121,24 @@ export class ControlServer {
  * The CLI side: sends one request to the daemon. Returns null when no
  * daemon listens on the spool's socket.
  */
-export async function controlRequest(
+export function controlRequest(
   spoolDir: string,
+  req: ControlRequest,
+): Promise<ControlResponse | null> {
+  return socketRequest(controlPath(spoolDir), req);
+}
+
+/**
+ * Sends one request to the daemon on the socket at `path`. Null when nothing
+ * listens there or this user may not reach it.
+ */
+export async function socketRequest(
+  path: string,
   req: ControlRequest,
 ): Promise<ControlResponse | null> {
   let conn: Deno.UnixConn;
   try {
-    conn = await Deno.connect({ transport: "unix", path: controlPath(spoolDir) });
+    conn = await Deno.connect({ transport: "unix", path });
   } catch {
     return null;
   }
@@ -110,7 +151,7 @@ export async function controlRequest(
   }
 }
 
-async function readAll(conn: Deno.Conn): Promise<string> {
+async function readAll(conn: Deno.Conn, max = MAX_REQUEST): Promise<string> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   const buf = new Uint8Array(64 * 1024);
@@ -119,7 +160,7 @@ async function readAll(conn: Deno.Conn): Promise<string> {
     if (n === null) break;
     chunks.push(buf.slice(0, n));
     size += n;
-    if (size > MAX_REQUEST) throw new RangeError("Control request too large");
+    if (size > max) throw new RangeError("Request too large");
   }
   const all = new Uint8Array(size);
   let offset = 0;

@@ -9,21 +9,15 @@ import { submitLocal } from "./sendmail.ts";
 export function controlHandler(
   engine: DeliveryEngine,
   intake: Intake,
+  hostname: string,
   reloadAll: () => Promise<void>,
 ): ControlHandler {
+  const local = localSubmitHandler(intake, hostname);
   return async (req) => {
     switch (req.command) {
-      case "submit": {
-        const m = req.message!;
-        const id = await submitLocal(intake, {
-          from: m.from,
-          recipients: m.recipients,
-          data: Buffer.from(m.data, "base64"),
-        });
-        return { ok: true, lines: [`queued as ${id}`] };
-      }
+      case "submit":
       case "ping":
-        return { ok: true, lines: ["pong"] };
+        return await local(req);
       case "list":
         return { ok: true, lines: [], data: engine.index.all() };
       case "reload":
@@ -52,6 +46,34 @@ export function controlHandler(
       }
       default:
         return { ok: false, lines: [], error: `Unknown control command "${req.command}"` };
+    }
+  };
+}
+
+/**
+ * Answers the local submission socket, open to every local user as Postfix's
+ * sendmail is: it takes messages (and pings), nothing else. A sender without
+ * a domain (the default `$USER`) gets this host's name.
+ */
+export function localSubmitHandler(intake: Intake, hostname: string): ControlHandler {
+  return async (req) => {
+    switch (req.command) {
+      case "submit": {
+        const m = req.message;
+        if (!m || typeof m.from !== "string" || !Array.isArray(m.recipients)) {
+          return { ok: false, lines: [], error: "Malformed submit request" };
+        }
+        const id = await submitLocal(intake, {
+          from: m.from === "" || m.from.includes("@") ? m.from : `${m.from}@${hostname}`,
+          recipients: m.recipients.map(String),
+          data: Buffer.from(String(m.data), "base64"),
+        });
+        return { ok: true, lines: [`queued as ${id}`] };
+      }
+      case "ping":
+        return { ok: true, lines: ["pong"] };
+      default:
+        return { ok: false, lines: [], error: `"${req.command}" is not allowed here` };
     }
   };
 }

@@ -68,7 +68,7 @@ export async function main(args: string[]): Promise<number> {
       case "sendmail":
         return await sendmailCommand(
           rest,
-          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          await loadConfigForSendmail(configPath),
           out,
           readStdinBytes,
         );
@@ -85,6 +85,22 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (error) {
     return reportError(error);
+  }
+}
+
+/**
+ * The config, or null when this user may not read it (the config holds
+ * secrets; a web server's user running `sendmail` then uses the default
+ * local socket).
+ */
+async function loadConfigForSendmail(configPath: string | undefined): Promise<Config | null> {
+  try {
+    return (await loadConfig({ path: configPath, checkFiles: false })).config;
+  } catch (error) {
+    if (error instanceof ConfigError && error.cause instanceof Deno.errors.PermissionDenied) {
+      return null;
+    }
+    throw error;
   }
 }
 

@@ -11,7 +11,12 @@ import {
   parseMessage,
   SmtpRejection,
 } from "../submission/mod.ts";
-import { controlRequest } from "./control.ts";
+import {
+  controlPath,
+  type ControlRequest,
+  DEFAULT_LOCAL_SOCKET,
+  socketRequest,
+} from "./control.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 type Out = (text: string) => void;
@@ -85,7 +90,7 @@ export function parseSendmailArgs(args: string[]): SendmailArgs {
  */
 export async function sendmailCommand(
   args: string[],
-  config: Config,
+  config: Config | null,
   out: Out,
   stdin: () => Promise<Uint8Array>,
 ): Promise<number> {
@@ -95,19 +100,31 @@ export async function sendmailCommand(
   const headerRecipients = parsed.fromHeaders ? recipientsFromHeaders(data) : [];
   const recipients = [...new Set([...parsed.recipients, ...headerRecipients])];
   if (!recipients.length) throw new UsageError("No recipients: give them as arguments or use -t");
-  const from = parsed.sender ??
-    `${Deno.env.get("USER") ?? Deno.env.get("LOGNAME") ?? "root"}@${config.server.hostname}`;
-  const message: LocalMessage = { from, recipients, data };
-  const answer = await controlRequest(config.queue.dir, {
+  // Without a domain, the daemon adds its host name (the config may be unreadable here).
+  const from = parsed.sender ?? Deno.env.get("USER") ?? Deno.env.get("LOGNAME") ?? "root";
+  const request: ControlRequest = {
     command: "submit",
     message: { from, recipients, data: Buffer.from(data).toString("base64"), user: "" },
-  });
-  if (answer) {
+  };
+  // The control socket (root, the minimta user), else the local submission
+  // socket (any user), else, with the daemon stopped, the spool itself.
+  const sockets = config === null
+    ? [DEFAULT_LOCAL_SOCKET]
+    : [controlPath(config.queue.dir), config.server.local_socket].filter(Boolean);
+  for (const path of sockets) {
+    const answer = await socketRequest(path, request);
+    if (!answer) continue;
     if (!answer.ok) throw new CliError(answer.error ?? "the daemon refused the message");
     answer.lines.forEach(out);
     return 0;
   }
-  const id = await submitOffline(config, message);
+  if (config === null) {
+    throw new CliError(
+      `Cannot read the config and no minimta daemon answers on ${DEFAULT_LOCAL_SOCKET}; is minimta running?`,
+    );
+  }
+  const sender = from === "" || from.includes("@") ? from : `${from}@${config.server.hostname}`;
+  const id = await submitOffline(config, { from: sender, recipients, data });
   out(`queued as ${id}`);
   return 0;
 }

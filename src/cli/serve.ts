@@ -14,7 +14,7 @@ import { Spool } from "../spool/mod.ts";
 import { Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
 import { controlPath, ControlServer } from "./control.ts";
-import { controlHandler } from "./control_handler.ts";
+import { controlHandler, localSubmitHandler } from "./control_handler.ts";
 import { startStatusServer } from "./status_server.ts";
 import { CliError } from "./errors.ts";
 import { prepareDataFolder } from "./first_start.ts";
@@ -100,8 +100,9 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
-    controlHandler(engine, intake, () => reload(loaded, parts)),
+    controlHandler(engine, intake, config.server.hostname, () => reload(loaded, parts)),
   );
+  const local = await listenLocal(config, intake);
   try {
     await submission.listen();
   } catch (error) {
@@ -125,6 +126,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     stop: async () => {
       logger.info("Stopping: no new connections; waiting for open sessions");
       await control.close();
+      await local?.close();
       await http?.shutdown();
       await Promise.all([submission.close(10_000), engine.stop(20_000)]);
       await webhooks?.stop();
@@ -270,4 +272,42 @@ function waitForSignals(
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGHUP", () => void handlers.reload());
   });
+}
+
+/**
+ * The local submission socket (`server.local_socket`): mode 0666 in a
+ * world-searchable folder, so any local user's `minimta sendmail` (cron,
+ * PHP's mail()) can hand over mail, as Postfix's sendmail can. Not having it
+ * is not fatal: root and the minimta user still use the control socket.
+ */
+async function listenLocal(config: Config, intake: Intake): Promise<ControlServer | null> {
+  const path = config.server.local_socket;
+  if (!path) return null;
+  try {
+    const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+    try {
+      await Deno.mkdir(dir);
+      await Deno.chmod(dir, 0o755); // whatever the umask: other users must reach the socket
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+    const server = await ControlServer.listen(
+      path,
+      localSubmitHandler(intake, config.server.hostname),
+      {
+        mode: 0o666,
+        // A base64 message in JSON, at most max_message_size of it.
+        maxRequest: Math.ceil(config.server.max_message_size * 4 / 3) + 64 * 1024,
+        maxConcurrent: 10,
+      },
+    );
+    logger.info("Local submission socket {path}", { path });
+    return server;
+  } catch (error) {
+    logger.warn(
+      "No local submission socket at {path} ({error}): only root and the minimta user can use minimta sendmail",
+      { path, error: reason(error) },
+    );
+    return null;
+  }
 }

@@ -27,6 +27,7 @@ export const SCHEMA: Schema = {
     max_connections: { t: "int", min: 1 },
     max_connections_per_ip: { t: "int", min: 1 },
     trusted_networks: { t: "cidrs" },
+    local_socket: { t: "string" },
     bare_newline: { t: "enum", values: ["normalize", "reject"] },
     idle_timeout: { t: "duration" },
     transaction_timeout: { t: "duration" },

@@ -14,6 +14,7 @@ export const DEFAULTS: Config = {
     max_connections: 500,
     max_connections_per_ip: 50,
     trusted_networks: [],
+    local_socket: "/run/minimta/submit.sock",
     bare_newline: "normalize",
     idle_timeout: 60_000,
     transaction_timeout: 300_000,
@@ -63,6 +64,7 @@ export function embeddedDefault(dataDir: string): Record<string, unknown> {
     server: {
       listen_addr: "127.0.0.1:2587",
       listen_tls_addr: "127.0.0.1:2465",
+      local_socket: `${dataDir}/submit.sock`,
     },
     tls: { cert_file: `${dataDir}/certs/server.crt`, key_file: `${dataDir}/certs/server.key` },
     auth: { users_file: `${dataDir}/users.json` },

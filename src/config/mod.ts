@@ -163,12 +163,16 @@ function systemHostname(): string {
   }
 }
 
+/**
+ * False only when nothing is there: a config this user may not read is
+ * reported as such, never silently replaced by the embedded default.
+ */
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
   }
 }
 

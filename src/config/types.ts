@@ -9,6 +9,8 @@ export interface Config {
     max_connections: number;
     max_connections_per_ip: number;
     trusted_networks: string[];
+    /** Unix socket where any local user's `minimta sendmail` hands over mail; "" for none. */
+    local_socket: string;
     bare_newline: "normalize" | "reject";
     idle_timeout: number;
     transaction_timeout: number;

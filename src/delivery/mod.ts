@@ -21,3 +21,4 @@ export { recordOutcomes } from "./record_outcomes.ts";
 export { isExpired, retryDelay } from "./retry.ts";
 export { type IndexEntry, QueueIndex, type SearchOptions } from "./queue_index.ts";
 export { SessionPool, type SessionPoolOptions } from "./session_pool.ts";
+export { Semaphore } from "./semaphore.ts";
