@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Spool } from "../spool/mod.ts";
-import { DeliveryEngine, type Transport } from "./engine.ts";
+import { DeliveryEngine, type DeliveryEngineOptions, type Transport } from "./engine.ts";
 import type { RecipientOutcome } from "./outcome.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
 
@@ -54,6 +54,21 @@ function message(from: string, recipients: string[]) {
   };
 }
 
+/** An engine retrying every 300 ms. */
+function fastRetries(
+  spool: Spool,
+  transport: Transport,
+  options: Partial<DeliveryEngineOptions> = {},
+): DeliveryEngine {
+  return new DeliveryEngine({
+    spool,
+    transport,
+    hostname: "mx.ours.test",
+    retrySchedule: [300],
+    ...options,
+  });
+}
+
 async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await check())) {
@@ -78,12 +93,7 @@ Deno.test("engine sends one transaction per domain and removes a fully delivered
 Deno.test("engine defers a temporary failure, records it, and retries on schedule", async () => {
   await withSpool(async (spool) => {
     const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      retrySchedule: [300],
-    });
+    const engine = fastRetries(spool, transport);
     await engine.start();
     const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
     await until(async () => (await spool.get(meta.id)).state === "deferred");
@@ -224,12 +234,7 @@ Deno.test("D15: retries written under a clock two days ahead are not left waitin
     meta.next_attempt_at = new Date(Date.now() + TWO_DAYS).toISOString();
     await spool.writeMeta(meta);
     const transport = scripted(() => "delivered");
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      retrySchedule: [300],
-    });
+    const engine = fastRetries(spool, transport);
     await engine.start();
     await until(async () => (await spool.ids()).length === 0, 5000);
     await engine.stop();
@@ -241,13 +246,7 @@ Deno.test("D15: a clock that goes back two days while running does not stall the
   await withSpool(async (spool) => {
     let offset = TWO_DAYS;
     const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      retrySchedule: [300],
-      now: () => new Date(Date.now() + offset),
-    });
+    const engine = fastRetries(spool, transport, { now: () => new Date(Date.now() + offset) });
     await engine.start();
     const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
     await until(async () => (await spool.get(meta.id)).state === "deferred");
@@ -265,11 +264,7 @@ Deno.test("D15: after a jump two days forward, an over-age message gets one last
     meta.next_attempt_at = new Date(Date.now() + 3_600_000).toISOString();
     await spool.writeMeta(meta);
     const transport = scripted((req) => (req.domain === "one.test" ? "transient" : "delivered"));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      retrySchedule: [300],
+    const engine = fastRetries(spool, transport, {
       maxQueueLifetimeMs: 86_400_000,
       now: () => new Date(Date.now() + TWO_DAYS),
     });
