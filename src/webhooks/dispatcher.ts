@@ -54,6 +54,10 @@ export interface WebhookDispatcherOptions {
 
 const logger = log("webhooks");
 const MAX_RETRY_MS = 3_600_000;
+/** Requests in flight to one receiver at once. */
+const POSTS_PER_TARGET = 4;
+
+type Entry = { id: string; value: Pending };
 
 /**
  * Posts a signed JSON event per delivered, deferred, bounced and expired
@@ -67,6 +71,10 @@ export class WebhookDispatcher {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = 0;
   #running: Promise<void> | null = null;
+  /** Receivers being drained now, by URL. */
+  #busy = new Map<string, Promise<void>>();
+  /** Receivers whose last request failed: nothing is posted to them before their retry. */
+  #blockedUntil = new Map<string, number>();
   #stopped = false;
   #unsubscribe: () => void = () => {};
 
@@ -96,6 +104,7 @@ export class WebhookDispatcher {
     clearTimeout(this.#timer);
     await this.#writes;
     await this.#running;
+    await Promise.all(this.#busy.values());
   }
 
   #enqueue(event: WebhookEvent): void {
@@ -136,30 +145,85 @@ export class WebhookDispatcher {
 
   async #drain(): Promise<void> {
     let nextDue = Infinity;
-    for (const { id, value } of await this.#o.outbox.list()) {
-      if (this.#stopped) return;
-      const now = this.#o.now();
-      if (value.next_at > now) {
-        nextDue = Math.min(nextDue, value.next_at);
+    const now = this.#o.now();
+    const byUrl = new Map<string, Entry[]>();
+    for (const entry of await this.#o.outbox.list()) {
+      const url = entry.value.url;
+      if (this.#busy.has(url)) continue; // picked up when that receiver's drain ends
+      const due = Math.max(entry.value.next_at, this.#blockedUntil.get(url) ?? 0);
+      if (due > now) {
+        nextDue = Math.min(nextDue, due);
         continue;
       }
-      if (await this.#post(value)) {
-        await this.#o.outbox.remove(id);
-      } else if (now - value.created_at > this.#o.maxAgeMs) {
-        logger.warn("Dropping webhook event for {url} after {attempts} attempts", {
-          url: value.url,
-          attempts: value.attempts,
+      const list = byUrl.get(url) ?? [];
+      list.push(entry);
+      byUrl.set(url, list);
+    }
+    // Each receiver is drained on its own: a slow or hung one holds back only its own events.
+    for (const [url, entries] of byUrl) {
+      const run = this.#drainTarget(entries)
+        .then((retryAt) => {
+          if (retryAt < Infinity) this.#blockedUntil.set(url, retryAt);
+          else this.#blockedUntil.delete(url);
+        })
+        .catch((error) => logger.error("Webhook drain for {url} failed: {error}", { url, error }))
+        .finally(() => {
+          this.#busy.delete(url);
+          this.#kick(0);
         });
-        await this.#o.outbox.remove(id);
-      } else {
-        value.attempts++;
-        value.next_at = now +
-          Math.min(this.#o.retryBaseMs * 2 ** (value.attempts - 1), MAX_RETRY_MS);
-        await this.#o.outbox.put(id, value);
-        nextDue = Math.min(nextDue, value.next_at);
-      }
+      this.#busy.set(url, run);
     }
     if (nextDue < Infinity) this.#kick(Math.max(0, nextDue - this.#o.now()));
+  }
+
+  /**
+   * Posts one receiver's due events, a few at a time (so they may arrive out
+   * of order: receivers sort by `occurred_at` and de-duplicate by `id`). The
+   * first failure puts the rest off until that event's retry, so a receiver
+   * that is down costs one request per retry, not one per event. Returns
+   * when the next retry is due.
+   */
+  async #drainTarget(entries: Entry[]): Promise<number> {
+    let next = 0;
+    let retryAt: number | null = null;
+    const worker = async () => {
+      while (next < entries.length && retryAt === null && !this.#stopped) {
+        const { id, value } = entries[next++];
+        const at = await this.#attempt(id, value);
+        if (at !== null) retryAt = Math.min(retryAt ?? Infinity, at);
+      }
+    };
+    await Promise.all(Array.from({ length: POSTS_PER_TARGET }, worker));
+    // Events not tried this time: those past the age limit go, the rest wait for the retry.
+    for (const { id, value } of entries.slice(next)) {
+      if (this.#o.now() - value.created_at > this.#o.maxAgeMs) await this.#drop(id, value);
+    }
+    return retryAt ?? Infinity;
+  }
+
+  /** Posts one event; null when it is done with (posted or dropped), else its next retry time. */
+  async #attempt(id: string, value: Pending): Promise<number | null> {
+    const now = this.#o.now();
+    if (await this.#post(value)) {
+      await this.#o.outbox.remove(id);
+      return null;
+    }
+    if (now - value.created_at > this.#o.maxAgeMs) {
+      await this.#drop(id, value);
+      return null;
+    }
+    value.attempts++;
+    value.next_at = now + Math.min(this.#o.retryBaseMs * 2 ** (value.attempts - 1), MAX_RETRY_MS);
+    await this.#o.outbox.put(id, value);
+    return value.next_at;
+  }
+
+  async #drop(id: string, value: Pending): Promise<void> {
+    logger.warn("Dropping webhook event for {url} after {attempts} attempts", {
+      url: value.url,
+      attempts: value.attempts,
+    });
+    await this.#o.outbox.remove(id);
   }
 
   async #post(pending: Pending): Promise<boolean> {
