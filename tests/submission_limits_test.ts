@@ -1,9 +1,45 @@
 /**
- * TESTPLAN §2 L5–L7 and R5: message size, recipient count and the session
- * deadline that a slow client cannot stretch.
+ * TESTPLAN §2 L3–L7 and R5–R11, and SMUG-IN-16: command line length,
+ * message size, recipient count, the session deadline that a slow client
+ * cannot stretch, a client that never reads, and heavy pipelining.
  */
 import assert from "node:assert/strict";
-import { delay, Mta, queuedId } from "./_harness.ts";
+import { delay, Mta, queuedId, type SmtpDriver } from "./_harness.ts";
+import { parseReplies } from "./_smtp_driver.ts";
+
+/** Resident memory of a process, in bytes (VmRSS of /proc/PID/status). */
+async function rss(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024;
+}
+
+/** Samples the RSS of `pid` every 100 ms until stopped; `stop()` resolves with the peak. */
+function rssPeak(pid: number): { stop(): Promise<number> } {
+  let peak = 0;
+  let running = true;
+  const sampling = (async () => {
+    while (running) {
+      peak = Math.max(peak, await rss(pid).catch(() => 0));
+      await delay(100);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await sampling;
+      return peak;
+    },
+  };
+}
+
+const MB = 1024 * 1024;
+
+/** A driver that has read the 220 greeting. */
+async function greeted(mta: Mta): Promise<SmtpDriver> {
+  const smtp = await mta.connect();
+  await smtp.expect(220);
+  return smtp;
+}
 
 const LIMIT = 64 * 1024;
 
@@ -66,6 +102,29 @@ Deno.test("limits: SIZE=, oversized bodies and too many recipients", async (t) =
       );
       assert.equal(subjects.filter((t) => t.includes("Subject: line 998")).length, 1);
       assert.equal(subjects.filter((t) => t.includes("Subject: line 5000")).length, 0);
+    },
+  );
+
+  await t.step(
+    "SMUG-IN-16: an oversized body with .LF and HELP lines in its tail gets one 552; nothing runs, nothing stored",
+    async () => {
+      const before = await mta.spoolFiles("meta");
+      using smtp = await mta.authed();
+      await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+      await smtp.cmd("RCPT TO:<big@remote.test>", 250);
+      await smtp.cmd("DATA", 354);
+      const line = "z".repeat(76) + "\r\n";
+      await smtp.write(
+        "From: alice@ours.test\r\nSubject: big\r\n\r\n" +
+          line.repeat(Math.ceil((LIMIT * 2) / line.length)) +
+          ".\nHELP\r\nHELP\r\n\r\n.\r\nNOOP\r\n",
+      );
+      const refused = await smtp.reply();
+      assert.equal(refused.code, 552, refused.raw);
+      // The next reply is the NOOP's: the HELP lines were body text (no 214).
+      assert.equal((await smtp.reply()).raw, "250 OK");
+      assert.deepEqual(await mta.spoolFiles("meta"), before);
+      assert.deepEqual(await mta.spoolFiles("tmp"), []);
     },
   );
 
@@ -152,4 +211,127 @@ Deno.test("R7: one client address gets at most max_connections_per_ip connection
   } finally {
     for (const c of [first, second, third]) c.close();
   }
+});
+
+Deno.test("L3: a 20 KB command line and 1 MB without a line end get 421 and a close", async () => {
+  await using mta = await Mta.start();
+  const base = await rss(mta.pid);
+  const peak = rssPeak(mta.pid);
+  const cases: [string, () => Promise<SmtpDriver>, string][] = [
+    ["20 KB EHLO before AUTH", () => greeted(mta), `EHLO ${"a".repeat(20_000)}\r\n`],
+    [
+      "20 KB MAIL after AUTH",
+      () => mta.authed(),
+      `MAIL FROM:<alice@ours.test> ${"A".repeat(20_000)}\r\n`,
+    ],
+    ["1 MB without CRLF", () => greeted(mta), "x".repeat(MB)],
+  ];
+  for (const [what, open, bytes] of cases) {
+    using smtp = await open();
+    // The server may close while the write is still going: that is the point.
+    await smtp.write(bytes).catch(() => {});
+    const rest = await smtp.readToEnd(5_000);
+    assert.match(rest, /^421 .*too long/i, `${what}: ${JSON.stringify(rest)}`);
+    assert.ok(smtp.eof, what);
+  }
+  const grown = (await peak.stop()) - base;
+  assert.ok(grown < 64 * MB, `RSS grew by ${(grown / MB).toFixed(0)} MB`);
+  using smtp = await mta.authed();
+  await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+});
+
+Deno.test("R6: a client that never reads its replies is held off, then cut off, in bounded memory", async () => {
+  await using mta = await Mta.start({
+    config: { server: { idle_timeout: "2s", transaction_timeout: "5s" } },
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: mta.port });
+  const base = await rss(mta.pid);
+  const peak = rssPeak(mta.pid);
+  const started = Date.now();
+  // NOOPs as fast as the socket takes them, replies never read. Once the
+  // session is cut, the client keeps sending: the daemon must not read it all.
+  const chunk = new TextEncoder().encode("NOOP\r\n".repeat(10_000));
+  let sent = 0;
+  const flood = (async () => {
+    try {
+      while (true) sent += await conn.write(chunk);
+    } catch {
+      // Reset by the daemon (or closed by the guard below).
+    }
+  })();
+  // Should the daemon never end the session, a write blocks for good: cut it.
+  const guard = setTimeout(() => conn.close(), 15_000);
+  // Backpressure: the writes stall once the daemon stops reading.
+  let stalledAt = -1;
+  for (let last = -1; stalledAt < 0 && Date.now() - started < 10_000; await delay(500)) {
+    if (sent === last) stalledAt = sent;
+    last = sent;
+  }
+  assert.ok(stalledAt >= 0 && stalledAt < 32 * MB, `still writing after ${sent} bytes`);
+  await flood;
+  const closedAfter = Date.now() - started;
+  clearTimeout(guard);
+  try {
+    conn.close();
+  } catch {
+    // Already closed by the guard.
+  }
+  const grown = (await peak.stop()) - base;
+  // The idle timeout or, at the latest, the 5 s transaction deadline ends it.
+  assert.ok(closedAfter < 12_000, `connection still open after ${closedAfter} ms`);
+  assert.ok(sent < 64 * MB, `the daemon took ${(sent / MB).toFixed(0)} MB from the flood`);
+  assert.ok(grown < 100 * MB, `RSS grew by ${(grown / MB).toFixed(0)} MB`);
+  using smtp = await mta.authed();
+  await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+});
+
+Deno.test("R10: 10 × 10 000 pipelined NOOPs on one connection do not hold up a transaction on another", async () => {
+  await using mta = await Mta.start();
+  using a = await mta.authed();
+  using b = await mta.authed();
+  const batch = "NOOP\r\n".repeat(9_999) + "RSET\r\n";
+  const started = Date.now();
+  const flood = (async () => {
+    for (let i = 0; i < 10; i++) await a.write(batch);
+    await a.write("QUIT\r\n");
+    const replies = parseReplies(await a.readToEnd(60_000));
+    return { replies, ms: Date.now() - started };
+  })();
+  await b.cmd("MAIL FROM:<alice@ours.test>", 250);
+  await b.cmd("RCPT TO:<r10@remote.test>", 250);
+  await b.cmd("DATA", 354);
+  await b.cmd("From: alice@ours.test\r\nSubject: r10\r\n\r\nnot starved\r\n.", 250);
+  const bMs = Date.now() - started;
+  const { replies, ms } = await flood;
+  // Every command answered, in order: 9 999 × "250 OK" then the RSET's reply, ten times.
+  const expected = Array.from(
+    { length: 10 },
+    () => [...Array(9_999).fill("250 OK"), "250 Flushed"],
+  ).flat();
+  assert.equal(replies.length, 100_001);
+  assert.deepEqual(replies.slice(0, -1).map((r) => r.raw), expected);
+  assert.equal(replies.at(-1)!.code, 221);
+  assert.ok(bMs < ms, `B's transaction took ${bMs} ms, A's flood was answered in ${ms} ms`);
+});
+
+Deno.test("R11: 1 000 transactions pipelined on one connection: 1 000 × 250, 1 000 spool entries", async () => {
+  await using mta = await Mta.start();
+  using smtp = await mta.authed();
+  const base = await rss(mta.pid);
+  const one = (n: number) =>
+    `MAIL FROM:<alice@ours.test>\r\nRCPT TO:<r${n}@remote.test>\r\nDATA\r\n` +
+    `From: alice@ours.test\r\nSubject: pipelined ${n}\r\n\r\nmessage ${n}\r\n.\r\n`;
+  await smtp.write(Array.from({ length: 1_000 }, (_, n) => one(n)).join("") + "QUIT\r\n");
+  const replies = parseReplies(await smtp.readToEnd(60_000));
+  const grown = (await rss(mta.pid)) - base;
+  assert.deepEqual(
+    replies.map((r) => r.code),
+    [...Array.from({ length: 1_000 }, () => [250, 250, 354, 250]).flat(), 221],
+  );
+  const ids = replies.filter((r) => /queued as/.test(r.raw)).map((r) => queuedId(r.raw));
+  assert.equal(new Set(ids).size, 1_000);
+  const stored = (await mta.spoolFiles("meta")).map((name) => name.replace(/\.json$/, ""));
+  assert.deepEqual(stored.sort(), [...ids].sort());
+  // Loose: the heap grows with the queue (about 100 MB here); only a gross leak fails this.
+  assert.ok(grown < 200 * MB, `RSS grew by ${(grown / MB).toFixed(0)} MB`);
 });

@@ -1,11 +1,13 @@
 /**
  * TESTPLAN §1.1: inbound SMTP smuggling. Every malformed end-of-data
- * sequence is sent in one write and again one byte per write; none may end
- * the message, so the smuggled second transaction (from admin@ours.test)
- * must never exist, and nothing stored may hold a bare CR or LF.
+ * sequence is sent in one write, one byte per write, and split in two at
+ * every offset; none may end the message, so the smuggled second
+ * transaction (from admin@ours.test) must never exist, and nothing stored
+ * may hold a bare CR or LF. Also R12: BDAT, which is not offered, is not
+ * another way to frame a message.
  */
 import assert from "node:assert/strict";
-import { bareLineEnds, Mta, queuedId, type SmtpDriver } from "./_harness.ts";
+import { bareLineEnds, delay, Mta, queuedId, type SmtpDriver } from "./_harness.ts";
 import { parseReplies, type SmtpReply } from "./_smtp_driver.ts";
 
 const SEQUENCES: [id: string, eod: string, nul: boolean][] = [
@@ -27,8 +29,11 @@ const SEQUENCES: [id: string, eod: string, nul: boolean][] = [
 const SMUGGLED = "MAIL FROM:<admin@ours.test>\r\nRCPT TO:<rcpt@capture.test>\r\nDATA\r\n" +
   "From: admin@ours.test\r\nSubject: SMUGGLED\r\n\r\nx\r\n.\r\nQUIT\r\n";
 
+/** The message text before the end-of-data sequence under test. */
+const HEAD = "From: alice@ours.test\r\nSubject: A\r\n\r\nbody";
+
 function payload(eod: string): Uint8Array {
-  const text = `From: alice@ours.test\r\nSubject: A\r\n\r\nbody${eod}${SMUGGLED}`;
+  const text = `${HEAD}${eod}${SMUGGLED}`;
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
@@ -152,5 +157,124 @@ Deno.test("SMUG-IN-15: two pipelined messages in one write are exactly two, in o
   } finally {
     smtp.close();
   }
+  assert.equal(await mta.stop(), 0);
+});
+
+const ENVELOPE = "MAIL FROM:<alice@ours.test>\r\nRCPT TO:<rcpt@capture.test>\r\nDATA\r\n";
+
+/** The payload without its final QUIT, so one session can take it again and again. */
+function payloadWithoutQuit(eod: string): Uint8Array {
+  const bytes = payload(eod);
+  return bytes.subarray(0, bytes.length - "QUIT\r\n".length);
+}
+
+/**
+ * One transaction with the payload written in two parts, split at `at`
+ * after a pause, then a NOOP. Returns the replies before the NOOP's
+ * "250 OK": exactly one when no split ends the message early.
+ */
+async function splitOnce(
+  smtp: SmtpDriver,
+  bytes: Uint8Array,
+  at: number,
+  pauseMs: number,
+): Promise<SmtpReply[]> {
+  // Pipelined (RFC 2920): the envelope and the first part go in one segment.
+  await smtp.write(concatBytes(ENVELOPE, bytes.subarray(0, at)));
+  await delay(pauseMs);
+  await smtp.write(concatBytes(bytes.subarray(at), "NOOP\r\n"));
+  for (const code of [250, 250, 354]) await smtp.expect(code);
+  const replies: SmtpReply[] = [];
+  for (let r = await smtp.reply(); r.raw !== "250 OK"; r = await smtp.reply()) replies.push(r);
+  return replies;
+}
+
+function concatBytes(a: string | Uint8Array, b: string | Uint8Array): Uint8Array {
+  const [x, y] = [a, b].map((v) => typeof v === "string" ? new TextEncoder().encode(v) : v);
+  const out = new Uint8Array(x.length + y.length);
+  out.set(x);
+  out.set(y, x.length);
+  return out;
+}
+
+/** The stored body (after the header block) of the message queued by `reply`. */
+async function storedBody(mta: Mta, reply: SmtpReply): Promise<string> {
+  const eml = new TextDecoder("latin1").decode(
+    await Deno.readFile(mta.emlPath(queuedId(reply.raw))),
+  );
+  return eml.slice(eml.indexOf("\r\n\r\n") + 4);
+}
+
+Deno.test("SMUG-IN-14 (bare_newline: reject): every payload split at every offset gets the same one 550/554", async (t) => {
+  await using mta = await Mta.start({ config: { server: { bare_newline: "reject" } } });
+  for (const [id, eod, nul] of SEQUENCES) {
+    await t.step(`${id} ${JSON.stringify(eod)}`, async () => {
+      const bytes = payloadWithoutQuit(eod);
+      using smtp = await mta.authed();
+      const want = nul ? 554 : 550;
+      for (let at = 1; at < bytes.length; at++) {
+        const replies = await splitOnce(smtp, bytes, at, 1);
+        assert.deepEqual(replies.map((r) => r.code), [want], `split at ${at}: ${replies[0]?.raw}`);
+      }
+      // The legitimate terminator split between its CRLF and ".CRLF", with time to parse each half.
+      const replies = await splitOnce(smtp, bytes, bytes.length - 3, 200);
+      assert.deepEqual(replies.map((r) => r.code), [want]);
+    });
+  }
+  assert.deepEqual(await mta.spoolFiles("meta"), []);
+  assert.deepEqual(await mta.spoolFiles("tmp"), []);
+  assert.equal(await mta.stop(), 0);
+});
+
+Deno.test("SMUG-IN-14 (bare_newline: normalize): splits around each sequence store the same bytes", async (t) => {
+  await using mta = await Mta.start({ config: { server: { bare_newline: "normalize" } } });
+  for (const [id, eod, nul] of SEQUENCES) {
+    await t.step(`${id} ${JSON.stringify(eod)}`, async () => {
+      const bytes = payloadWithoutQuit(eod);
+      using smtp = await mta.authed();
+      // Every offset from 4 bytes before the sequence to 4 after it, and the final CRLF | .CRLF.
+      const splits = [
+        ...Array.from({ length: eod.length + 9 }, (_, i) => HEAD.length - 4 + i),
+        bytes.length - 3,
+      ];
+      const bodies = new Set<string>();
+      for (const at of splits) {
+        const replies = await splitOnce(smtp, bytes, at, at === bytes.length - 3 ? 200 : 1);
+        assert.deepEqual(replies.map((r) => r.code), [nul ? 554 : 250], `split at ${at}`);
+        if (!nul) bodies.add(await storedBody(mta, replies[0]));
+      }
+      if (!nul) {
+        assert.equal(
+          bodies.size,
+          1,
+          `stored bodies differ by split: ${JSON.stringify([...bodies])}`,
+        );
+        const [body] = bodies;
+        assert.ok(body.includes("Subject: SMUGGLED"), "the smuggled text is body text");
+        assert.deepEqual(bareLineEnds(new TextEncoder().encode(body)), []);
+      }
+    });
+  }
+  await assertNoSmuggledSender(mta);
+  assert.equal(await mta.stop(), 0);
+});
+
+Deno.test("R12: BDAT (CHUNKING not offered) gets 500 and its chunk is read as commands", async () => {
+  await using mta = await Mta.start();
+  const smtp = await mta.authed();
+  const ehlo = await smtp.cmd("EHLO t.test", 250);
+  assert.ok(!ehlo.lines.some((l) => /^CHUNKING\b/i.test(l)), ehlo.raw);
+  await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+  await smtp.cmd("RCPT TO:<r12@remote.test>", 250);
+  // Were BDAT honoured, the next 12 bytes would be message data, not commands.
+  await smtp.write("BDAT 12 LAST\r\nNOOP\r\nRSET\r\n");
+  const bdat = await smtp.reply();
+  assert.equal(bdat.code, 500, bdat.raw);
+  assert.equal((await smtp.reply()).raw, "250 OK");
+  assert.equal((await smtp.reply()).raw, "250 Flushed");
+  assert.equal((await smtp.cmd("DATA")).code, 503, "the RSET ran: no transaction left");
+  await smtp.cmd("QUIT", 221);
+  smtp.close();
+  assert.deepEqual(await mta.spoolFiles("meta"), []);
   assert.equal(await mta.stop(), 0);
 });

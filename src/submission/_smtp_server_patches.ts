@@ -1,7 +1,7 @@
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
 import { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 
-// Two changes to smtp-server 3.21.6, pinned in deno.json; both are covered
+// Three changes to smtp-server 3.21.6, pinned in deno.json; each is covered
 // by tests and must be re-checked when the pin moves.
 
 // 1. smtp-server loses every command pipelined after a second complete
@@ -47,5 +47,38 @@ connection.init = function (this: Connection) {
       );
     }
     this.connectionReady();
+  });
+};
+
+// 3. Once smtp-server has closed a connection (QUIT, any 421), it resumes the
+// socket and discards what still arrives until the client closes its side,
+// for up to 5 s. A client that keeps sending is read at wire speed all that
+// time: measured here, 10 GB in those 5 s, one core busy and the daemon's RSS
+// up by 600 MB, e.g. from a client that never read its replies (TESTPLAN R6)
+// and floods once the timeout ends its session. Past a small allowance, more
+// than any client finishing its pipeline sends, the socket is destroyed.
+// Test: tests/submission_limits_test.ts (R6).
+const AFTER_CLOSE_ALLOWANCE = 64 * 1024;
+interface ClosingConnection {
+  _closing: boolean;
+  _upgrading: boolean;
+  _socket: {
+    destroyed: boolean;
+    on(event: "data", listener: (chunk: Uint8Array) => void): void;
+    destroy(): void;
+  };
+}
+const closing = SMTPConnection.prototype as unknown as { close(): void };
+const close = closing.close;
+closing.close = function (this: ClosingConnection) {
+  const first = !this._closing;
+  close.call(this);
+  // During a STARTTLS handshake the TLS socket reads the raw one: leave it be.
+  if (!first || this._upgrading || this._socket.destroyed) return;
+  const socket = this._socket;
+  let discarded = 0;
+  socket.on("data", (chunk) => {
+    discarded += chunk.length;
+    if (discarded > AFTER_CLOSE_ALLOWANCE) socket.destroy();
   });
 };
