@@ -194,11 +194,21 @@ export interface MxScript {
   extensions?: string[];
   starttls?: { cert: string; key: string; inject?: string };
   mail?: string;
-  rcpt?: Record<string, string>;
+  /** By lowercase address; a list gives the n-th RCPT of that address the n-th reply. */
+  rcpt?: Record<string, string | string[]>;
   rcpt_default?: string;
+  /** Accepted RCPTs per transaction; later ones get `452 4.5.3`. */
+  rcpt_limit?: number;
+  /** Replies to the final dot; `"DROP"` closes the connection without one. */
   data?: string[];
   delay_ms?: number[];
   drop_after_bytes?: (number | null)[];
+  /** TCP RST (no TLS close_notify) right after the reply to the dot, or instead of the 221 to QUIT. */
+  reset?: "after_data" | "on_quit";
+  /** Accept connections and never greet. */
+  tarpit?: boolean;
+  /** Never accept: the kernel drops the SYNs (a full accept queue). */
+  blackhole?: boolean;
 }
 
 /** One transaction the fake MX saw (DATA answered 354). */

@@ -136,7 +136,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "no STARTTLS offered: plaintext under opportunistic, deferred under required",
+  name: "TLS-C-06: no STARTTLS offered: plaintext under opportunistic, deferred under required",
   ignore: needs,
   async fn(t) {
     await t.step("opportunistic delivers in plaintext", async () => {
@@ -174,5 +174,34 @@ Deno.test({
     const tlsEvents = (await w.mx.events()).filter((e) => e.event === "tls");
     assert.ok(tlsEvents.every((e) => e.ok === false), "no TLS session was completed");
     assert.ok(!w.mta.stdout.includes("injected.example"), "the injected reply never surfaced");
+  },
+});
+
+Deno.test({
+  name:
+    "DLV-20: a TLS session reset without close_notify: before the 250 to the dot a temporary failure, after it delivered once",
+  ignore: needs,
+  async fn() {
+    const c = await sharedCerts();
+    // The first transaction is cut mid-DATA; the second is answered 250 and then reset.
+    await using w = await world({
+      starttls: { cert: c.selfCert, key: c.selfKey },
+      drop_after_bytes: [300, null],
+      reset: "after_data",
+    }, { tls: "opportunistic" });
+    const body = Array.from({ length: 100 }, (_, i) => `line ${i} inside TLS`).join("\r\n");
+    const id = await submit(w.mta, { to: ["bob@dest.test"], body: `${body}\r\n` });
+    await waitFor("delivery", () => isGone(w.mta, id), 15_000, () => events(w.mta, id));
+    const txs = await w.mx.transactions();
+    assert.equal(txs.length, 2);
+    assert.ok(txs.every((t) => t.tls), "both inside TLS");
+    assert.ok(txs[0].dropped);
+    assert.equal((await w.mx.accepted()).length, 1);
+    await sleep(1500); // a retry would come within 1 s
+    assert.deepEqual(deliveryEvents(w.mta, id).map((e) => [e.outcome, e.attempt]), [
+      ["transient", 1],
+      ["delivered", 2],
+    ]);
+    assert.equal((await w.mx.transactions()).length, 2, "not sent again after the reset");
   },
 });

@@ -207,3 +207,105 @@ Deno.test("D11: start-up repairs the spool; files are 0600 and folders 0700", as
   }
   assert.equal(await mta.stop(), 0);
 });
+
+Deno.test({
+  name:
+    "D8: a spool file system out of inodes gives 452 4.3.1, leaves no partial files, and takes mail again once inodes are freed",
+  ignore: requireTool("root:"),
+  async fn() {
+    await using fs = await tmpfs("64m,nr_inodes=64");
+    await using mta = await Mta.start({ spoolDir: `${fs.dir}/spool` });
+    using smtp = await mta.authed();
+    const first = await submit(smtp, "before the inodes ran out");
+    // Something else takes every inode left (bytes stay plentiful).
+    await Deno.mkdir(`${fs.dir}/filler`);
+    let fillers = 0;
+    try {
+      for (;; fillers++) await Deno.writeFile(`${fs.dir}/filler/${fillers}`, new Uint8Array(0));
+    } catch (error) {
+      assert.match(String(error), /No space left/, "inodes exhausted");
+    }
+    assert.ok(fillers > 0);
+
+    await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+    await smtp.cmd("RCPT TO:<keep@remote.test>", 250);
+    await smtp.cmd("DATA", 354);
+    await smtp.write("From: alice@ours.test\r\nSubject: no inode for me\r\n\r\nhello\r\n");
+    const full = await smtp.cmd(".");
+    assert.equal(full.code, 452, full.raw);
+    assert.match(full.raw, /4\.3\.1/);
+    assert.deepEqual(await mta.spoolFiles("tmp"), []);
+    assert.deepEqual(await mta.spoolFiles("msg"), [`${first}.eml`]);
+    assert.deepEqual(await mta.spoolFiles("meta"), [`${first}.json`]);
+
+    // Still up; inodes back, mail is taken again.
+    await Deno.remove(`${fs.dir}/filler`, { recursive: true });
+    const again = await submit(smtp, "after inodes were freed");
+    assert.deepEqual((await mta.queueList()).map((e) => e.id).sort(), [first, again].sort());
+    await smtp.cmd("QUIT", 221);
+    assert.equal(await mta.stop(), 0);
+  },
+});
+
+/** Makes `dir` read-only by mounting it read-only over itself (root); undone on dispose. */
+async function readOnly(dir: string): Promise<AsyncDisposable> {
+  for (const args of [["--bind", dir, dir], ["-o", "remount,bind,ro", dir]]) {
+    const r = await run("mount", args);
+    if (r.code !== 0) throw new Error(`mount ${args.join(" ")}: ${r.stderr}`);
+  }
+  let mounted = true;
+  return {
+    async [Symbol.asyncDispose]() {
+      if (mounted) await run("umount", [dir]);
+      mounted = false;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "D10: a read-only spool: start-up fails loudly; at runtime 451 4.3.0 and never a 250; mail is taken again once writable",
+  ignore: requireTool("root:"),
+  async fn(t) {
+    await using mta = await Mta.start();
+    let kept: string;
+    {
+      using smtp = await mta.authed();
+      kept = await submit(smtp, "stored before");
+      await smtp.cmd("QUIT", 221);
+    }
+
+    await t.step("at runtime", async () => {
+      using smtp = await mta.authed();
+      {
+        // A read-only view of the spool is mounted under the running daemon.
+        await using _ro = await readOnly(mta.spoolDir);
+        await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+        await smtp.cmd("RCPT TO:<keep@remote.test>", 250);
+        await smtp.cmd("DATA", 354);
+        await smtp.write("From: alice@ours.test\r\nSubject: nowhere to go\r\n\r\nhello\r\n");
+        const refused = await smtp.cmd(".");
+        assert.equal(refused.code, 451, refused.raw);
+        assert.match(refused.raw, /4\.3\.0/);
+      }
+      const again = await submit(smtp, "writable again");
+      assert.deepEqual((await mta.queueList()).map((e) => e.id).sort(), [kept, again].sort());
+      await smtp.cmd("QUIT", 221);
+    });
+
+    await t.step("at start-up", async () => {
+      assert.equal(await mta.stop(), 0);
+      {
+        await using _ro = await readOnly(mta.spoolDir);
+        const failed = await mta.launch().then(() => null, (error: Error) => error);
+        assert.ok(failed, "the daemon must not start on a read-only spool");
+        assert.doesNotMatch(failed.message, /exited with 0 /);
+        assert.match(mta.stderr, new RegExp(mta.spoolDir.replaceAll("/", "\\/")));
+        assert.match(mta.stderr, /Read-only file system/i);
+      }
+      await mta.launch();
+      assert.equal((await mta.queueList()).length, 2);
+      assert.equal(await mta.stop(), 0);
+    });
+  },
+});

@@ -58,7 +58,9 @@ export function buildDsn(
     `Reporting-MTA: dns; ${options.hostname}`,
     `X-Minimta-Queue-ID: ${meta.id}`,
     `Arrival-Date: ${rfc5322(new Date(meta.created_at))}`,
+    // RFC 3464 §2.1: one blank line before each per-recipient block, none more.
     ...failed.flatMap((f) => recipientFields(f, date)),
+    ``,
     `--${boundary}`,
     `Content-Description: Undelivered Message Headers`,
     `Content-Type: text/rfc822-headers`,
@@ -94,7 +96,7 @@ function recipientFields(f: FailedRecipient, date: string): string[] {
   fields.push(
     `Diagnostic-Code: ${f.remote ? "smtp" : "x-minimta"}; ${ascii(f.diagnostic).slice(0, 900)}`,
   );
-  fields.push(`Last-Attempt-Date: ${date}`, ``);
+  fields.push(`Last-Attempt-Date: ${date}`);
   return fields;
 }
 

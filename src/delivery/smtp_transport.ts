@@ -6,6 +6,7 @@ import {
   type SmtpSession,
   type Timeouts,
   type TlsPolicy,
+  type TransactionResult,
 } from "../smtp_client/mod.ts";
 import { fromReply, local, type Peer, type RecipientOutcome } from "./outcome.ts";
 import { SessionPool } from "./session_pool.ts";
@@ -146,30 +147,37 @@ export class SmtpTransport {
     reused = false,
   ): Promise<RecipientOutcome[] | null> {
     const peer: Peer = { remote: `${session.host}[${session.remoteIp}]`, tls: session.tls };
+    const done = new Map<string, RecipientOutcome>();
+    let rest = req.recipients;
+    let sent = 0;
     try {
-      const result = await session.send({
-        from: req.from,
-        recipients: req.recipients,
-        body: req.body,
-        smtputf8: req.smtputf8,
-        eightBit: req.eightBit,
-      });
-      if (reused && result.mail.code === 421) {
-        session.close();
-        return null;
+      for (;;) {
+        const result = await session.send({
+          from: req.from,
+          recipients: rest,
+          body: req.body,
+          smtputf8: req.smtputf8,
+          eightBit: req.eightBit,
+        });
+        sent++;
+        if (reused && sent === 1 && result.mail.code === 421) {
+          session.close();
+          return null;
+        }
+        const round = outcomesOf(result, peer);
+        for (const outcome of round) done.set(outcome.address, outcome);
+        // RFC 5321 §4.5.3.1.10: a server that takes fewer recipients per
+        // transaction answers 452 to the rest; they go in another
+        // transaction at once, for as long as each one delivers some.
+        const over = round.filter((o) => o.code === 452);
+        if (!over.length || !round.some((o) => o.kind === "delivered") || !session.usable) break;
+        rest = over.map((o) => o.address);
       }
-      this.#pool.give(key, session, used + 1);
-      return result.recipients.map(({ address, reply }) => {
-        const rcpt = fromReply(address, reply, peer);
-        if (rcpt.kind !== "delivered" || !result.data) return rcpt;
-        return fromReply(address, result.data, peer);
-      });
+      this.#pool.give(key, session, used + sent);
+      return req.recipients.map((r) => done.get(r)!);
     } catch (error) {
       session.close();
-      if (error instanceof SmtpError && error.reply && !error.temporary) {
-        return req.recipients.map((r) => fromReply(r, error.reply!, peer));
-      }
-      return null;
+      return afterFailure(error, { recipients: req.recipients, done, open: rest, peer });
     }
   }
 
@@ -212,6 +220,51 @@ export class SmtpTransport {
       caCerts: this.#o.caCerts,
     });
   }
+}
+
+/**
+ * Outcomes when a transaction failed: a permanent refusal applies to the
+ * recipients still open, a broken connection leaves them for a retry, and
+ * what earlier transactions on the connection delivered stands. Null when
+ * nothing was decided, so the caller can try the next address.
+ */
+function afterFailure(
+  error: unknown,
+  state: {
+    recipients: string[];
+    done: Map<string, RecipientOutcome>;
+    open: string[];
+    peer: Peer;
+  },
+): RecipientOutcome[] | null {
+  const { recipients, done, open, peer } = state;
+  const refusal = error instanceof SmtpError && error.reply && !error.temporary
+    ? error.reply
+    : null;
+  if (done.size === 0) return refusal ? recipients.map((r) => fromReply(r, refusal, peer)) : null;
+  const lost = local(
+    "",
+    "transient",
+    "4.4.2",
+    "Connection lost during the transaction",
+    peer.remote,
+  );
+  return recipients.map((r) =>
+    !open.includes(r)
+      ? done.get(r)!
+      : refusal
+      ? fromReply(r, refusal, peer)
+      : { ...lost, address: r }
+  );
+}
+
+/** Each recipient's outcome: its RCPT reply, or the reply to the final dot once accepted. */
+function outcomesOf(result: TransactionResult, peer: Peer): RecipientOutcome[] {
+  return result.recipients.map(({ address, reply }) => {
+    const rcpt = fromReply(address, reply, peer);
+    if (rcpt.kind !== "delivered" || !result.data) return rcpt;
+    return fromReply(address, result.data, peer);
+  });
 }
 
 function statusOf(error: unknown): string {

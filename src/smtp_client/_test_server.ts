@@ -20,6 +20,8 @@ export interface FakeMxOptions {
   reply?: (command: string, conn: FakeConn) => string | undefined;
   /** Reply to the end of DATA. @default {"250 2.0.0 queued\r\n"} */
   dataEnd?: string;
+  /** Wait this long before the 354 to DATA, to catch a client that does not wait for it. @default {0} */
+  goAheadDelayMs?: number;
 }
 
 /** One accepted connection, as the fake MX saw it. */
@@ -34,6 +36,10 @@ export class FakeConn {
   wire: number[] = [];
   /** Whether STARTTLS or implicit TLS completed. */
   tls = false;
+  /** Bytes received after the DATA line before the delayed 354 was written (goAheadDelayMs). */
+  earlyBytes: number[] = [];
+  /** Offset in `wire` just after the command line being handled. */
+  consumed = 0;
   socket: net.Socket;
 
   constructor(socket: net.Socket) {
@@ -141,6 +147,7 @@ export class FakeMx {
         const line = String.fromCharCode(...buf.slice(0, lf)).replace(/\r$/, "");
         buf = buf.slice(lf + 1);
         conn.commands.push(line);
+        conn.consumed = conn.wire.length - buf.length;
         if (buf.length > 0) conn.pipelined.push(line);
         const action = this.#command(line, conn);
         if (action === "data") inData = true;
@@ -180,6 +187,15 @@ export class FakeMx {
       STARTTLS: "220 2.0.0 ready\r\n",
       QUIT: "221 2.0.0 bye\r\n",
     };
+    const delay = this.#opts.goAheadDelayMs ?? 0;
+    if (verb === "DATA" && delay > 0) {
+      const after = conn.consumed;
+      this.later(delay, () => {
+        conn.earlyBytes.push(conn.wire.length - after);
+        conn.write(replies.DATA);
+      });
+      return "data";
+    }
     conn.write(replies[verb] ?? "502 5.5.2 unknown\r\n");
     if (verb === "QUIT") conn.socket.end();
     if (verb === "DATA") return "data";

@@ -52,7 +52,9 @@ async function withPeer(
 
 for (const flags of [[], ["-p"]]) {
   Deno.test({
-    name: `interop: Postfix smtp-sink ${flags.join(" ") || "(PIPELINING)"} accepts a message`,
+    name: `DLV-18 interop: Postfix smtp-sink ${
+      flags.join(" ") || "(PIPELINING)"
+    } accepts a message`,
     ignore: !HAVE_SINK,
   }, async () => {
     await withPeer(

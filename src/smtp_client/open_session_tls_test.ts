@@ -97,7 +97,7 @@ Deno.test(
 );
 
 Deno.test({
-  name: "no STARTTLS: plaintext under opportunistic, temporary error under required",
+  name: "TLS-C-06: no STARTTLS: plaintext under opportunistic, temporary error under required",
   ignore,
 }, async () => {
   await withMx({ ehlo: () => ["PIPELINING"] }, async (mx) => {
@@ -127,7 +127,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a failed handshake falls back to one new plaintext connection (TLS-C-04/05)",
+  name: "TLS-C-04/05: a failed handshake falls back to one new plaintext connection",
   ignore,
 }, async () => {
   // The "server" answers 220 and then sends garbage instead of a ServerHello.
@@ -149,6 +149,40 @@ Deno.test({
     assertEquals([err.stage, err.temporary], ["tls", true]);
     assertEquals(mx.conns.length, 3);
   });
+});
+
+Deno.test({
+  name:
+    "TLS-C-05: a server that closes during the handshake or never answers the ClientHello: bounded, then one plaintext connection that delivers",
+  ignore,
+}, async () => {
+  const closes = (l: string, c: { socket: { write(s: string): void; destroy(): void } }) => {
+    if (l !== "STARTTLS") return undefined;
+    c.socket.write("220 go\r\n");
+    setTimeout(() => c.socket.destroy(), 20);
+    return "";
+  };
+  // Without a certificate the fake MX reads the ClientHello and never answers it.
+  const silent = await FakeMx.start({ ehlo: () => ["PIPELINING", "STARTTLS"] });
+  const closing = await FakeMx.start({ cert, reply: closes });
+  try {
+    for (const [what, mx] of [["silent", silent], ["closes", closing]] as const) {
+      const started = Date.now();
+      const s = await openSession(opts(mx, { timeouts: { starttls: 500 } }));
+      ok(Date.now() - started < 3000, `${what}: took ${Date.now() - started} ms`);
+      assertEquals(s.tls.used, false, what);
+      ok(s.tls.fallbackReason?.includes("TLS handshake"), s.tls.fallbackReason ?? "");
+      const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
+      assertEquals(res.data?.code, 250, what);
+      await s.quit();
+      assertEquals(mx.conns.length, 2, `${what}: exactly one new connection, no loop`);
+      assertEquals(mx.conns[1].commands.filter((c) => c === "STARTTLS"), [], what);
+      assertEquals(mx.conns[1].messages.length, 1, what);
+    }
+  } finally {
+    await silent.close();
+    await closing.close();
+  }
 });
 
 Deno.test({ name: "AUTH is never sent without TLS", ignore }, async () => {

@@ -1,3 +1,4 @@
+const NUL = 0;
 const CR = 13;
 const LF = 10;
 const DOT = 46;
@@ -9,10 +10,13 @@ const TERMINATOR = new Uint8Array([DOT, CR, LF]);
  *
  * RFC 5321 §2.3.8: CR and LF may appear on the wire only as CRLF, so every bare CR,
  * every bare LF and the CR of a `CR CR LF` become CRLF (each is one line break). RFC
- * 5321 §4.5.2: a line starting with `.` gets one more `.`. Works on bytes only, so any
- * other byte (invalid UTF-8, NUL, 8-bit) passes through unchanged, and a CRLF body is
- * left as is apart from stuffing, which keeps a DKIM signature valid. Output does not
- * depend on how the input is split into chunks.
+ * 5321 §4.5.2: a line starting with `.` gets one more `.`. NUL is dropped, as if it
+ * were not there: it is not allowed in mail text (RFC 5322 §3.5, RFC 2045 §2.8), the
+ * intake refuses it, and a receiver that strips it would read `CRLF NUL . CRLF` from
+ * old or damaged spool content as the end of the data (TESTPLAN SMUG-OUT-03). Works on
+ * bytes only, so any other byte (invalid UTF-8, 8-bit) passes through unchanged, and a
+ * CRLF body is left as is apart from stuffing, which keeps a DKIM signature valid.
+ * Output does not depend on how the input is split into chunks.
  */
 export class DotStuffer {
   #lineStart = true;
@@ -25,13 +29,16 @@ export class DotStuffer {
     let runStart = 0;
     for (let i = 0; i < chunk.length; i++) {
       const b = chunk[i];
-      if (b !== CR && b !== LF && !(b === DOT && this.#lineStart) && !this.#pendingCr) {
+      if (
+        b !== CR && b !== LF && b !== NUL && !(b === DOT && this.#lineStart) && !this.#pendingCr
+      ) {
         this.#lineStart = false;
         continue;
       }
       out.set(chunk.subarray(runStart, i), o);
       o += i - runStart;
       runStart = i + 1;
+      if (b === NUL) continue;
       if (this.#pendingCr) {
         this.#pendingCr = false;
         o = this.#newline(out, o);

@@ -8,7 +8,7 @@ const prep = (s: string) => latin1(prepareBody(bytes(s)));
 
 /** Reference normaliser, written differently from the real one: a regex on latin1 text. */
 function normalise(s: string): string {
-  const n = s.replace(/\r\n|\r|\n/g, "\r\n");
+  const n = s.replaceAll("\0", "").replace(/\r\n|\r|\n/g, "\r\n");
   return n === "" || n.endsWith("\r\n") ? n : `${n}\r\n`;
 }
 
@@ -22,9 +22,19 @@ function unstuff(wire: string): string {
 Deno.test("prepareBody() stuffs dots and leaves a CRLF body otherwise untouched", () => {
   assertEquals(prep("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n.\r\n");
   assertEquals(
-    prep("From: x\r\n\r\nhi \xff\xfe\x00 bytes\r\n"),
-    "From: x\r\n\r\nhi \xff\xfe\x00 bytes\r\n.\r\n",
+    prep("From: x\r\n\r\nhi \xff\xfe\x80 bytes\r\n"),
+    "From: x\r\n\r\nhi \xff\xfe\x80 bytes\r\n.\r\n",
   );
+});
+
+Deno.test("SMUG-OUT-03: prepareBody() drops NUL, so CRLF NUL . CRLF is never sent", () => {
+  // A receiver that strips NUL would read the line "\0." as the end of the data.
+  assertEquals(prep("a\r\n\0.\r\nMAIL FROM:<x@y>\r\n"), "a\r\n..\r\nMAIL FROM:<x@y>\r\n.\r\n");
+  assertEquals(prep("a\r\n.\0\r\nb\r\n"), "a\r\n..\r\nb\r\n.\r\n");
+  assertEquals(prep("x\0y\r\0\n\0\0"), "xy\r\n.\r\n");
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (input) => {
+    ok(!prepareBody(input).includes(0));
+  }));
 });
 
 Deno.test("prepareBody() handles the outbound smuggling cases SMUG-OUT-01/02/04/05", () => {
@@ -53,7 +63,7 @@ Deno.test("prepareBody() handles the outbound smuggling cases SMUG-OUT-01/02/04/
   }
 });
 
-Deno.test("prepareBody() output has CR and LF only as CRLF and stuffed lines, for any bytes", () => {
+Deno.test("SMUG-OUT-09: prepareBody() output has CR and LF only as CRLF and stuffed lines, for any bytes", () => {
   fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (input) => {
     const wire = latin1(prepareBody(input));
     const withoutCrlf = wire.replaceAll("\r\n", "");
@@ -61,11 +71,11 @@ Deno.test("prepareBody() output has CR and LF only as CRLF and stuffed lines, fo
     ok(wire.endsWith(".\r\n"));
     const lines = wire.slice(0, -3).split("\r\n");
     for (const line of lines) ok(!line.startsWith(".") || line.startsWith(".."));
-    assertEquals(wire.indexOf("\r\n.\r\n"), wire.length > 5 ? wire.length - 5 : -1);
+    assertEquals(wire.indexOf("\r\n.\r\n"), wire.length >= 5 ? wire.length - 5 : -1);
   }));
 });
 
-Deno.test("prepareBody() round-trips: unstuff(stuff(x)) == normalise(x)", () => {
+Deno.test("SMUG-OUT-09: prepareBody() round-trips: unstuff(stuff(x)) == normalise(x)", () => {
   const crlfHeavy = fc.array(fc.constantFrom("\r", "\n", ".", "a", "\r\n", "\x00", "\xff"), {
     maxLength: 60,
   })
@@ -75,7 +85,7 @@ Deno.test("prepareBody() round-trips: unstuff(stuff(x)) == normalise(x)", () => 
   fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }).map(latin1), prop));
 });
 
-Deno.test("DotStuffer output does not depend on how the input is chunked", () => {
+Deno.test("SMUG-OUT-09: DotStuffer output does not depend on how the input is chunked", () => {
   const input = fc.uint8Array({ maxLength: 200 }).chain((b) =>
     fc.tuple(fc.constant(b), fc.array(fc.nat(b.length), { maxLength: 10 }))
   );

@@ -26,7 +26,7 @@ Deno.test("ReplyParser reads a multiline reply with an enhanced code", () => {
   });
 });
 
-Deno.test("ReplyParser gives the same replies when bytes arrive one at a time", () => {
+Deno.test("DLV-16: ReplyParser gives the same replies when bytes arrive one at a time", () => {
   const text = "220 hi\r\n250-mx.test\r\n250-PIPELINING\r\n250 SIZE 100\r\n550 5.1.1 no\r\n250\r\n";
   const whole = parseAll(text);
   assertEquals(whole.length, 4);
@@ -36,7 +36,7 @@ Deno.test("ReplyParser gives the same replies when bytes arrive one at a time", 
   assertEquals(whole[3], { code: 250, enhanced: null, text: "", lines: [""] });
 });
 
-Deno.test("ReplyParser refuses malformed replies as protocol errors", () => {
+Deno.test("DLV-16: ReplyParser refuses malformed, oversized and endless replies as protocol errors", () => {
   const bad = [
     "hello\r\n",
     "2500 ok\r\n",

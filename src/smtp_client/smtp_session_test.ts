@@ -30,8 +30,8 @@ async function withMx(
   }
 }
 
-Deno.test("send() pipelines MAIL, RCPT and DATA in one write and puts safe bytes on the wire", async () => {
-  await withMx({}, async (mx) => {
+Deno.test("DLV-18: send() pipelines MAIL, RCPT and DATA in one write, sends nothing more before the 354, and puts safe bytes on the wire", async () => {
+  await withMx({ goAheadDelayMs: 150 }, async (mx) => {
     const s = await openSession(opts(mx));
     const res = await s.send({
       from: "a@ours.test",
@@ -50,11 +50,12 @@ Deno.test("send() pipelines MAIL, RCPT and DATA in one write and puts safe bytes
     const wire = new TextDecoder().decode(c.messages[0]);
     assertEquals(wire, "From: a@ours.test\r\nSubject: t\r\n\r\n..dot line\r\nbare\r\nLF\r\n.\r\n");
     assertEquals(c.commands.at(-1), "QUIT");
+    assertEquals(c.earlyBytes, [0], "no body byte before the 354 (RFC 2920 §3.1)");
   });
 });
 
-Deno.test("send() goes lock-step without PIPELINING", async () => {
-  await withMx({ ehlo: () => ["SIZE 1000"] }, async (mx) => {
+Deno.test("DLV-18: send() goes lock-step without PIPELINING: one command per reply, no body before the 354", async () => {
+  await withMx({ ehlo: () => ["SIZE 1000"], goAheadDelayMs: 150 }, async (mx) => {
     const s = await openSession(opts(mx));
     const res = await s.send({
       from: "a@ours.test",
@@ -64,11 +65,12 @@ Deno.test("send() goes lock-step without PIPELINING", async () => {
     await s.quit();
     assertEquals(res.data?.code, 250);
     assertEquals(mx.conns[0].pipelined, []);
+    assertEquals(mx.conns[0].earlyBytes, [0]);
   });
 });
 
 for (const pipelining of [true, false]) {
-  Deno.test(`send() reports mixed per-recipient replies (pipelining=${pipelining})`, async () => {
+  Deno.test(`DLV-10/DLV-18: send() maps mixed per-recipient replies in order (pipelining=${pipelining})`, async () => {
     const rcpt = (l: string) =>
       l.startsWith("RCPT")
         ? l.includes("temp")
@@ -103,7 +105,7 @@ for (const pipelining of [true, false]) {
   });
 }
 
-Deno.test("send() sends no DATA when every recipient is refused (lock-step)", async () => {
+Deno.test("DLV-11: send() sends no DATA when every recipient is refused (lock-step)", async () => {
   await withMx({
     ehlo: () => [],
     reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 no\r\n" : undefined),
@@ -120,7 +122,7 @@ Deno.test("send() sends no DATA when every recipient is refused (lock-step)", as
   });
 });
 
-Deno.test("send() maps a 451 to DATA onto accepted recipients and sends no body", async () => {
+Deno.test("DLV-14: DATA answered 451 or 250 instead of 354: no body is sent, a temporary failure", async () => {
   await withMx(
     { reply: (l) => (l === "DATA" ? "451 4.3.0 try later\r\n" : undefined) },
     async (mx) => {
@@ -128,8 +130,23 @@ Deno.test("send() maps a 451 to DATA onto accepted recipients and sends no body"
       const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
       assertEquals(res.data, null);
       assertEquals(res.recipients[0].reply.code, 451);
+      assertEquals(classifyReply(res.recipients[0].reply), "transient");
       assertEquals(mx.conns[0].messages.length, 0);
+      ok(!mx.wireText().includes("Subject: t"), "no body on the wire");
       ok(s.usable);
+      await s.quit();
+    },
+  );
+  await withMx(
+    { reply: (l) => (l === "DATA" ? "250 2.0.0 ok\r\n" : undefined) },
+    async (mx) => {
+      const s = await openSession(opts(mx));
+      const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
+        .catch((e) => e);
+      ok(err instanceof SmtpError && err.temporary, String(err));
+      ok(err.message.includes("instead of 354"), err.message);
+      ok(!s.usable, "the connection is closed: its state is unknown");
+      ok(!mx.wireText().includes("Subject: t"), "no body on the wire");
       await s.quit();
     },
   );
@@ -179,7 +196,7 @@ Deno.test("send() never puts a CR or LF from an address on the wire", async () =
   });
 });
 
-Deno.test("a 421 after RCPT makes the session unusable and temp-fails the rest", async () => {
+Deno.test("DLV-06: a 421 after RCPT makes the session unusable and temp-fails the rest", async () => {
   await withMx({
     reply: (l) => (l.includes("second") ? "421 4.3.2 shutting down\r\n" : undefined),
     ehlo: () => [],
@@ -220,16 +237,40 @@ const malformed = [
   "220-x\r\n".repeat(300),
   `220 ${"x".repeat(100_000)}\r\n`,
 ];
+/** Resolves once the server side of `conn` has seen the client close. */
+function closedByClient(
+  conn: { socket: { closed: boolean; once(e: "close", f: () => void): void } },
+) {
+  return new Promise<void>((r) => (conn.socket.closed ? r() : conn.socket.once("close", r)));
+}
+
 for (const greeting of malformed) {
-  Deno.test(`openSession() treats a malformed greeting as a temporary protocol error: ${JSON.stringify(greeting.slice(0, 12))}`, async () => {
+  Deno.test(`DLV-16: openSession() treats a malformed greeting as a temporary protocol error and closes: ${JSON.stringify(greeting.slice(0, 12))}`, async () => {
     await withMx({ greeting }, async (mx) => {
       const err = await openSession(opts(mx)).catch((e) => e);
       ok(err instanceof SmtpError, String(err));
       assertEquals([err.stage, err.temporary], ["greeting", true]);
       ok(err.message.includes("Protocol error"), err.message);
+      await closedByClient(mx.conns[0]);
     });
   });
 }
+
+Deno.test("DLV-16: a malformed reply inside a transaction is a temporary protocol error and closes", async () => {
+  for (const bad of ["250 ok\n", "2500 ok\r\n", "250-a\r\n251 b\r\n", "hello\r\n"]) {
+    await withMx({ reply: (l) => (l.startsWith("MAIL") ? bad : undefined) }, async (mx) => {
+      const s = await openSession(opts(mx));
+      const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
+        .catch((e) => e);
+      ok(err instanceof SmtpError && err.temporary, `${JSON.stringify(bad)}: ${err}`);
+      ok(err.message.includes("Protocol error"), err.message);
+      ok(!s.usable);
+      await closedByClient(mx.conns[0]);
+      assertEquals(mx.conns[0].messages.length, 0);
+      await s.quit();
+    });
+  }
+});
 
 Deno.test("openSession() reports a 554 greeting as a permanent reply error", async () => {
   await withMx({ greeting: "554 5.7.1 go away\r\n" }, async (mx) => {
@@ -238,7 +279,7 @@ Deno.test("openSession() reports a 554 greeting as a permanent reply error", asy
   });
 });
 
-Deno.test("a reply trickled byte by byte parses, but the deadline covers the whole reply", async () => {
+Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline covers the whole reply", async () => {
   const mx = await FakeMx.start({ greeting: "" });
   try {
     const pending = openSession(opts(mx, { timeouts: { greeting: 2000 } }));
@@ -262,6 +303,27 @@ Deno.test("a reply trickled byte by byte parses, but the deadline covers the who
   } finally {
     await slow.close();
   }
+  // Inside a transaction too: the MAIL reply, one byte every 20 ms, against a 300 ms deadline.
+  let trickled: Promise<void> = Promise.resolve();
+  await withMx({
+    ehlo: () => [],
+    reply: (l, c) => {
+      if (!l.startsWith("MAIL")) return undefined;
+      trickled = c.trickle(`250 2.1.0 ${"x".repeat(40)}\r\n`, 20);
+      return "";
+    },
+  }, async (mx) => {
+    const s = await openSession(opts(mx, { timeouts: { mail: 300 } }));
+    const started = Date.now();
+    const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
+      .catch((e) => e);
+    ok(err instanceof SmtpError && err.temporary && err.stage === "mail", String(err));
+    ok(err.message.includes("Timed out after 300 ms"), err.message);
+    ok(Date.now() - started < 1000);
+    ok(!s.usable);
+    await trickled;
+    await s.quit();
+  });
 });
 
 Deno.test("openSession() fails fast with a temporary error when nothing listens", async () => {

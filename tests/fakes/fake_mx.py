@@ -18,14 +18,25 @@ Prints "READY <host> <port>" on stdout once it listens. CONFIG.json:
     "mail": "250 2.1.0 OK",
     "rcpt": {"bad@dest.test": "550 5.1.1 No such user"},   # by lowercase address
     "rcpt_default": "250 2.1.5 OK",
+    "rcpt_limit": 50,                                      # then 452 4.5.3 per transaction
     "data": ["451 4.3.0 Try later", "250 2.0.0 OK"],       # reply to the final dot,
     "delay_ms": [0],                                       # delay before that reply,
-    "drop_after_bytes": [null]                             # close after N body bytes;
+    "drop_after_bytes": [null],                            # close after N body bytes;
+    "reset": "after_data",                                 # or "on_quit": see below
+    "tarpit": false,                                       # accept, never say anything
+    "blackhole": false                                     # never even accept (SYN dropped)
   }
 
 "data", "delay_ms" and "drop_after_bytes" are indexed by the transaction
 number (counted across connections from 0, each DATA that got 354); the last
-entry repeats. A missing "starttls" means STARTTLS is not offered.
+entry repeats. A "data" reply of "DROP" closes the connection without a
+reply once the whole message is in (the receiver may have kept it). A "rcpt"
+value may be a list: the n-th RCPT for that address gets the n-th reply, the
+last repeating. A missing "starttls" means STARTTLS is not offered.
+"reset" sends a TCP RST (no TLS close_notify): "after_data" right after each
+reply to the final dot, "on_quit" instead of the 221 reply to QUIT.
+"blackhole" listens with a full accept queue, so the kernel drops every new
+SYN and a client's connect() hangs until its own timeout.
 
 Events (JSON lines, each also with "t": Unix time in seconds):
   {"event": "connect", "conn": N, "peer": "ip:port"}
@@ -41,7 +52,9 @@ Events (JSON lines, each also with "t": Unix time in seconds):
 import asyncio
 import base64
 import json
+import socket
 import ssl
+import struct
 import sys
 import time
 
@@ -55,6 +68,7 @@ class Mx:
         self.events = open(cfg["events"], "a", encoding="utf-8")
         self.conns = 0
         self.transactions = 0
+        self.rcpt_seen = {}
         self.tls_ctx = None
         st = cfg.get("starttls")
         if st:
@@ -65,6 +79,14 @@ class Mx:
         event["t"] = time.time()
         self.events.write(json.dumps(event) + "\n")
         self.events.flush()
+
+    def rcpt_reply(self, addr):
+        reply = self.cfg.get("rcpt", {}).get(addr, self.cfg.get("rcpt_default", "250 2.1.5 OK"))
+        if isinstance(reply, list):
+            seen = self.rcpt_seen.get(addr, 0)
+            self.rcpt_seen[addr] = seen + 1
+            reply = reply[min(seen, len(reply) - 1)]
+        return reply
 
     def pick(self, key, index, default):
         values = self.cfg.get(key)
@@ -121,8 +143,19 @@ class Session:
         self.writer.write(text.encode("latin1") + b"\r\n")
         await self.writer.drain()
 
+    def reset(self):
+        """Abort with a TCP RST: SO_LINGER 0, and no TLS close_notify."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+
     async def run(self):
         cfg = self.mx.cfg
+        if cfg.get("tarpit"):
+            # Never greet: only the client's greeting timeout (RFC 5321 §4.5.3.2.1) ends this.
+            while True:
+                await self.fill()
         greeting = cfg.get("greeting", f"220 {self.mx.name} ESMTP fake_mx")
         await self.say(greeting)
         if not greeting.startswith("2"):
@@ -148,7 +181,10 @@ class Session:
                 await self.say(cfg.get("mail", "250 2.1.0 OK"))
             elif verb == "RCPT":
                 addr = between(line, "<", ">")
-                reply = cfg.get("rcpt", {}).get(addr.lower(), cfg.get("rcpt_default", "250 2.1.5 OK"))
+                reply = self.mx.rcpt_reply(addr.lower())
+                limit = cfg.get("rcpt_limit")
+                if limit is not None and len(self.rcpts) >= limit:
+                    reply = "452 4.5.3 Too many recipients"
                 if reply.startswith("2"):
                     self.rcpts.append(addr)
                 await self.say(reply)
@@ -164,6 +200,9 @@ class Session:
             elif verb == "NOOP":
                 await self.say("250 2.0.0 OK")
             elif verb == "QUIT":
+                if cfg.get("reset") == "on_quit":
+                    self.reset()
+                    return
                 await self.say("221 2.0.0 Bye")
                 return
             else:
@@ -230,8 +269,15 @@ class Session:
         delay = mx.pick("delay_ms", index, 0) or 0
         if delay:
             await asyncio.sleep(delay / 1000)
+        if reply == "DROP":
+            self.writer.transport.abort()
+            return False
         await self.say(reply)
         self.mail_from, self.rcpts = None, []
+        if mx.cfg.get("reset") == "after_data":
+            await asyncio.sleep(0.05)  # the 250 is on its way; then the connection dies
+            self.reset()
+            return False
         return True
 
 
@@ -241,9 +287,31 @@ def between(line, start, end):
     return line[i + 1:j] if i >= 0 and j > i else ""
 
 
+async def blackhole(cfg):
+    """Listen with a full accept queue: Linux drops the SYNs of later connections."""
+    server = socket.socket()
+    server.bind((cfg["host"], cfg["port"]))
+    server.listen(0)
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect((cfg["host"], cfg["port"]))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    await asyncio.sleep(0.2)
+    print(f"READY {cfg['host']} {cfg['port']}", flush=True)
+    await asyncio.Event().wait()
+
+
 async def main():
     with open(sys.argv[1], encoding="utf-8") as f:
         cfg = json.load(f)
+    if cfg.get("blackhole"):
+        await blackhole(cfg)
+        return
     mx = Mx(cfg)
     server = await asyncio.start_server(mx.handle, cfg["host"], cfg["port"])
     print(f"READY {cfg['host']} {cfg['port']}", flush=True)
