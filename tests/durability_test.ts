@@ -302,6 +302,8 @@ Deno.test({
         assert.doesNotMatch(failed.message, /exited with 0 /);
         assert.match(mta.stderr, new RegExp(mta.spoolDir.replaceAll("/", "\\/")));
         assert.match(mta.stderr, /Read-only file system/i);
+        assert.match(mta.stderr, /Cannot use the spool folder .*\(queue\.dir\)/, "names the key");
+        assert.doesNotMatch(mta.stderr, /^\s+at /m, "no stack trace");
       }
       await mta.launch();
       assert.equal((await mta.queueList()).length, 2);

@@ -31,7 +31,15 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   setupLogging({ level: config.log.level, format: config.log.format });
   if (loaded.embedded) await prepareDataFolder(config);
   const parts = await loadParts(loaded);
-  const spool = await Spool.open(config.queue.dir, { fsync: config.queue.fsync });
+  let spool: Spool;
+  try {
+    spool = await Spool.open(config.queue.dir, { fsync: config.queue.fsync });
+  } catch (error) {
+    throw new CliError(
+      `Cannot use the spool folder "${config.queue.dir}" (queue.dir): ${reason(error)}`,
+      { cause: error },
+    );
+  }
   if (!(await spool.lock())) {
     throw new CliError(`Spool "${config.queue.dir}" is in use by another minimta process`);
   }
