@@ -230,6 +230,11 @@ export interface MtaOptions {
   spoolDir?: string;
   /** Prepare files only; do not start the daemon. @default false */
   noStart?: boolean;
+  /**
+   * V8 flags for the daemon (`deno run --v8-flags=…`), e.g. a heap limit
+   * that keeps full collections frequent in a leak test. @default []
+   */
+  v8Flags?: string[];
 }
 
 /** The harness base config; tests override sections. */
@@ -280,6 +285,7 @@ export class Mta {
   readonly port: number;
   readonly tlsPort: number;
   readonly dkim: DkimFixture[];
+  readonly #v8Flags: string[];
   #child: Deno.ChildProcess | null = null;
   #stdout = "";
   #stderr = "";
@@ -293,6 +299,7 @@ export class Mta {
       certPem: string;
       ports: number[];
       dkim: DkimFixture[];
+      v8Flags: string[];
     },
   ) {
     this.dir = init.dir;
@@ -302,6 +309,7 @@ export class Mta {
     this.port = init.ports[0];
     this.tlsPort = init.ports[1];
     this.dkim = init.dkim;
+    this.#v8Flags = init.v8Flags;
   }
 
   /** Prepares a folder, writes the config and starts the daemon. */
@@ -333,7 +341,8 @@ export class Mta {
     }
     // JSON is YAML: no serializer needed, and what we wrote is what is read.
     await Deno.writeTextFile(`${dir}/config.yaml`, JSON.stringify(config, null, 2));
-    const mta = new Mta({ dir, spoolDir, certPem: fx.certPem, ports, dkim });
+    const v8Flags = options.v8Flags ?? [];
+    const mta = new Mta({ dir, spoolDir, certPem: fx.certPem, ports, dkim, v8Flags });
     if (!options.noStart) {
       try {
         await mta.launch();
@@ -363,8 +372,10 @@ export class Mta {
   async launch(): Promise<void> {
     if (this.#child) throw new Error("Daemon already running");
     const { command } = startTask();
+    const args = minimtaArgs([...command, "--config", this.configPath]);
+    if (this.#v8Flags.length) args.splice(1, 0, `--v8-flags=${this.#v8Flags.join(",")}`);
     const child = new Deno.Command(Deno.execPath(), {
-      args: minimtaArgs([...command, "--config", this.configPath]),
+      args,
       cwd: ROOT,
       stdin: "null",
       stdout: "piped",

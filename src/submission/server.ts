@@ -10,6 +10,7 @@ import {
 import { type Authenticator, type AuthThrottle, senderAllowed, type User } from "../auth/mod.ts";
 import { log, mailLog } from "../log/mod.ts";
 import "./_smtp_server_patches.ts";
+import { keepTlsEndOfStream } from "./_tls_end_of_stream.ts";
 import { concat, type Intake } from "./intake.ts";
 import { LineEndingNormalizer } from "./normalizer.ts";
 import { SmtpRejection } from "./rejection.ts";
@@ -146,7 +147,8 @@ export class SubmissionServer {
       maxAllowedUnauthenticatedCommands: 10,
       logger: false,
       onConnect: (session, cb) => this.#onConnect(server, session, cb),
-      onSecure: (_socket, session, cb) => {
+      onSecure: (socket, session, cb) => {
+        keepTlsEndOfStream(socket);
         session.disabledCommands = [];
         cb();
       },
