@@ -20,7 +20,7 @@ import {
   waitFor,
 } from "./_mx.ts";
 import { lfMessage, queueJson, sendmail, showJson } from "./_cli.ts";
-import { type ControlRequest, socketRequest } from "../src/cli/control.ts";
+import { type ControlRequest, ControlServer, socketRequest } from "../src/cli/control.ts";
 
 const latin1 = new TextDecoder("latin1");
 
@@ -162,4 +162,28 @@ Deno.test("the local submission socket (any local user) takes messages and nothi
     assert.match(answer.error ?? "", /not allowed here/);
   }
   assert.deepEqual((await queueJson(mta)).map((m) => m.id), [id], "still queued");
+});
+
+Deno.test("a local client that connects and sends nothing loses its slot after the read timeout", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "minimta-socket-" });
+  const path = `${dir}/submit.sock`;
+  const server = await ControlServer.listen(
+    path,
+    (req) => Promise.resolve({ ok: true, lines: [req.command] }),
+    { mode: 0o666, maxConcurrent: 1, readTimeoutMs: 300 },
+  );
+  try {
+    // Holds the only slot and never finishes its request.
+    const idle = await Deno.connect({ transport: "unix", path });
+    await new Promise((r) => setTimeout(r, 50));
+    const started = Date.now();
+    const answer = await socketRequest(path, { command: "ping" });
+    assert.deepEqual(answer, { ok: true, lines: ["ping"] });
+    assert.ok(Date.now() - started < 3_000, "served once the idle client's time was up");
+    assert.equal(await idle.read(new Uint8Array(16)), null, "the idle client was hung up on");
+    idle.close();
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

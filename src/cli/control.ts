@@ -34,6 +34,8 @@ export interface ControlServerOptions {
   maxRequest?: number;
   /** Requests handled at once; more connections wait. @default {Infinity} */
   maxConcurrent?: number;
+  /** Time a client has to send its whole request. @default {60000} */
+  readTimeoutMs?: number;
 }
 const logger = log("control");
 
@@ -53,6 +55,7 @@ export class ControlServer {
   #done: Promise<void>;
   #maxRequest: number;
   #slots: Semaphore;
+  #readTimeoutMs: number;
 
   private constructor(
     listener: Deno.Listener,
@@ -62,6 +65,7 @@ export class ControlServer {
     this.#listener = listener;
     this.#maxRequest = options.maxRequest ?? MAX_REQUEST;
     this.#slots = new Semaphore(options.maxConcurrent ?? Number.MAX_SAFE_INTEGER);
+    this.#readTimeoutMs = options.readTimeoutMs ?? 60_000;
     this.#done = this.#serve(handler);
   }
 
@@ -95,10 +99,22 @@ export class ControlServer {
 
   async #handle(conn: Deno.Conn, handler: ControlHandler): Promise<void> {
     let response: ControlResponse;
+    let closed = false;
+    const close = () => {
+      if (!closed) conn.close();
+      closed = true;
+    };
     await this.#slots.acquire();
+    // A client that never finishes its request must not keep its slot.
+    const deadline = setTimeout(close, this.#readTimeoutMs);
     try {
-      const req = JSON.parse(await readAll(conn, this.#maxRequest)) as ControlRequest;
-      response = await handler(req);
+      let text: string;
+      try {
+        text = await readAll(conn, this.#maxRequest);
+      } finally {
+        clearTimeout(deadline);
+      }
+      response = await handler(JSON.parse(text) as ControlRequest);
     } catch (error) {
       response = {
         ok: false,
@@ -107,11 +123,11 @@ export class ControlServer {
       };
     }
     try {
-      await writeAll(conn, new TextEncoder().encode(JSON.stringify(response)));
+      if (!closed) await writeAll(conn, new TextEncoder().encode(JSON.stringify(response)));
     } catch {
       // The client went away; nothing to tell it.
     } finally {
-      conn.close();
+      close();
       this.#slots.release();
     }
   }
