@@ -153,6 +153,7 @@ server:
   hostname: bench.ours.test
   listen_addr: "127.0.0.1:$port"
   listen_tls_addr: ""
+  local_socket: "" # never the host's /run/minimta
   trusted_networks: $trusted
 tls:
   cert_file: $WORK/server.crt
