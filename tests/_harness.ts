@@ -101,29 +101,63 @@ export async function run(
 const toolCache = new Map<string, boolean>();
 const reported = new Set<string>();
 
+/** Where a tool's name stops and its module begins: `python3:dkim`, `perl:Net::SSLeay`. */
+function splitTool(tool: string): [kind: string, name: string] {
+  const colon = tool.indexOf(":");
+  if (colon < 0 || tool.startsWith("/")) return ["bin", tool];
+  return [tool.slice(0, colon), tool.slice(colon + 1)];
+}
+
 function probe(tool: string): boolean {
-  const [kind, name] = tool.includes(":") ? tool.split(":", 2) : ["bin", tool];
+  const [kind, name] = splitTool(tool);
+  const quiet = { stdout: "null", stderr: "null" } as const;
   try {
     if (kind === "python3") {
-      return new Deno.Command(PYTHON, {
-        args: ["-c", `import ${name}`],
-        stdout: "null",
-        stderr: "null",
-      })
+      return new Deno.Command(PYTHON, { args: ["-c", `import ${name}`], ...quiet })
+        .outputSync().success;
+    }
+    if (kind === "perl") {
+      return new Deno.Command("perl", { args: [`-M${name}`, "-e", "1"], ...quiet })
         .outputSync().success;
     }
     if (kind === "root") return Deno.uid() === 0;
-    return new Deno.Command("sh", {
-      args: ["-c", `command -v ${name}`],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync().success;
+    return new Deno.Command("sh", { args: ["-c", `command -v ${name}`], ...quiet })
+      .outputSync().success;
   } catch {
     return false;
   }
 }
 
-/** True when `tool` is usable: a program on PATH, `python3:module`, or `root:` (running as root). */
+/** One row of `.ci/tools.txt`: a tool the tests use and the Debian package that provides it. */
+export interface ToolRow {
+  tool: string;
+  /** `-` for `root:`, which no package provides. */
+  package: string;
+}
+
+/** The path of the list of outside tools, the one source CI installs from. */
+export const TOOLS_FILE = `${ROOT}/.ci/tools.txt`;
+
+/** Reads `.ci/tools.txt`: `tool package comment…` a line, `#` comments. */
+export function readToolList(text: string = Deno.readTextFileSync(TOOLS_FILE)): ToolRow[] {
+  return text.split("\n")
+    .map((line) => line.replace(/#.*/, "").trim())
+    .filter((line) => line !== "")
+    .map((line) => {
+      const [tool, pkg] = line.split(/\s+/);
+      return { tool, package: pkg ?? "" };
+    });
+}
+
+let listed: Set<string> | null = null;
+
+/** Names a tool that `.ci/tools.txt` does not list: CI would not install it. */
+function unlisted(tool: string): boolean {
+  listed ??= new Set(readToolList().map((row) => row.tool));
+  return !listed.has(tool);
+}
+
+/** True when `tool` is usable: a program on PATH, `python3:module`, `perl:Module`, or `root:` (running as root). */
 export function hasTool(tool: string): boolean {
   if (!toolCache.has(tool)) toolCache.set(tool, probe(tool));
   return toolCache.get(tool)!;
@@ -134,8 +168,19 @@ export function hasTool(tool: string): boolean {
  * when every tool is there. When one is missing it warns loudly and returns
  * true (the test is ignored) — unless `MINIMTA_REQUIRE_INTEROP=1`, where it
  * registers a failing test named after the tool instead, so CI goes red.
+ * A tool that `.ci/tools.txt` does not list is a failing test wherever it
+ * runs: CI installs only what that file names.
  */
 export function requireTool(...tools: string[]): boolean {
+  for (const tool of tools.filter(unlisted)) {
+    if (reported.has(`unlisted ${tool}`)) continue;
+    reported.add(`unlisted ${tool}`);
+    Deno.test(`outside tool "${tool}" is listed in .ci/tools.txt`, () => {
+      throw new Error(
+        `"${tool}" is used by a test but not listed in .ci/tools.txt: CI will not install it`,
+      );
+    });
+  }
   const missing = tools.filter((t) => !hasTool(t));
   if (missing.length === 0) return false;
   for (const tool of missing) {

@@ -14,24 +14,13 @@ import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { verifyPassword } from "../src/auth/mod.ts";
 import { DEFAULTS, parseConfigText } from "../src/config/mod.ts";
-import { freePorts } from "./_harness.ts";
+import { freePorts, REQUIRE_INTEROP, requireTool } from "./_harness.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const FIXTURE_ETC = `${REPO}/tests/fixtures/install/etc`;
-const REQUIRE = Deno.env.get("MINIMTA_REQUIRE_INTEROP") === "1";
-const IS_ROOT = Deno.uid() === 0;
 
 function note(text: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`install_test: ${text}\n`));
-}
-
-function onPath(tool: string): boolean {
-  try {
-    return new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
 }
 
 /** A test that needs root and tools: skipped loudly, or failed under MINIMTA_REQUIRE_INTEROP=1. */
@@ -40,23 +29,8 @@ function interopTest(
   needs: { root: boolean; tools: string[] },
   fn: () => Promise<void>,
 ): void {
-  const missing = [
-    ...(needs.root && !IS_ROOT ? ["root (uid 0)"] : []),
-    ...needs.tools.filter((t) => !onPath(t)),
-  ];
-  if (missing.length && !REQUIRE) {
-    note(
-      `SKIPPED "${name}": needs ${missing.join(", ")} (MINIMTA_REQUIRE_INTEROP=1 fails instead)`,
-    );
-    Deno.test({ name, ignore: true, fn });
-    return;
-  }
-  Deno.test({
-    name,
-    fn: missing.length
-      ? () => assert.fail(`needs ${missing.join(", ")} (MINIMTA_REQUIRE_INTEROP=1)`)
-      : fn,
-  });
+  const ignore = requireTool(...(needs.root ? ["root:"] : []), ...needs.tools);
+  Deno.test({ name, ignore, fn });
 }
 
 interface Run {
@@ -561,7 +535,7 @@ interopTest(
   async () => {
     for (const path of ["/etc/minimta", "/usr/local/bin/minimta", "/var/spool/minimta"]) {
       if (await exists(path)) {
-        if (REQUIRE) assert.fail(`${path} exists on this host`);
+        if (REQUIRE_INTEROP) assert.fail(`${path} exists on this host`);
         note(`SKIPPED the overlay test: ${path} exists on this host`);
         return;
       }
