@@ -1,4 +1,4 @@
-// TESTPLAN §4.2 DNS-01..DNS-12, DNS-14, DNS-15 against tests/fakes/fake_dns.py.
+// docs/testing.md DNS-01..DNS-12, DNS-14, DNS-15 against tests/fakes/fake_dns.py.
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Resolver, type RouteOptions, type RouteResult } from "./mod.ts";
 import { type FakeDns, fakeDnsTest, startFakeDns } from "./_test_fake_dns.ts";

@@ -36,7 +36,7 @@ export function setupLogging(options: LoggingOptions = {}): void {
   const out = options.target === "stderr" ? Deno.stderr : Deno.stdout;
   const encoder = new TextEncoder();
   // JSON.stringify already escapes every control character; text lines are
-  // escaped by hand (TESTPLAN INJ-05).
+  // escaped by hand (docs/testing.md INJ-05).
   const format_ = format === "json"
     ? jsonLine
     : (record: LogRecord) => escapeControl(textFormatter(record));
@@ -152,7 +152,7 @@ function textFormatter(record: LogRecord): string {
 }
 
 // A log line must stay one line and carry no terminal escapes a client sent
-// us (TESTPLAN INJ-05): everything below 0x20 except the final newline is escaped.
+// us (docs/testing.md INJ-05): everything below 0x20 except the final newline is escaped.
 // deno-lint-ignore no-control-regex
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f]|\n(?!$)/g;
 

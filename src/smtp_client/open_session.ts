@@ -170,7 +170,7 @@ async function startTls(
     throw replyError("starttls", reply, `${opts.host} answered STARTTLS with`);
   }
   if (reply.code !== 220) return plaintext(`${opts.host} refused STARTTLS: ${formatReply(reply)}`);
-  // RFC 3207 §5 / TESTPLAN TLS-C-01: bytes after the 220 were never asked for; they would
+  // RFC 3207 §5 / docs/testing.md TLS-C-01: bytes after the 220 were never asked for; they would
   // be read as post-TLS replies. A protocol violation: give up on this connection.
   if (channel.buffered > 0) {
     throw new SmtpError(

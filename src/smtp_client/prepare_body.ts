@@ -13,7 +13,7 @@ const TERMINATOR = new Uint8Array([DOT, CR, LF]);
  * 5321 §4.5.2: a line starting with `.` gets one more `.`. NUL is dropped, as if it
  * were not there: it is not allowed in mail text (RFC 5322 §3.5, RFC 2045 §2.8), the
  * intake refuses it, and a receiver that strips it would read `CRLF NUL . CRLF` from
- * old or damaged spool content as the end of the data (TESTPLAN SMUG-OUT-03). Works on
+ * old or damaged spool content as the end of the data (docs/testing.md SMUG-OUT-03). Works on
  * bytes only, so any other byte (invalid UTF-8, 8-bit) passes through unchanged, and a
  * CRLF body is left as is apart from stuffing, which keeps a DKIM signature valid.
  * Output does not depend on how the input is split into chunks.

@@ -3,7 +3,7 @@ import { isDiskFull, SpoolFullError, SpoolWriteError } from "./errors.ts";
 /**
  * Writes a new file (mode 0600) from byte parts and, with `fsync`, flushes
  * its data before returning. A failed fsync is never retried and taken as
- * success (TESTPLAN D7): the error goes up and the write is abandoned.
+ * success (docs/testing.md D7): the error goes up and the write is abandoned.
  */
 export async function writeDurably(
   path: string,

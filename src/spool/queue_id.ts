@@ -3,7 +3,7 @@ const ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"; // no vowels: ids never spel
 /**
  * A new queue id: 9 characters of milliseconds since the epoch then 7
  * random ones, so ids sort by arrival and never come from user input
- * (TESTPLAN INJ-04).
+ * (docs/testing.md INJ-04).
  */
 export function newQueueId(now: Date = new Date()): string {
   let time = now.getTime();

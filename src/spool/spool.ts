@@ -31,7 +31,7 @@ const DIR_MODE = 0o700;
  * The durable queue: `msg/ID.eml` holds the message as signed (CRLF),
  * `meta/ID.json` its envelope and per-recipient state. A message exists once
  * its metadata file exists. Every write goes to `tmp/` first, is fsynced,
- * renamed into place, and the directory is fsynced (TESTPLAN §3.1 I1).
+ * renamed into place, and the directory is fsynced (docs/testing.md I1).
  */
 const FREE_SPACE_CACHE_MS = 1_000;
 
@@ -64,7 +64,7 @@ export class Spool {
 
   /**
    * Takes the spool's exclusive lock so two daemons never deliver from one
-   * spool (TESTPLAN D13). Returns false when another process holds it.
+   * spool (docs/testing.md D13). Returns false when another process holds it.
    */
   async lock(): Promise<boolean> {
     const file = await Deno.open(`${this.dir}/lock`, {
@@ -144,7 +144,7 @@ export class Spool {
       // meta/ the message does not exist, and recover() removes a body
       // without metadata. Body and metadata are written in parallel; the
       // body's directory entry is durable before the metadata appears, and
-      // the metadata's before the caller may answer 250 (TESTPLAN §3.1 I1).
+      // the metadata's before the caller may answer 250 (docs/testing.md I1).
       await Promise.all([
         this.#writeFile(this.#bodyPath(id), parts),
         this.#writeFile(tmpMeta, [encodeMeta(meta)]),
@@ -296,7 +296,7 @@ export class Spool {
   }
 
   /**
-   * Start-up repair (TESTPLAN D11): empties tmp/, removes message bodies
+   * Start-up repair (docs/testing.md D11): empties tmp/, removes message bodies
    * that never got metadata (never acknowledged), and moves metadata that
    * cannot be read, or whose body is missing, to corrupt/. Never throws for
    * a bad entry.

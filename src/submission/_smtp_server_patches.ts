@@ -54,7 +54,7 @@ connection.init = function (this: Connection) {
 // socket and discards what still arrives until the client closes its side,
 // for up to 5 s. A client that keeps sending is read at wire speed all that
 // time: measured here, 10 GB in those 5 s, one core busy and the daemon's RSS
-// up by 600 MB, e.g. from a client that never read its replies (TESTPLAN R6)
+// up by 600 MB, e.g. from a client that never read its replies (docs/testing.md R6)
 // and floods once the timeout ends its session. Past a small allowance, more
 // than any client finishing its pipeline sends, the socket is destroyed.
 // Test: tests/submission_limits_test.ts (R6).

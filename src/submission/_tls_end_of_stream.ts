@@ -6,8 +6,8 @@
 // inside that readStart(), and the held close is then delivered to no one.
 // The socket never sees 'end': a client that hangs up in the middle of a
 // message over TLS keeps its descriptor, its connection slot and the
-// buffered message until the idle timeout (60 s by default). TESTPLAN R13
-// found it; tests/robustness_fuzz_test.ts checks it.
+// buffered message until the idle timeout (60 s by default). The R13 test
+// (docs/testing.md) found it; tests/robustness_fuzz_test.ts checks it.
 //
 // The fix here: a readStop() asked for during readStart() waits until
 // readStart() has returned, so the held close is delivered first.

@@ -30,7 +30,7 @@ export interface IntakeMessage {
 
 // Postfix's hopcount_limit: a message with this many Received: fields is looping.
 const HOP_LIMIT = 50;
-// Postfix cleanup(8) removes these before the message goes anywhere (TESTPLAN SPOOF-08).
+// Postfix cleanup(8) removes these before the message goes anywhere (docs/testing.md SPOOF-08).
 const STRIPPED = new Set(["bcc", "resent-bcc", "return-path"]);
 
 /**
@@ -93,7 +93,7 @@ function receivedField(ctx: IntakeContext): HeaderField {
 }
 
 // What a client sent goes into a header only as printable ASCII without
-// spaces or angle brackets, so it can never inject a field (TESTPLAN INJ-01).
+// spaces or angle brackets, so it can never inject a field (docs/testing.md INJ-01).
 function safeToken(text: string): string {
   return text.replace(/[^\x21-\x7e]|[<>()]/g, "").slice(0, 255);
 }

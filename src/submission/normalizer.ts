@@ -5,7 +5,7 @@ const CRLF = new Uint8Array([CR, LF]);
 
 /**
  * Turns DATA bytes as smtp-server hands them over (it passes bare CR, bare
- * LF and NUL through verbatim, TESTPLAN §0.1) into CRLF-only bytes: every
+ * LF and NUL through verbatim; docs/testing.md, SMTP smuggling) into CRLF-only bytes: every
  * bare CR or LF becomes CRLF, as Postfix's `smtpd_forbid_bare_newline =
  * normalize` does, and counts are kept so the caller can refuse instead.
  * Works across chunk boundaries; bytes are never decoded to text.

@@ -191,7 +191,7 @@ export class SubmissionServer {
     const trusted = this.#trusted.check(ip, isIPv4(ip) ? "ipv4" : "ipv6");
     const open = this.#perIp.get(ip) ?? 0;
     if (!trusted && open >= this.#o.maxConnectionsPerIp) {
-      // TESTPLAN R7: one address cannot take every connection slot.
+      // docs/testing.md R7: one address cannot take every connection slot.
       mailLog("rejected", {
         session: session.id,
         client_ip: ip,
@@ -222,8 +222,8 @@ export class SubmissionServer {
   }
 
   // smtp-server's socketTimeout is an inactivity timer, so a client that
-  // trickles a byte every few seconds would hold a session forever (TESTPLAN
-  // R5). Each message must be complete within the transaction deadline.
+  // trickles a byte every few seconds would hold a session forever
+  // (docs/testing.md R5). Each message must be complete within the transaction deadline.
   #armDeadline(state: SessionState): void {
     clearTimeout(state.deadline);
     state.deadline = setTimeout(() => {
@@ -373,7 +373,7 @@ export class SubmissionServer {
     const chunks: Uint8Array[] = [];
     let size = 0;
     stream.on("data", (chunk: Uint8Array) => {
-      // An oversized body is discarded as it streams, never stored (TESTPLAN L7).
+      // An oversized body is discarded as it streams, never stored (docs/testing.md L7).
       if (stream.sizeExceeded) return;
       for (const part of normalizer.push(chunk)) {
         chunks.push(part);
@@ -428,7 +428,7 @@ export class SubmissionServer {
 }
 
 // Only plain domain recipients are routable: no domain literals (loopback
-// and private addresses, TESTPLAN RELAY-06) and no host without a domain.
+// and private addresses, docs/testing.md RELAY-06) and no host without a domain.
 function validRecipient(address: string): boolean {
   const at = address.lastIndexOf("@");
   if (at <= 0) return false;
