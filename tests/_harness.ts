@@ -58,17 +58,35 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `minimta ARGS` (with the start task's permissions) to completion. */
-export async function runMinimta(args: string[]): Promise<CliResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
+/**
+ * Runs `minimta ARGS` (with the start task's permissions) to completion, or
+ * kills it after `timeoutMs` (e.g. a `serve` that should have refused to start).
+ */
+export async function runMinimta(
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<CliResult> {
+  const child = new Deno.Command(Deno.execPath(), {
     args: minimtaArgs(args),
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+  }).spawn();
+  const timer = options.timeoutMs === undefined
+    ? undefined
+    : setTimeout(() => child.kill("SIGKILL"), options.timeoutMs);
+  try {
+    const out = await child.output();
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Runs any program to completion, optionally with stdin. */

@@ -10,7 +10,7 @@ import { CliError, UsageError } from "./errors.ts";
 import { printErr, printOut } from "./io.ts";
 import { dkimCommand } from "./dkim.ts";
 import { sendmailCommand } from "./sendmail.ts";
-import { tlsCommand } from "./tls.ts";
+import { loadTlsPair, tlsCommand } from "./tls.ts";
 import { queueCommand } from "./queue.ts";
 import { userCommand } from "./user.ts";
 import { serve } from "./serve.ts";
@@ -141,6 +141,8 @@ async function configCommand(
     throw new UsageError("Usage: minimta config check [--config FILE]");
   }
   const loaded = await loadConfig({ path: configPath });
+  // The embedded default's certificate is made on first start.
+  if (!loaded.embedded) await loadTlsPair(loaded);
   out(`# ${loaded.source}: OK`);
   out(JSON.stringify(masked(loaded.config), null, 2));
   return 0;

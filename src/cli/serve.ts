@@ -18,6 +18,7 @@ import { controlHandler, localSubmitHandler } from "./control_handler.ts";
 import { startStatusServer } from "./status_server.ts";
 import { CliError } from "./errors.ts";
 import { prepareDataFolder } from "./first_start.ts";
+import { loadTlsPair } from "./tls.ts";
 
 const logger = log("serve");
 
@@ -164,8 +165,7 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
       });
     }
   };
-  const cert = await readPem("tls.cert_file", config.tls.cert_file);
-  const key = await readPem("tls.key_file", config.tls.key_file);
+  const { cert, key } = await loadTlsPair(loaded);
   const caCerts = config.delivery.tls_ca_file
     ? [await readPem("delivery.tls_ca_file", config.delivery.tls_ca_file)]
     : [];

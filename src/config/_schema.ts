@@ -1,3 +1,4 @@
+import { isIP, isIPv4, isIPv6 } from "node:net";
 import { parseDuration } from "./duration.ts";
 
 /** What a leaf key may hold. */
@@ -5,11 +6,13 @@ type Leaf =
   | { t: "string"; nonEmpty?: boolean }
   | { t: "int"; min: number; max?: number }
   | { t: "bool" }
-  | { t: "duration" }
-  | { t: "durations" }
+  | { t: "duration"; min?: number }
+  | { t: "durations"; min?: number }
   | { t: "enum"; values: readonly string[] }
   | { t: "strings" }
   | { t: "addr"; optional: boolean }
+  | { t: "ip"; optional: boolean }
+  | { t: "nameservers" }
   | { t: "cidrs" }
   | { t: "dkim" }
   | { t: "webhooks" };
@@ -29,8 +32,8 @@ export const SCHEMA: Schema = {
     trusted_networks: { t: "cidrs" },
     local_socket: { t: "string" },
     bare_newline: { t: "enum", values: ["normalize", "reject"] },
-    idle_timeout: { t: "duration" },
-    transaction_timeout: { t: "duration" },
+    idle_timeout: { t: "duration", min: 1_000 },
+    transaction_timeout: { t: "duration", min: 1_000 },
   },
   tls: { cert_file: { t: "string" }, key_file: { t: "string" } },
   auth: {
@@ -46,18 +49,19 @@ export const SCHEMA: Schema = {
     per_domain_concurrency: { t: "int", min: 1 },
     port: { t: "int", min: 1, max: 65535 },
     helo_name: { t: "string" },
-    source_address: { t: "string" },
-    dns_servers: { t: "strings" },
+    source_address: { t: "ip", optional: true },
+    dns_servers: { t: "nameservers" },
     tls: { t: "enum", values: ["opportunistic", "required", "verify"] },
     relay_host: { t: "addr", optional: true },
     relay_username: { t: "string" },
     relay_password: { t: "string" },
-    retry_schedule: { t: "durations" },
+    // Under a second a retry is due before the attempt's metadata is on disk.
+    retry_schedule: { t: "durations", min: 1_000 },
     max_queue_lifetime: { t: "duration" },
     allow_loopback: { t: "bool" },
-    connect_timeout: { t: "duration" },
-    command_timeout: { t: "duration" },
-    data_timeout: { t: "duration" },
+    connect_timeout: { t: "duration", min: 1_000 },
+    command_timeout: { t: "duration", min: 1_000 },
+    data_timeout: { t: "duration", min: 1_000 },
     tls_ca_file: { t: "string" },
   },
   dkim: { t: "dkim" },
@@ -105,7 +109,8 @@ export function validate(
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const keyPath = path ? `${path}.${key}` : key;
-    const node = schema[key];
+    // Own keys only: "constructor" or "__proto__" must not find Object.prototype.
+    const node = Object.hasOwn(schema, key) ? schema[key] : undefined;
     if (!node) throw new ConfigKeyError(keyPath, "unknown key");
     out[key] = isLeaf(node) ? checkLeaf(node, value, keyPath) : validate(value, node, keyPath);
   }
@@ -132,12 +137,12 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       if (typeof value !== "boolean") fail(key, "true or false", value);
       return value;
     case "duration":
-      return checkDuration(value, key);
+      return checkDuration(value, key, leaf.min);
     case "durations":
       if (!Array.isArray(value) || value.length === 0) {
         fail(key, "a non-empty list of durations", value);
       }
-      return value.map((v, i) => checkDuration(v, `${key}[${i}]`));
+      return value.map((v, i) => checkDuration(v, `${key}[${i}]`, leaf.min));
     case "enum":
       if (typeof value !== "string" || !leaf.values.includes(value)) {
         fail(key, `one of ${leaf.values.join(" | ")}`, value);
@@ -147,6 +152,13 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       return checkStrings(value, key);
     case "addr":
       return checkAddr(value, key, leaf.optional);
+    case "ip":
+      if (typeof value !== "string" || !(isIP(value) || (leaf.optional && value === ""))) {
+        fail(key, "an IP address", value);
+      }
+      return value;
+    case "nameservers":
+      return checkStrings(value, key).map((s, i) => checkNameServer(s, `${key}[${i}]`));
     case "cidrs":
       return checkStrings(value, key).map((c, i) => checkCidr(c, `${key}[${i}]`));
     case "dkim":
@@ -156,9 +168,10 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
   }
 }
 
-function checkDuration(value: unknown, key: string): number {
+function checkDuration(value: unknown, key: string, min = 0): number {
   const ms = typeof value === "string" ? parseDuration(value) : null;
   if (ms === null) fail(key, 'a duration like "30s", "5m", "4h" or "5d"', value);
+  if (ms < min) fail(key, `a duration of at least ${min / 1000}s`, value);
   return ms;
 }
 
@@ -173,7 +186,37 @@ function checkStrings(value: unknown, key: string): string[] {
 function checkAddr(value: unknown, key: string, optional: boolean): string {
   if (typeof value !== "string") fail(key, '"host:port"', value);
   if (value === "" && optional) return value;
-  if (!splitHostPort(value)) fail(key, '"host:port" with a port from 1 to 65535', value);
+  const split = splitHostPort(value);
+  if (!split) fail(key, '"host:port" with a port from 1 to 65535', value);
+  const bracketed = value.startsWith("[");
+  if (bracketed ? !isIPv6(split.host) : !(isIPv4(split.host) || isHostName(split.host))) {
+    fail(key, '"host:port" with an IP address or host name', value);
+  }
+  return value;
+}
+
+/**
+ * A DNS name of letters, digits and hyphens (RFC 1123 §2.1). A name whose
+ * last label is all digits would be an IPv4 address: "999.1.1.1" is neither.
+ */
+function isHostName(host: string): boolean {
+  const labels = host.replace(/\.$/, "").split(".");
+  return host.length <= 253 && !/^\d+$/.test(labels[labels.length - 1]) &&
+    labels.every((l) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i.test(l));
+}
+
+/** `"IP"`, `"IPv4:PORT"` or `"[IPv6]:PORT"`, as the resolver takes them. */
+function checkNameServer(value: string, key: string): string {
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(value);
+  const v4 = /^([0-9.]+):(\d{1,5})$/.exec(value);
+  const [ok, port] = bracketed
+    ? [isIPv6(bracketed[1]), bracketed[2]]
+    : v4
+    ? [isIPv4(v4[1]), v4[2]]
+    : [isIP(value) !== 0, undefined];
+  if (!ok || (port !== undefined && (Number(port) < 1 || Number(port) > 65535))) {
+    fail(key, 'a name server "IP", "IP:PORT" or "[IPv6]:PORT"', value);
+  }
   return value;
 }
 
@@ -188,8 +231,8 @@ export function splitHostPort(text: string): { host: string; port: number } | nu
 
 function checkCidr(value: string, key: string): string {
   const [ip, bits, extra] = value.split("/");
-  const v4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(ip);
-  const v6 = !v4 && ip.includes(":");
+  const v4 = isIPv4(ip);
+  const v6 = isIPv6(ip);
   const max = v4 ? 32 : 128;
   const okBits = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= max);
   if (extra !== undefined || (!v4 && !v6) || !okBits) {
@@ -238,7 +281,7 @@ function checkDkim(value: unknown, key: string): unknown[] {
       fail(at, "a mapping with domain, selector, private_key_file", entry);
     }
     for (const [k, v] of Object.entries(entry)) {
-      if (!(k in fields)) throw new ConfigKeyError(`${at}.${k}`, "unknown key");
+      if (!Object.hasOwn(fields, k)) throw new ConfigKeyError(`${at}.${k}`, "unknown key");
       if (typeof v !== "string" || v.trim() === "") fail(`${at}.${k}`, "a non-empty string", v);
       fields[k as keyof typeof fields] = v;
     }

@@ -49,6 +49,74 @@ Deno.test("config errors name the file, the key path and what was expected", () 
     ["dkim:\n  - domain: a.test\n    selector: s\n", /dkim\[0\]\.private_key_file: missing/],
     ["server: [\n", /^Config "f\.yaml": not valid YAML/],
     ["log: 3\n", /log: expected a mapping/],
+    // Names that Object.prototype has are not schema keys.
+    ["constructor: {}\n", /^Config "f\.yaml": constructor: unknown key$/],
+    ["toString: x\n", /^Config "f\.yaml": toString: unknown key$/],
+    ["server:\n  __proto__: {hostname: x}\n", /server\.__proto__: unknown key$/],
+    ["server:\n  hasOwnProperty: 1\n", /server\.hasOwnProperty: unknown key$/],
+    [
+      "dkim:\n  - {domain: a.test, selector: s, private_key_file: k, constructor: x}\n",
+      /dkim\[0\]\.constructor: unknown key$/,
+    ],
+    // Addresses are checked here, not when the daemon first uses them.
+    [
+      "server:\n  trusted_networks: [300.1.1.1/8]\n",
+      /server\.trusted_networks\[0\]: expected a CIDR/,
+    ],
+    [
+      "server:\n  trusted_networks: ['1::2::3']\n",
+      /server\.trusted_networks\[0\]: expected a CIDR/,
+    ],
+    [
+      "delivery:\n  dns_servers: [not-an-ip]\n",
+      /delivery\.dns_servers\[0\]: expected a name server/,
+    ],
+    [
+      "delivery:\n  dns_servers: ['10.0.0.1:0']\n",
+      /delivery\.dns_servers\[0\]: expected a name server/,
+    ],
+    [
+      "delivery:\n  dns_servers: ['[10.0.0.1]:53']\n",
+      /delivery\.dns_servers\[0\]: expected a name server/,
+    ],
+    [
+      "delivery:\n  source_address: 999.1.1.1\n",
+      /delivery\.source_address: expected an IP address/,
+    ],
+    [
+      "delivery:\n  relay_host: 999.1.1.1:25\n",
+      /delivery\.relay_host: expected "host:port" with an IP/,
+    ],
+    [
+      "delivery:\n  relay_host: 'smtp_relay:25'\n",
+      /delivery\.relay_host: expected "host:port" with an IP/,
+    ],
+    [
+      "delivery:\n  relay_host: '[1.2.3.4]:25'\n",
+      /delivery\.relay_host: expected "host:port" with an IP/,
+    ],
+    [
+      "server:\n  listen_addr: '1.2.3:587'\n",
+      /server\.listen_addr: expected "host:port" with an IP/,
+    ],
+    [
+      "server:\n  listen_tls_addr: '0.0.0.0:0'\n",
+      /server\.listen_tls_addr: expected "host:port" with a port/,
+    ],
+    ["http:\n  listen_addr: '[::1::2]:80'\n", /http\.listen_addr: expected "host:port" with an IP/],
+    // A retry due before the attempt's metadata is written stranded the message.
+    [
+      "delivery:\n  retry_schedule: [0s]\n",
+      /delivery\.retry_schedule\[0\]: expected a duration of at least 1s, got string "0s"$/,
+    ],
+    [
+      "delivery:\n  retry_schedule: [1m, 500ms]\n",
+      /delivery\.retry_schedule\[1\]: expected a duration of at least 1s/,
+    ],
+    [
+      "delivery:\n  connect_timeout: 0s\n",
+      /delivery\.connect_timeout: expected a duration of at least 1s/,
+    ],
   ];
   for (const [text, pattern] of cases) {
     assert.throws(() => parseConfigText(text, "f.yaml"), (e: unknown) => {
@@ -58,6 +126,27 @@ Deno.test("config errors name the file, the key path and what was expected", () 
       return true;
     });
   }
+});
+
+Deno.test("config accepts IPs, host names and name servers in each form the daemon takes", () => {
+  const config = parseConfigText(
+    [
+      "server:",
+      "  listen_addr: '[::]:587'",
+      "  listen_tls_addr: 'localhost:465'",
+      "  trusted_networks: [10.0.0.0/8, 192.0.2.7, '::1/128', 'fd00::/8']",
+      "delivery:",
+      "  source_address: '2001:db8::1'",
+      "  dns_servers: [127.0.0.1, '127.0.0.1:5353', '::1', '[::1]:53']",
+      "  relay_host: smtp.example.com:587",
+      "  retry_schedule: [1s, 1.5s]",
+      "http:",
+      "  listen_addr: 127.0.0.1:2580",
+    ].join("\n"),
+    "f.yaml",
+  );
+  assert.equal(config.delivery.relay_host, "smtp.example.com:587");
+  assert.deepEqual(config.delivery.retry_schedule, [1_000, 1_500]);
 });
 
 Deno.test("loadConfig() falls back to the embedded default on loopback under a local data folder", async () => {

@@ -66,6 +66,8 @@ export class DeliveryEngine {
   #lastNow = -Infinity;
   // Operator actions on messages in flight, applied when the attempt ends.
   #pendingOps = new Map<string, "hold" | "delete">();
+  /** When messages scheduled during their own attempt are due, applied as the attempt ends. */
+  #dueAfterAttempt = new Map<string, number>();
   #active = 0;
   #gate: DomainGate;
   /** Every queued message in summary, for status pages and metrics. */
@@ -116,9 +118,18 @@ export class DeliveryEngine {
     this.index.set(meta);
     if (this.#stopped || meta.state === "held") {
       this.#due.delete(meta.id);
+      this.#dueAfterAttempt.delete(meta.id);
       return;
     }
-    this.#due.set(meta.id, Date.parse(meta.next_attempt_at) || 0);
+    const due = Date.parse(meta.next_attempt_at) || 0;
+    // Never on the schedule while in flight: an entry due before the attempt
+    // ends (a short retry step, a slow metadata write) would be popped and
+    // skipped by #pump, and the message never tried again.
+    if (this.#inFlight.has(meta.id)) {
+      this.#dueAfterAttempt.set(meta.id, due);
+      return;
+    }
+    this.#due.set(meta.id, due);
     this.#pump();
   }
 
@@ -240,6 +251,9 @@ export class DeliveryEngine {
         })
         .finally(() => {
           this.#inFlight.delete(id);
+          const due = this.#dueAfterAttempt.get(id);
+          this.#dueAfterAttempt.delete(id);
+          if (due !== undefined && !this.#stopped) this.#due.set(id, due);
           for (const parked of this.#gate.release(domains)) {
             if (!this.#stopped) this.#due.set(parked, this.#o.now().getTime());
           }

@@ -108,6 +108,19 @@ Deno.test("engine defers a temporary failure, records it, and retries on schedul
   });
 });
 
+Deno.test("engine keeps retrying when the next retry is due before the attempt's metadata write ends", async () => {
+  await withSpool(async (spool) => {
+    // A 0 ms step: the retry is due while the message is still in flight.
+    const transport = scripted((_req, call) => (call <= 3 ? "transient" : "delivered"));
+    const engine = fastRetries(spool, transport, { retrySchedule: [0] });
+    await engine.start();
+    await spool.create([body], message("a@ours.test", ["x@one.test"]));
+    await until(async () => (await spool.ids()).length === 0);
+    await engine.stop();
+    assert.equal(transport.calls.length, 4, "three deferrals, then delivered");
+  });
+});
+
 Deno.test("engine bounces permanent failures with one DSN to the sender", async () => {
   await withSpool(async (spool) => {
     const transport = scripted((

@@ -139,16 +139,31 @@ function renderMessage(parts: readonly unknown[]): string {
   return text;
 }
 
-const textBase = getTextFormatter({ timestamp: "date-time-tz" });
+// "bare": values read as part of the sentence ("on http://127.0.0.1:2580/"),
+// not as quoted string literals.
+const textBase = getTextFormatter({ timestamp: "date-time-tz", value: "bare" });
 
-// Text lines for humans: LogTape's text line followed by the record's
-// fields as key=value, so mail-log events show their queue id.
+// Text lines for humans: LogTape's text line, then the fields the message
+// does not already show as key=value, so mail-log events show their queue id.
 function textFormatter(record: LogRecord): string {
   const base = textBase(record).trimEnd();
+  const shown = placeholders(record.rawMessage);
   const fields = Object.entries(record.properties)
-    .filter(([key]) => key !== "event")
-    .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
+    .filter(([key]) => key !== "event" && !shown.has(key))
+    .map(([key, value]) => `${key}=${textValue(value)}`);
   return `${base}${fields.length ? " " + fields.join(" ") : ""}\n`;
+}
+
+/** The property names a message template interpolates, `{name}`. */
+function placeholders(template: string | TemplateStringsArray): Set<string> {
+  if (typeof template !== "string") return new Set();
+  return new Set([...template.matchAll(/\{([^{}]+)\}/g)].map((m) => m[1].trim()));
+}
+
+// Quoted only when a bare value would not read as one token.
+function textValue(value: unknown): string {
+  if (typeof value !== "string") return JSON.stringify(value) ?? String(value);
+  return value === "" || /[\s"=]/.test(value) ? JSON.stringify(value) : value;
 }
 
 // A log line must stay one line and carry no terminal escapes a client sent
