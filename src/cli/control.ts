@@ -56,6 +56,10 @@ export class ControlServer {
   #maxRequest: number;
   #slots: Semaphore;
   #readTimeoutMs: number;
+  /** Connections whose request is still being read, closed by {@linkcode close}. */
+  #reading = new Set<() => void>();
+  /** Requests being handled, waited for by {@linkcode close}. */
+  #handling = new Set<Promise<void>>();
 
   private constructor(
     listener: Deno.Listener,
@@ -81,10 +85,16 @@ export class ControlServer {
     return new ControlServer(listener, handler, options);
   }
 
-  /** Stops listening and removes the socket. */
+  /**
+   * Stops listening and removes the socket. Requests already read are
+   * answered first; a client still sending its request is cut off without
+   * an answer, so it knows nothing was done (a sendmail then tries again).
+   */
   async close(): Promise<void> {
     this.#listener.close();
     await this.#done;
+    for (const cut of this.#reading) cut();
+    await Promise.all(this.#handling);
   }
 
   async #serve(handler: ControlHandler): Promise<void> {
@@ -107,13 +117,19 @@ export class ControlServer {
     await this.#slots.acquire();
     // A client that never finishes its request must not keep its slot.
     const deadline = setTimeout(close, this.#readTimeoutMs);
+    let handled: PromiseWithResolvers<void> | null = null;
     try {
       let text: string;
+      this.#reading.add(close);
       try {
         text = await readAll(conn, this.#maxRequest);
       } finally {
         clearTimeout(deadline);
+        this.#reading.delete(close);
       }
+      if (closed) throw new Deno.errors.Interrupted("Closed before the request was read");
+      handled = Promise.withResolvers<void>();
+      this.#handling.add(handled.promise);
       response = await handler(JSON.parse(text) as ControlRequest);
     } catch (error) {
       response = {
@@ -129,6 +145,10 @@ export class ControlServer {
     } finally {
       close();
       this.#slots.release();
+      if (handled) {
+        this.#handling.delete(handled.promise);
+        handled.resolve();
+      }
     }
   }
 }
@@ -146,7 +166,8 @@ export function controlRequest(
 
 /**
  * Sends one request to the daemon on the socket at `path`. Null when nothing
- * listens there or this user may not reach it.
+ * listens there, this user may not reach it, or the daemon closed the
+ * connection without an answer (it was stopping: the request was not run).
  */
 export async function socketRequest(
   path: string,
@@ -161,7 +182,13 @@ export async function socketRequest(
   try {
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(req)));
     await conn.closeWrite();
-    return JSON.parse(await readAll(conn)) as ControlResponse;
+    const text = await readAll(conn);
+    return text === "" ? null : JSON.parse(text) as ControlResponse;
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset) {
+      return null;
+    }
+    throw error;
   } finally {
     conn.close();
   }

@@ -14,6 +14,7 @@ import {
 import {
   controlPath,
   type ControlRequest,
+  type ControlResponse,
   DEFAULT_LOCAL_SOCKET,
   socketRequest,
 } from "./control.ts";
@@ -106,27 +107,55 @@ export async function sendmailCommand(
     command: "submit",
     message: { from, recipients, data: Buffer.from(data).toString("base64"), user: "" },
   };
-  // The control socket (root, the minimta user), else the local submission
-  // socket (any user), else, with the daemon stopped, the spool itself.
+  const sender = config === null || from === "" || from.includes("@")
+    ? from
+    : `${from}@${config.server.hostname}`;
+  const result = await handOver(config, request, { from: sender, recipients, data });
+  if (typeof result === "string") out(`queued as ${result}`);
+  else result.lines.forEach(out);
+  return 0;
+}
+
+/** How long sendmail waits for a daemon that is starting or stopping. */
+const WAIT_MS = 30_000;
+const POLL_MS = 100;
+
+/**
+ * Gives the message to the daemon's control socket (root, the minimta
+ * user), else its local submission socket (any user), else, with the daemon
+ * stopped, to the spool itself under its lock. While the daemon starts or
+ * stops none of them may be free for a moment, and cron and PHP's mail()
+ * do not try again: so this does, for up to {@linkcode WAIT_MS}.
+ */
+async function handOver(
+  config: Config | null,
+  request: ControlRequest,
+  message: LocalMessage,
+): Promise<ControlResponse | string> {
   const sockets = config === null
     ? [DEFAULT_LOCAL_SOCKET]
     : [controlPath(config.queue.dir), config.server.local_socket].filter(Boolean);
-  for (const path of sockets) {
-    const answer = await socketRequest(path, request);
-    if (!answer) continue;
-    if (!answer.ok) throw new CliError(answer.error ?? "the daemon refused the message");
-    answer.lines.forEach(out);
-    return 0;
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    for (const path of sockets) {
+      const answer = await socketRequest(path, request);
+      if (!answer) continue;
+      if (!answer.ok) throw new CliError(answer.error ?? "the daemon refused the message");
+      return answer;
+    }
+    const id = config && await submitOffline(config, message);
+    if (id) return id;
+    if (Date.now() >= deadline) {
+      throw new CliError(
+        config === null
+          ? `Cannot read the config and no minimta daemon answers on ${DEFAULT_LOCAL_SOCKET}; is minimta running?`
+          : `minimta kept the spool "${config.queue.dir}" locked for ${
+            WAIT_MS / 1000
+          } s without answering on its sockets; try again in a moment`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  if (config === null) {
-    throw new CliError(
-      `Cannot read the config and no minimta daemon answers on ${DEFAULT_LOCAL_SOCKET}; is minimta running?`,
-    );
-  }
-  const sender = from === "" || from.includes("@") ? from : `${from}@${config.server.hostname}`;
-  const id = await submitOffline(config, { from: sender, recipients, data });
-  out(`queued as ${id}`);
-  return 0;
 }
 
 /** Runs a local message through the intake; used by the daemon's control socket and offline. */
@@ -152,11 +181,10 @@ export async function submitLocal(intake: Intake, message: LocalMessage): Promis
   }
 }
 
-async function submitOffline(config: Config, message: LocalMessage): Promise<string> {
+/** Queues straight into the spool under its lock; null while the daemon holds the lock. */
+async function submitOffline(config: Config, message: LocalMessage): Promise<string | null> {
   const spool = await Spool.open(config.queue.dir, { fsync: config.queue.fsync });
-  if (!(await spool.lock())) {
-    throw new CliError("minimta is starting or stopping; try again in a moment");
-  }
+  if (!(await spool.lock())) return null;
   try {
     const keys = await loadDkimKeys(
       config.dkim.map((d) => ({

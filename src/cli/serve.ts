@@ -23,6 +23,14 @@ import { loadTlsPair } from "./tls.ts";
 const logger = log("serve");
 
 /**
+ * What a stop gives a client to finish its message, and deliveries in
+ * flight to get their answer (webhook posts get 2 s more); those still
+ * waiting then are abandoned and retried after the restart. Under 10 s in
+ * all, near `postfix stop`, far within systemd's TimeoutStopSec (90 s).
+ */
+const STOP_GRACE_MS = 5_000;
+
+/**
  * `minimta serve`: the one place the daemon is wired together. Loads keys,
  * users and the spool, starts the intake, and handles SIGTERM/SIGINT (stop,
  * exit 0) and SIGHUP (reload users and DKIM keys).
@@ -41,7 +49,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       { cause: error },
     );
   }
-  if (!(await spool.lock())) {
+  if (!(await lockSpool(spool))) {
     throw new CliError(`Spool "${config.queue.dir}" is in use by another minimta process`);
   }
   const report = await spool.recover();
@@ -133,12 +141,21 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   return await waitForSignals({
     reload: () => reload(loaded, parts),
     stop: async () => {
-      logger.info("Stopping: no new connections; waiting for open sessions");
+      logger.info(
+        "Stopping: no new connections; idle sessions closed, messages in progress get {grace} s",
+        { grace: STOP_GRACE_MS / 1000 },
+      );
+      await http?.shutdown();
+      // The control and local sockets stay open meanwhile, so `minimta
+      // sendmail` still queues (delivered after the restart); once they are
+      // closed it waits for the spool lock and writes to the spool itself.
+      await Promise.all([
+        submission.close(STOP_GRACE_MS),
+        // Webhook events of the last deliveries are stored before it stops.
+        engine.stop(STOP_GRACE_MS).then(() => webhooks && bounded(webhooks.stop(), 2_000)),
+      ]);
       await control.close();
       await local?.close();
-      await http?.shutdown();
-      await Promise.all([submission.close(10_000), engine.stop(20_000)]);
-      await webhooks?.stop();
       spool.close();
       logger.info("Stopped");
       closeLogging();
@@ -260,6 +277,26 @@ function transportOptions(config: Config, caCerts: string[]): SmtpTransportOptio
       quit: Math.min(command, 30_000),
     },
   };
+}
+
+/**
+ * Takes the spool lock, waiting a few seconds for it: a `minimta sendmail`
+ * that wrote to the spool while no daemon ran holds it for a moment, and a
+ * restart must not fail for that. Another daemon holds it for good.
+ */
+async function lockSpool(spool: Spool): Promise<boolean> {
+  for (let waited = 0; !(await spool.lock()); waited += 100) {
+    if (waited >= 5_000) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
+}
+
+/** Waits for `work`, but no longer than `ms`; what it leaves undone is retried after the restart. */
+async function bounded(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([work, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 function listenAddr(addr: string): { host: string; port: number } | null {

@@ -62,6 +62,8 @@ export class DeliveryEngine {
   #messageLimit: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** Set when {@linkcode stop} gives up waiting: late outcomes are dropped. */
+  #abandoned = false;
   /** The clock at the last pump; a smaller reading means the clock went back. */
   #lastNow = -Infinity;
   // Operator actions on messages in flight, applied when the attempt ends.
@@ -183,8 +185,14 @@ export class DeliveryEngine {
     return count;
   }
 
-  /** Stops taking new work and waits up to `graceMs` for attempts in flight. */
-  async stop(graceMs = 20_000): Promise<void> {
+  /**
+   * Stops taking new work and waits up to `graceMs` for attempts in flight.
+   * Those still running then are abandoned: whatever they later learn is
+   * not written, so their recipients keep their last recorded state and are
+   * tried again after the restart (at least once; a remote that already had
+   * the data may get it twice, RFC 1047).
+   */
+  async stop(graceMs = 5_000): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     const inFlight = Promise.allSettled([...this.#inFlight.values()]);
@@ -192,8 +200,7 @@ export class DeliveryEngine {
     await Promise.race([inFlight, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
     clearTimeout(timer);
     if (this.#inFlight.size) {
-      // Their recipients stay pending and are sent again after the restart;
-      // a remote that already had the data may get it twice (RFC 1047).
+      this.#abandoned = true;
       logger.warn(
         "Stopping with {count} delivery attempts unfinished; they will be retried: {ids}",
         {
@@ -292,6 +299,7 @@ export class DeliveryEngine {
     await Promise.all([...groups].map(async ([domain, recipients]) => {
       const started = performance.now();
       const outcomes = await this.#attempt(meta, body, domain, recipients);
+      if (this.#abandoned) return;
       this.#apply(meta, outcomes, Math.round(performance.now() - started));
       // Per-recipient results reach the disk after every attempt, one write
       // at a time; except when every recipient is now delivered: then the
@@ -302,6 +310,7 @@ export class DeliveryEngine {
       await writes;
       this.index.set(meta);
     }));
+    if (this.#abandoned) return;
     await this.#finish(meta, body);
   }
 

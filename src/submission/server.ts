@@ -50,7 +50,15 @@ interface SessionState {
   trusted: boolean;
   authFailures: number;
   deadline: ReturnType<typeof setTimeout> | undefined;
-  connection: { send(code: number, text: string): void } | null;
+  connection: OpenConnection | null;
+}
+
+/** What shutting down uses of an smtp-server connection. */
+interface OpenConnection {
+  session?: SMTPServerSession;
+  /** The message stream while in DATA (smtp-server's own field). */
+  _dataStream?: unknown;
+  send(code: number, text: string): void;
 }
 
 const logger = log("submission");
@@ -66,6 +74,7 @@ export class SubmissionServer {
   #trusted = new BlockList();
   #state = new WeakMap<SMTPServerSession, SessionState>();
   #perIp = new Map<string, number>();
+  #closing = false;
 
   constructor(options: SubmissionOptions) {
     this.#o = {
@@ -110,19 +119,36 @@ export class SubmissionServer {
     return this.#servers.reduce((n, s) => n + s.connections.size, 0);
   }
 
-  /** Stops accepting; waits up to `graceMs` for open sessions, then cuts them with 421. */
-  close(graceMs = 10_000): Promise<void> {
+  /**
+   * Stops accepting and ends the open sessions with 421 4.3.2 (RFC 5321
+   * §3.8: a server that must shut down says so with 421, even unasked;
+   * RFC 3463 §3.4: 4.3.2, system not accepting network messages). Sessions
+   * outside a transaction are ended at once; one inside a transaction (after
+   * MAIL FROM, or in DATA) may finish its message, gets its 250 once the
+   * message is in the spool, and is ended then or after `graceMs`, whichever
+   * comes first.
+   */
+  close(graceMs = 5_000): Promise<void> {
+    this.#closing = true;
+    for (const connection of this.#openConnections()) {
+      if (!inTransaction(connection)) shutDown(connection);
+    }
+    const cut = setTimeout(() => this.#openConnections().forEach(shutDown), graceMs);
     return Promise.all(this.#servers.map((server) =>
       new Promise<void>((resolve) => {
-        // smtp-server's own close timeout is what cuts the open sessions.
-        (server.options as { closeTimeout?: number }).closeTimeout = graceMs;
+        // smtp-server's own close timeout is only the backstop.
+        (server.options as { closeTimeout?: number }).closeTimeout = graceMs + 500;
         const timer = setTimeout(() => resolve(), graceMs + 1_000);
         server.close(() => {
           clearTimeout(timer);
           resolve();
         });
       })
-    )).then(() => {});
+    )).then(() => clearTimeout(cut));
+  }
+
+  #openConnections(): OpenConnection[] {
+    return this.#servers.flatMap((server) => [...server.connections] as OpenConnection[]);
   }
 
   #start(addr: { host: string; port: number }, implicitTls: boolean): Promise<void> {
@@ -304,7 +330,10 @@ export class SubmissionServer {
     const state = this.#state.get(session)!;
     const sender = address.address;
     let refusal: SmtpRejection | null = null;
-    if (!state.user && !state.trusted) {
+    if (this.#closing) {
+      // No new transaction once the stop has begun (RFC 5321 §3.8).
+      refusal = new SmtpRejection(421, "4.3.2", SHUTTING_DOWN);
+    } else if (!state.user && !state.trusted) {
       // No relay without authentication (RFC 5321 §7.1).
       refusal = new SmtpRejection(530, "5.7.0", "Authentication required");
     } else if (state.user && sender === "") {
@@ -391,7 +420,11 @@ export class SubmissionServer {
           });
           cb(refusal);
         },
-      );
+      ).then(() => {
+        // The reply to the dot is written; a stopping server ends the session now.
+        const connection = this.#state.get(session)?.connection;
+        if (this.#closing && connection) shutDown(connection);
+      });
     });
   }
 
@@ -425,6 +458,18 @@ export class SubmissionServer {
       ),
     });
   }
+}
+
+const SHUTTING_DOWN = "Server shutting down, try again later";
+
+/** Ends a session with 421 4.3.2; smtp-server closes the connection after any 421. */
+function shutDown(connection: OpenConnection): void {
+  connection.send(421, `4.3.2 ${SHUTTING_DOWN}`);
+}
+
+/** True from MAIL FROM until the reply to the message's final dot. */
+function inTransaction(connection: OpenConnection): boolean {
+  return Boolean(connection.session?.envelope?.mailFrom) || Boolean(connection._dataStream);
 }
 
 // Only plain domain recipients are routable: no domain literals (loopback
