@@ -1,3 +1,4 @@
+import { writeMailLog } from "../events/mod.ts";
 import { parseArgs } from "node:util";
 import { type Config, parseDuration } from "../config/mod.ts";
 import { applyOperation, type Operation } from "../delivery/mod.ts";
@@ -183,7 +184,7 @@ async function operateOffline(
       try {
         const meta = await spool.get(id);
         if (ids === null && meta.state === "held") continue;
-        out((await applyOperation(spool, meta, op, new Date())).text);
+        out((await applyOperation(spool, meta, { op, now: new Date(), emit: writeMailLog })).text);
       } catch (error) {
         if (!(error instanceof MessageNotFoundError)) throw error;
         out(`${id}: no such message`);

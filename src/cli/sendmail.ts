@@ -1,6 +1,7 @@
 import { Buffer } from "node:buffer";
 import type { Config } from "../config/mod.ts";
-import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import { writeMailLog } from "../events/mod.ts";
+import { buildIntake, loadSigner } from "./build_intake.ts";
 import { Spool } from "../spool/mod.ts";
 import {
   addressList,
@@ -186,20 +187,8 @@ async function submitOffline(config: Config, message: LocalMessage): Promise<str
   const spool = await Spool.open(config.queue.dir, { fsync: config.queue.fsync });
   if (!(await spool.lock())) return null;
   try {
-    const keys = await loadDkimKeys(
-      config.dkim.map((d) => ({
-        domain: d.domain,
-        selector: d.selector,
-        privateKeyFile: d.private_key_file,
-      })),
-    );
-    const signer = new DkimSigner(keys);
-    const intake = new Intake({
-      hostname: config.server.hostname,
-      spool,
-      sign: (m) => signer.sign(m),
-      maxMessageSize: config.server.max_message_size,
-    });
+    const signer = await loadSigner(config);
+    const intake = buildIntake(config, { spool, sign: (m) => signer.sign(m), emit: writeMailLog });
     return await submitLocal(intake, message);
   } finally {
     spool.close();

@@ -7,15 +7,18 @@ import {
   splitHostPort,
 } from "../config/mod.ts";
 import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
-import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import type { DkimSigner } from "../dkim/mod.ts";
+import { EventStream, writeMailLog } from "../events/mod.ts";
+import { Metrics } from "../http/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
 import { Spool } from "../spool/mod.ts";
-import { Intake, SubmissionServer } from "../submission/mod.ts";
+import { type Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
 import { controlPath, ControlServer } from "./control.ts";
 import { controlHandler, localSubmitHandler } from "./control_handler.ts";
 import { startStatusServer } from "./status_server.ts";
+import { buildIntake, loadSigner } from "./build_intake.ts";
 import { CliError } from "./errors.ts";
 import { prepareDataFolder } from "./first_start.ts";
 import { loadTlsPair } from "./tls.ts";
@@ -65,12 +68,22 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       orphans: report.orphanBodiesRemoved.length,
     });
   }
-  const intake = new Intake({
-    hostname: config.server.hostname,
+  // Every mail event goes to the mail log, the metrics and the webhooks.
+  const events = new EventStream();
+  const metrics = new Metrics();
+  const webhooks = config.webhooks.length
+    ? new WebhookDispatcher({
+      targets: config.webhooks.map((w) => ({ ...w, events: [...w.events] })),
+      outbox: await spool.outbox<Pending>("webhooks"),
+    })
+    : null;
+  events.on(writeMailLog);
+  events.on(metrics.record);
+  if (webhooks) events.on(webhooks.record);
+  const intake = buildIntake(config, {
     spool,
     sign: (message) => parts.signer.sign(message),
-    maxMessageSize: config.server.max_message_size,
-    bareNewline: config.server.bare_newline,
+    emit: events.emit,
   });
   const submission = new SubmissionServer({
     hostname: config.server.hostname,
@@ -78,6 +91,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     listenTls: listenAddr(config.server.listen_tls_addr),
     cert: parts.cert,
     key: parts.key,
+    emit: events.emit,
     intake,
     authenticator: parts.authenticator,
     throttle: new AuthThrottle({
@@ -102,18 +116,20 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     perDomainConcurrency: config.delivery.per_domain_concurrency,
     retrySchedule: config.delivery.retry_schedule,
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
+    emit: events.emit,
   });
-  const webhooks = config.webhooks.length
-    ? new WebhookDispatcher({
-      targets: config.webhooks.map((w) => ({ ...w, events: [...w.events] })),
-      outbox: await spool.outbox<Pending>("webhooks"),
-    })
-    : null;
   webhooks?.start();
   await engine.start(report.metas);
   report.metas = []; // the engine's index holds what it needs
   const http = config.http.listen_addr
-    ? startStatusServer(config, { engine, spool, submission, authenticator: parts.authenticator })
+    ? startStatusServer(config, {
+      engine,
+      spool,
+      submission,
+      authenticator: parts.authenticator,
+      metrics,
+      emit: events.emit,
+    })
     : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
@@ -189,16 +205,8 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
   const users = await readUsersFile(config.auth.users_file);
   warnPlaintext(users);
   warnTrusted(config);
-  const signer = new DkimSigner(await loadDkimKeys(dkimEntries(config)));
+  const signer = await loadSigner(config);
   return { cert, key, caCerts, authenticator: new Authenticator(users), signer };
-}
-
-function dkimEntries(config: Config) {
-  return config.dkim.map((d) => ({
-    domain: d.domain,
-    selector: d.selector,
-    privateKeyFile: d.private_key_file,
-  }));
 }
 
 function warnPlaintext(users: Awaited<ReturnType<typeof readUsersFile>>): void {
@@ -235,7 +243,7 @@ async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
     });
   }
   try {
-    parts.signer = new DkimSigner(await loadDkimKeys(dkimEntries(loaded.config)));
+    parts.signer = await loadSigner(loaded.config);
     logger.info("Reloaded DKIM keys");
   } catch (error) {
     logger.error("DKIM keys not reloaded, keeping the old ones: {error}", {

@@ -2,8 +2,9 @@ import { timingSafeEqual } from "node:crypto";
 import { type Authenticator, AuthThrottle } from "../auth/mod.ts";
 import { type Config, splitHostPort } from "../config/mod.ts";
 import type { DeliveryEngine } from "../delivery/mod.ts";
-import { type HttpDeps, Metrics, startHttpServer } from "../http/mod.ts";
-import { log, mailLog } from "../log/mod.ts";
+import { type HttpDeps, type Metrics, startHttpServer } from "../http/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
+import { log } from "../log/mod.ts";
 import { MessageNotFoundError, type Spool } from "../spool/mod.ts";
 import type { SubmissionServer } from "../submission/mod.ts";
 
@@ -15,6 +16,10 @@ export interface Running {
   spool: Spool;
   submission: SubmissionServer;
   authenticator: Authenticator;
+  /** Counted from the mail events (subscribed where the daemon is wired). */
+  metrics: Metrics;
+  /** Receives a failed status-page login as `auth_failure`. */
+  emit: EmitEvent;
 }
 
 /**
@@ -22,7 +27,6 @@ export interface Running {
  * `http.listen_addr`, wired to the running engine, spool and intake.
  */
 export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
-  const metrics = new Metrics();
   const throttle = new AuthThrottle({
     failureDelayMs: config.auth.failure_delay,
     maxPerIp: config.auth.max_failures_per_ip,
@@ -31,7 +35,7 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
   const addr = splitHostPort(config.http.listen_addr)!;
   const deps: HttpDeps = {
     index: r.engine.index,
-    metrics,
+    metrics: r.metrics,
     gauges: () => {
       const oldest = r.engine.index.oldest();
       return {
@@ -66,7 +70,7 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
       const result = await r.authenticator.verify(username, password);
       if (result.ok && result.user.admin) return result.user.username;
       const verdict = throttle.failure(clientIp, username, 1);
-      mailLog("auth_failure", { client_ip: clientIp, username, reason: "status page login" });
+      r.emit({ type: "auth_failure", client_ip: clientIp, username, reason: "status page login" });
       await new Promise((resolve) => setTimeout(resolve, Math.max(500, verdict.delayMs)));
       return null;
     },

@@ -1,4 +1,5 @@
-import { log, mailLog } from "../log/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
+import { log } from "../log/mod.ts";
 import type { MessageMeta, Spool } from "../spool/mod.ts";
 
 /** A recipient that could not be delivered, for the DSN. */
@@ -13,6 +14,12 @@ export interface FailedRecipient {
 export interface DsnOptions {
   hostname: string;
   now: Date;
+}
+
+/** Options for {@linkcode bounceFailed}. */
+export interface BounceOptions extends DsnOptions {
+  /** Receives the `bounced` event. */
+  emit: EmitEvent;
 }
 
 const encoder = new TextEncoder();
@@ -129,7 +136,7 @@ export async function bounceFailed(
   spool: Spool,
   meta: MessageMeta,
   body: Uint8Array,
-  options: DsnOptions,
+  options: BounceOptions,
 ): Promise<void> {
   const failed: FailedRecipient[] = meta.recipients.filter((r) => r.status === "failed").map((
     r,
@@ -154,7 +161,8 @@ export async function bounceFailed(
     smtputf8: false,
     eight_bit: false,
   });
-  mailLog("bounced", {
+  options.emit({
+    type: "bounced",
     queue_id: meta.id,
     dsn_id: created.id,
     to: meta.from,

@@ -1,4 +1,5 @@
-import { log, mailLog } from "../log/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
+import { log } from "../log/mod.ts";
 import {
   type MessageMeta,
   MessageNotFoundError,
@@ -36,6 +37,8 @@ export interface DeliveryEngineOptions {
   retrySchedule?: number[];
   /** Deferred recipients fail after this long in the queue. @default 5d */
   maxQueueLifetimeMs?: number;
+  /** Where delivery events (attempts, bounces, expiry, operator actions) go. */
+  emit: EmitEvent;
   /** The clock. @default () => new Date() */
   now?: () => Date;
 }
@@ -159,7 +162,11 @@ export class DeliveryEngine {
     // Off the schedule first, synchronously, so no attempt starts meanwhile.
     this.#due.delete(id);
     const meta = await this.#o.spool.get(id);
-    const result = await applyOperation(this.#o.spool, meta, op, this.#o.now());
+    const result = await applyOperation(this.#o.spool, meta, {
+      op,
+      now: this.#o.now(),
+      emit: this.#o.emit,
+    });
     if (op === "delete") this.index.delete(id);
     else if (result.schedule) this.schedule(result.meta);
     else this.index.set(result.meta);
@@ -175,7 +182,11 @@ export class DeliveryEngine {
         const meta = await this.#o.spool.get(id);
         if (meta.state === "held") continue;
         this.#due.delete(id);
-        const result = await applyOperation(this.#o.spool, meta, "retry", this.#o.now());
+        const result = await applyOperation(this.#o.spool, meta, {
+          op: "retry",
+          now: this.#o.now(),
+          emit: this.#o.emit,
+        });
         if (result.schedule) this.schedule(result.meta);
         count++;
       } catch (error) {
@@ -300,7 +311,7 @@ export class DeliveryEngine {
       const started = performance.now();
       const outcomes = await this.#attempt(meta, body, domain, recipients);
       if (this.#abandoned) return;
-      this.#apply(meta, outcomes, Math.round(performance.now() - started));
+      this.#apply(meta, outcomes, { durationMs: Math.round(performance.now() - started) });
       // Per-recipient results reach the disk after every attempt, one write
       // at a time; except when every recipient is now delivered: then the
       // removal of the message in #finish is the record (a crash before it
@@ -341,8 +352,17 @@ export class DeliveryEngine {
     });
   }
 
-  #apply(meta: MessageMeta, outcomes: RecipientOutcome[], durationMs: number | null = null): void {
-    recordOutcomes(meta, outcomes, { now: this.#o.now(), durationMs });
+  #apply(
+    meta: MessageMeta,
+    outcomes: RecipientOutcome[],
+    how: { durationMs: number } | { expired: true },
+  ): void {
+    recordOutcomes(meta, outcomes, {
+      now: this.#o.now(),
+      durationMs: "durationMs" in how ? how.durationMs : null,
+      expired: "expired" in how,
+      emit: this.#o.emit,
+    });
   }
 
   async #finish(meta: MessageMeta, body: Uint8Array): Promise<void> {
@@ -352,7 +372,7 @@ export class DeliveryEngine {
     if (op === "delete") {
       await this.#o.spool.remove(meta.id, { durable: true });
       this.index.delete(meta.id);
-      mailLog("removed", { queue_id: meta.id, by: "operator" });
+      this.#o.emit({ type: "removed", queue_id: meta.id, by: "operator" });
       return;
     }
     let open = meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred");
@@ -370,15 +390,20 @@ export class DeliveryEngine {
             r.remote,
           )
         ),
+        { expired: true },
       );
-      mailLog("expired", { queue_id: meta.id, recipients: open.map((r) => r.address) });
+      this.#o.emit({
+        type: "message_expired",
+        queue_id: meta.id,
+        recipients: open.map((r) => r.address),
+      });
       open = [];
     }
     if (open.length && op === "hold") {
       meta.state = "held";
       await this.#o.spool.writeMeta(meta);
       this.index.set(meta);
-      mailLog("held", { queue_id: meta.id });
+      this.#o.emit({ type: "held", queue_id: meta.id });
       return;
     }
     if (open.length) {
@@ -392,10 +417,14 @@ export class DeliveryEngine {
       this.schedule(meta);
       return;
     }
-    await bounceFailed(this.#o.spool, meta, body, { hostname: this.#o.hostname, now });
+    await bounceFailed(this.#o.spool, meta, body, {
+      hostname: this.#o.hostname,
+      now,
+      emit: this.#o.emit,
+    });
     await this.#o.spool.remove(meta.id);
     this.index.delete(meta.id);
-    mailLog("removed", { queue_id: meta.id });
+    this.#o.emit({ type: "removed", queue_id: meta.id });
   }
 
   // One DSN for the failed recipients of a message; spooled before the

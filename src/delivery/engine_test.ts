@@ -64,6 +64,7 @@ function fastRetries(
     spool,
     transport,
     hostname: "mx.ours.test",
+    emit: () => {},
     retrySchedule: [300],
     ...options,
   });
@@ -80,7 +81,12 @@ async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
 Deno.test("engine sends one transaction per domain and removes a fully delivered message", async () => {
   await withSpool(async (spool) => {
     const transport = scripted(() => "delivered");
-    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      emit: () => {},
+    });
     await engine.start();
     await spool.create([body], message("a@ours.test", ["x@one.test", "y@one.test", "z@two.test"]));
     await until(async () => (await spool.ids()).length === 0);
@@ -126,7 +132,12 @@ Deno.test("engine bounces permanent failures with one DSN to the sender", async 
     const transport = scripted((
       req,
     ) => (req.recipients[0].startsWith("bad") ? "permanent" : "delivered"));
-    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      emit: () => {},
+    });
     await engine.start();
     const original = await spool.create(
       [body],
@@ -150,7 +161,12 @@ Deno.test("engine bounces permanent failures with one DSN to the sender", async 
 Deno.test("engine never bounces a message with the null sender", async () => {
   await withSpool(async (spool) => {
     const transport = scripted(() => "permanent");
-    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      emit: () => {},
+    });
     await engine.start();
     await spool.create([body], { ...message("", ["bad@one.test"]), is_bounce: true });
     await until(async () => (await spool.ids()).length === 0);
@@ -167,6 +183,7 @@ Deno.test("engine fails recipients still deferred after the queue lifetime", asy
       spool,
       transport,
       hostname: "mx.ours.test",
+      emit: () => {},
       retrySchedule: [100],
       maxQueueLifetimeMs: 250,
     });
@@ -187,7 +204,12 @@ Deno.test("engine rebuilds its schedule from the spool and skips held messages",
     await spool.writeMeta({ ...held, state: "held" });
     await spool.create([body], message("a@ours.test", ["q@two.test"]));
     const transport = scripted(() => "delivered");
-    const engine = new DeliveryEngine({ spool, transport, hostname: "mx.ours.test" });
+    const engine = new DeliveryEngine({
+      spool,
+      transport,
+      hostname: "mx.ours.test",
+      emit: () => {},
+    });
     await engine.start();
     await until(async () => (await spool.ids()).length === 1);
     await new Promise((r) => setTimeout(r, 50));
@@ -224,6 +246,7 @@ Deno.test("engine keeps a small domain moving behind a large backlog to one doma
       spool,
       transport,
       hostname: "mx.ours.test",
+      emit: () => {},
       concurrency: 10,
       perDomainConcurrency: 2,
     });

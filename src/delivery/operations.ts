@@ -1,8 +1,16 @@
-import { mailLog } from "../log/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
 import type { MessageMeta, Spool } from "../spool/mod.ts";
 
 /** An operator action on a queued message. */
 export type Operation = "hold" | "release" | "retry" | "delete";
+
+/** Options for {@linkcode applyOperation}. */
+export interface OperationOptions {
+  op: Operation;
+  now: Date;
+  /** Receives the `held`, `released` and `removed` events. */
+  emit: EmitEvent;
+}
 
 /** What {@linkcode applyOperation} did. */
 export interface OperationResult {
@@ -21,19 +29,19 @@ export interface OperationResult {
 export async function applyOperation(
   spool: Spool,
   meta: MessageMeta,
-  op: Operation,
-  now: Date,
+  options: OperationOptions,
 ): Promise<OperationResult> {
+  const { op, now, emit } = options;
   switch (op) {
     case "delete":
       await spool.remove(meta.id, { durable: true });
-      mailLog("removed", { queue_id: meta.id, by: "operator" });
+      emit({ type: "removed", queue_id: meta.id, by: "operator" });
       return { meta, schedule: false, text: `${meta.id}: deleted` };
     case "hold":
       if (meta.state !== "held") {
         meta.state = "held";
         await spool.writeMeta(meta);
-        mailLog("held", { queue_id: meta.id });
+        emit({ type: "held", queue_id: meta.id, by: "operator" });
       }
       return { meta, schedule: false, text: `${meta.id}: held` };
     case "release":
@@ -41,7 +49,7 @@ export async function applyOperation(
       meta.state = meta.recipients.some((r) => r.attempts > 0) ? "deferred" : "queued";
       meta.next_attempt_at = now.toISOString();
       await spool.writeMeta(meta);
-      mailLog("released", { queue_id: meta.id });
+      emit({ type: "released", queue_id: meta.id, by: "operator" });
       return { meta, schedule: true, text: `${meta.id}: released` };
     case "retry":
       if (meta.state === "held") {

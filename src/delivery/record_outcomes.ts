@@ -1,4 +1,4 @@
-import { mailLog } from "../log/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
 import type { MessageMeta } from "../spool/mod.ts";
 import { describe, type RecipientOutcome } from "./outcome.ts";
 
@@ -7,19 +7,23 @@ export interface RecordOptions {
   now: Date;
   /** How long the attempt took; null for a local decision such as expiry. */
   durationMs: number | null;
+  /** The engine gave up on these recipients: they expired, no attempt was made. */
+  expired: boolean;
+  /** Where each recipient's event goes. */
+  emit: EmitEvent;
 }
 
 /**
  * Writes one attempt's outcomes into a message's metadata (status,
- * attempts, last error, a capped attempt history) and logs one `delivery`
- * event per recipient; metrics and webhooks are fed from those events.
+ * attempts, last error, a capped attempt history) and emits one event per
+ * recipient: `delivered`, `deferred`, `failed`, or `expired`.
  */
 export function recordOutcomes(
   meta: MessageMeta,
   outcomes: RecipientOutcome[],
   options: RecordOptions,
 ): void {
-  const { now, durationMs } = options;
+  const { now, durationMs, expired, emit } = options;
   for (const outcome of outcomes) {
     const rcpt = meta.recipients.find((r) =>
       r.address === outcome.address && (r.status === "pending" || r.status === "deferred")
@@ -42,10 +46,16 @@ export function recordOutcomes(
       text: outcome.code !== null ? `${outcome.code} ${outcome.text}` : outcome.text,
       remote: outcome.remote,
     }].slice(-20);
-    mailLog("delivery", {
+    emit({
+      type: outcome.kind === "delivered"
+        ? "delivered"
+        : outcome.kind === "transient"
+        ? "deferred"
+        : expired
+        ? "expired"
+        : "failed",
       queue_id: meta.id,
       recipient: outcome.address,
-      outcome: outcome.kind,
       relay: outcome.remote,
       code: outcome.code,
       status: outcome.status,
@@ -53,7 +63,6 @@ export function recordOutcomes(
       attempt: rcpt.attempts,
       delay_s: Math.round((now.getTime() - Date.parse(meta.created_at)) / 1000),
       duration_ms: durationMs,
-      expired: durationMs === null,
       from: meta.from,
       message_id: meta.message_id,
       tls: outcome.tls

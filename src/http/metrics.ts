@@ -1,4 +1,4 @@
-import { type MailEvent, onMailEvent } from "../log/mod.ts";
+import type { MailEvent, RecipientEvent } from "../events/mod.ts";
 
 /** Values read at scrape time from the running parts. */
 export interface Gauges {
@@ -20,8 +20,8 @@ const BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const DAY_MINUTES = 24 * 60;
 
 /**
- * minimta's metrics, counted from the mail log's named events (so a metric
- * and the log line it stands for can never disagree) and rendered in the
+ * minimta's metrics, counted from the mail events (the same events the
+ * mail log writes, so a metric and its log line can never disagree) and rendered in the
  * Prometheus text format (version 0.0.4).
  */
 export class Metrics {
@@ -29,62 +29,49 @@ export class Metrics {
   #histogram = { buckets: BUCKETS.map(() => 0), sum: 0, count: 0 };
   #minutes = new Map<number, MinuteCounts>();
   #now: () => number;
-  #stop: () => void;
   readonly startTime: number;
 
   constructor(options: { now?: () => number } = {}) {
     this.#now = options.now ?? Date.now;
     this.startTime = this.#now();
-    this.#stop = onMailEvent((event, fields) => this.record(event, fields));
   }
 
-  /** Stops listening to the mail log. */
-  close(): void {
-    this.#stop();
-  }
-
-  /** Counts one mail-log event. */
-  record(event: MailEvent, fields: Readonly<Record<string, unknown>>): void {
-    switch (event) {
+  /** Counts one mail event. Bound, so it can be subscribed as it is. */
+  readonly record = (event: MailEvent): void => {
+    switch (event.type) {
       case "queued":
         this.#inc("minimta_messages_received_total", {});
         this.#minute().received++;
         break;
       case "rejected":
-        this.#inc("minimta_messages_rejected_total", { stage: String(fields.stage ?? "unknown") });
+        this.#inc("minimta_messages_rejected_total", { stage: event.stage });
         break;
       case "auth_failure":
         this.#inc("minimta_auth_failures_total", {});
         break;
       case "signed":
-        this.#inc(
-          "minimta_dkim_signatures_total",
-          {},
-          Array.isArray(fields.domains) ? fields.domains.length : 1,
-        );
+        this.#inc("minimta_dkim_signatures_total", {}, event.domains.length);
         break;
       case "bounced":
         this.#inc("minimta_bounces_total", {});
         break;
-      case "delivery":
-        this.#delivery(fields);
+      case "delivered":
+      case "deferred":
+      case "failed":
+      case "expired":
+        this.#attempt(event);
         break;
     }
-  }
+  };
 
-  #delivery(fields: Readonly<Record<string, unknown>>): void {
-    const outcome = fields.outcome === "delivered"
-      ? "delivered"
-      : fields.outcome === "transient"
-      ? "deferred"
-      : fields.expired
-      ? "expired"
-      : "bounced";
-    const statusClass = String(fields.status ?? "").charAt(0) || "unknown";
+  #attempt(event: RecipientEvent): void {
+    // The metric's outcome label keeps its names: a permanent failure is "bounced".
+    const outcome = event.type === "failed" ? "bounced" : event.type;
+    const statusClass = event.status.charAt(0) || "unknown";
     this.#inc("minimta_deliveries_total", { outcome, status_class: statusClass });
     this.#minute()[outcome === "expired" ? "bounced" : outcome]++;
-    if (typeof fields.duration_ms === "number") {
-      const seconds = fields.duration_ms / 1000;
+    if (event.duration_ms !== null) {
+      const seconds = event.duration_ms / 1000;
       this.#histogram.count++;
       this.#histogram.sum += seconds;
       BUCKETS.forEach((le, i) => {

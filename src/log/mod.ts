@@ -64,7 +64,7 @@ export function log(part: string): Logger {
 }
 
 /** Names of the mail log's events, one per step a message takes. */
-export type MailEvent =
+export type MailLogName =
   | "connect"
   | "auth_failure"
   | "auth_success"
@@ -83,34 +83,10 @@ export type MailEvent =
  * Writes one mail-log event. `fields` should carry `queue_id` whenever the
  * message has one, so a grep for the id shows its whole life.
  */
-export function mailLog(event: MailEvent, fields: Record<string, unknown>): void {
-  for (const listener of listeners) {
-    try {
-      listener(event, fields);
-    } catch {
-      // A listener (metrics, webhooks) must never break the mail flow.
-    }
-  }
+export function mailLog(event: MailLogName, fields: Record<string, unknown>): void {
   const logger = getLogger(["minimta", "mail"]);
   const level = event === "rejected" || event === "auth_failure" ? "warning" : "info";
   logger[level](event, { event, ...fields });
-}
-
-/** Receives every mail-log event as it is written. */
-export type MailListener = (event: MailEvent, fields: Readonly<Record<string, unknown>>) => void;
-
-const listeners: MailListener[] = [];
-
-/**
- * Calls `listener` for every mail-log event: the one stream of named steps
- * that metrics and webhooks are built from. Returns a function that stops it.
- */
-export function onMailEvent(listener: MailListener): () => void {
-  listeners.push(listener);
-  return () => {
-    const i = listeners.indexOf(listener);
-    if (i >= 0) listeners.splice(i, 1);
-  };
 }
 
 function toLevel(level: string): LogLevel {

@@ -1,5 +1,6 @@
 import { senderAllowed, type User } from "../auth/mod.ts";
-import { log, mailLog } from "../log/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
+import { log } from "../log/mod.ts";
 import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
 import { prepareIntakeMessage } from "./intake_message.ts";
 import type { LineEndingNormalizer } from "./normalizer.ts";
@@ -20,6 +21,8 @@ export interface IntakeOptions {
   maxMessageSize?: number;
   /** @default "normalize" */
   bareNewline?: "normalize" | "reject";
+  /** Receives the `received`, `signed` and `queued` events. */
+  emit: EmitEvent;
   /** The clock. @default () => new Date() */
   now?: () => Date;
 }
@@ -114,7 +117,8 @@ export class Intake {
         `From: address <${message.from}> not owned by user ${sub.user.username}`,
       );
     }
-    mailLog("received", {
+    this.#o.emit({
+      type: "received",
       queue_id: queueId,
       from: sub.from,
       to: sub.recipients,
@@ -136,7 +140,8 @@ export class Intake {
         [sub.from, ...sub.recipients].some((a) => /[\u0080-\uffff]/.test(a)),
       eight_bit: sub.normalizer.eightBit,
     });
-    mailLog("queued", {
+    this.#o.emit({
+      type: "queued",
       queue_id: meta.id,
       from: sub.from,
       recipients: sub.recipients.length,
@@ -151,7 +156,7 @@ export class Intake {
     try {
       const signed = await this.#o.sign(concat(parts));
       if (!signed) return parts;
-      mailLog("signed", { queue_id: queueId, domains: signed.domains });
+      this.#o.emit({ type: "signed", queue_id: queueId, domains: signed.domains });
       return [signed.headers, ...parts];
     } catch (error) {
       logger.error("DKIM signing failed for {queue_id}: {error}", {

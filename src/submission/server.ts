@@ -8,7 +8,8 @@ import {
   type SMTPServerSession,
 } from "smtp-server";
 import { type Authenticator, type AuthThrottle, senderAllowed, type User } from "../auth/mod.ts";
-import { log, mailLog } from "../log/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
+import { log } from "../log/mod.ts";
 import "./_smtp_server_patches.ts";
 import { keepTlsEndOfStream } from "./_tls_end_of_stream.ts";
 import { concat, type Intake } from "./intake.ts";
@@ -25,6 +26,8 @@ export interface SubmissionOptions {
   /** PEM certificate chain and key. */
   cert: string;
   key: string;
+  /** Receives the `connect`, `auth_*` and `rejected` events. */
+  emit: EmitEvent;
   /** What happens to a message after DATA (shared with `minimta sendmail`). */
   intake: Intake;
   authenticator: Authenticator;
@@ -218,7 +221,8 @@ export class SubmissionServer {
     const open = this.#perIp.get(ip) ?? 0;
     if (!trusted && open >= this.#o.maxConnectionsPerIp) {
       // docs/testing.md R7: one address cannot take every connection slot.
-      mailLog("rejected", {
+      this.#o.emit({
+        type: "rejected",
         session: session.id,
         client_ip: ip,
         stage: "connect",
@@ -243,7 +247,12 @@ export class SubmissionServer {
     };
     this.#state.set(session, state);
     this.#armDeadline(state);
-    mailLog("connect", { session: session.id, client_ip: ip, trusted });
+    this.#o.emit({
+      type: "connect",
+      session: session.id,
+      client_ip: ip,
+      trusted,
+    });
     cb();
   }
 
@@ -277,7 +286,8 @@ export class SubmissionServer {
     const ip = session.remoteAddress;
     const username = auth.username ?? "";
     if (this.#o.throttle.blocked(ip)) {
-      mailLog("auth_failure", {
+      this.#o.emit({
+        type: "auth_failure",
         session: session.id,
         client_ip: ip,
         username,
@@ -300,7 +310,8 @@ export class SubmissionServer {
     if (result.ok) {
       state.user = result.user;
       this.#o.throttle.success(username);
-      mailLog("auth_success", {
+      this.#o.emit({
+        type: "auth_success",
         session: session.id,
         client_ip: ip,
         username: result.user.username,
@@ -309,7 +320,8 @@ export class SubmissionServer {
     }
     state.authFailures++;
     const verdict = this.#o.throttle.failure(ip, username, state.authFailures);
-    mailLog("auth_failure", {
+    this.#o.emit({
+      type: "auth_failure",
       session: session.id,
       client_ip: ip,
       username,
@@ -381,9 +393,10 @@ export class SubmissionServer {
     session: SMTPServerSession,
     stage: string,
     error: SmtpRejection,
-    extra: Record<string, unknown>,
+    extra: { from?: string; to?: string },
   ): void {
-    mailLog("rejected", {
+    this.#o.emit({
+      type: "rejected",
       session: session.id,
       client_ip: session.remoteAddress,
       stage,

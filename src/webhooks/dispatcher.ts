@@ -1,5 +1,6 @@
 import { createHmac } from "node:crypto";
-import { log, onMailEvent } from "../log/mod.ts";
+import type { MailEvent } from "../events/mod.ts";
+import { log } from "../log/mod.ts";
 import type { Outbox } from "../spool/mod.ts";
 
 /** A configured receiver (`webhooks:` in the config). */
@@ -76,7 +77,6 @@ export class WebhookDispatcher {
   /** Receivers whose last request failed: nothing is posted to them before their retry. */
   #blockedUntil = new Map<string, number>();
   #stopped = false;
-  #unsubscribe: () => void = () => {};
 
   constructor(options: WebhookDispatcherOptions) {
     this.#o = {
@@ -89,18 +89,21 @@ export class WebhookDispatcher {
     };
   }
 
-  /** Starts listening to delivery events and posting what the outbox holds. */
+  /** Starts posting what the outbox holds. */
   start(): void {
-    this.#unsubscribe = onMailEvent((event, fields) => {
-      if (event === "delivery") this.#enqueue(toEvent(fields, this.#o.now()));
-    });
     this.#kick(0);
   }
+
+  /** Takes one mail event; recipient outcomes go to the targets that want them. Bound. */
+  readonly record = (event: MailEvent): void => {
+    if (this.#stopped) return;
+    const webhook = toWebhookEvent(event, this.#o.now());
+    if (webhook) this.#enqueue(webhook);
+  };
 
   /** Stops; events still in the outbox are posted after the next start. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#unsubscribe();
     clearTimeout(this.#timer);
     await this.#writes;
     await this.#running;
@@ -255,28 +258,22 @@ export function sign(secret: string, body: string): string {
   return createHmac("sha256", secret).update(body).digest("hex");
 }
 
-function toEvent(f: Readonly<Record<string, unknown>>, now: number): WebhookEvent {
-  const type: WebhookEventType = f.outcome === "delivered"
-    ? "delivered"
-    : f.outcome === "transient"
-    ? "deferred"
-    : f.expired
-    ? "expired"
-    : "bounced";
+/** The webhook event for one recipient's mail event; null for events webhooks do not carry. */
+export function toWebhookEvent(event: MailEvent, now: number): WebhookEvent | null {
+  if (
+    event.type !== "delivered" && event.type !== "deferred" && event.type !== "failed" &&
+    event.type !== "expired"
+  ) return null;
   return {
     id: crypto.randomUUID(),
-    event: type,
-    queue_id: String(f.queue_id),
-    message_id: (f.message_id as string | null) ?? null,
-    sender: String(f.from ?? ""),
-    recipient: String(f.recipient),
-    reply: {
-      code: (f.code as number | null) ?? null,
-      status: String(f.status ?? ""),
-      text: String(f.text ?? ""),
-      remote: (f.relay as string | null) ?? null,
-    },
-    attempt: Number(f.attempt ?? 0),
+    // A receiver's name for a permanent failure is "bounced".
+    event: event.type === "failed" ? "bounced" : event.type,
+    queue_id: event.queue_id,
+    message_id: event.message_id,
+    sender: event.from,
+    recipient: event.recipient,
+    reply: { code: event.code, status: event.status, text: event.text, remote: event.relay },
+    attempt: event.attempt,
     occurred_at: new Date(now).toISOString(),
   };
 }

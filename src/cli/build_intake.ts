@@ -1,0 +1,40 @@
+import type { Config } from "../config/mod.ts";
+import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
+import type { Spool } from "../spool/mod.ts";
+import { Intake, type SignFunction } from "../submission/mod.ts";
+
+/** Options for {@linkcode buildIntake}. */
+export interface BuildIntakeOptions {
+  spool: Spool;
+  /** DKIM signing (the daemon swaps its signer on SIGHUP, so it passes a function). */
+  sign: SignFunction;
+  emit: EmitEvent;
+}
+
+/**
+ * The intake as the config describes it. The daemon and an offline
+ * `minimta sendmail` both build theirs here, so every `server.*` key means
+ * the same whichever of them queues the message.
+ */
+export function buildIntake(config: Config, options: BuildIntakeOptions): Intake {
+  return new Intake({
+    hostname: config.server.hostname,
+    spool: options.spool,
+    sign: options.sign,
+    maxMessageSize: config.server.max_message_size,
+    bareNewline: config.server.bare_newline,
+    emit: options.emit,
+  });
+}
+
+/** Loads the `dkim[]` keys of the config into a signer. */
+export async function loadSigner(config: Config): Promise<DkimSigner> {
+  return new DkimSigner(
+    await loadDkimKeys(config.dkim.map((d) => ({
+      domain: d.domain,
+      selector: d.selector,
+      privateKeyFile: d.private_key_file,
+    }))),
+  );
+}
