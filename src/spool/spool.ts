@@ -1,4 +1,5 @@
 import { promises as fsp } from "node:fs";
+import { decodeMeta } from "./decode_meta.ts";
 import { DirSync } from "./dir_sync.ts";
 import { MessageNotFoundError, SpoolWriteError } from "./errors.ts";
 import { giveToOwner, type SpoolOwner, wrapWriteError, writeDurably } from "./durable_write.ts";
@@ -434,23 +435,6 @@ const encoder = new TextEncoder();
 
 function encodeMeta(meta: MessageMeta): Uint8Array {
   return encoder.encode(JSON.stringify(meta));
-}
-
-function decodeMeta(text: string, id: string): MessageMeta {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new SyntaxError(`Metadata of "${id}" is not valid JSON`);
-  }
-  const meta = value as MessageMeta;
-  if (
-    typeof value !== "object" || value === null || meta.version !== 1 || meta.id !== id ||
-    typeof meta.from !== "string" || !Array.isArray(meta.recipients) || meta.recipients.length === 0
-  ) {
-    throw new SyntaxError(`Metadata of "${id}" has an unknown format`);
-  }
-  return meta;
 }
 
 // Reads overlap (64 at a time) so that start-up and `queue list` over
