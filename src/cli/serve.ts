@@ -59,6 +59,12 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       reason: q.reason,
     });
   }
+  for (const u of report.unreadable) {
+    logger.error("Queue entry {id} is not delivered: {reason}, then restart minimta", {
+      id: u.id,
+      reason: u.reason,
+    });
+  }
   if (report.tmpRemoved.length || report.orphanBodiesRemoved.length) {
     logger.info("Removed {tmp} temporary and {orphans} orphaned files from the spool", {
       tmp: report.tmpRemoved.length,
