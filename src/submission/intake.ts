@@ -3,6 +3,7 @@ import { log, mailLog } from "../log/mod.ts";
 import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
 import { type IntakeMessage, prepareIntakeMessage } from "./intake_message.ts";
 import type { Mailbox } from "./mailbox_list.ts";
+import { checkHeaderSize } from "./header_limits.ts";
 import type { LineEndingNormalizer } from "./normalizer.ts";
 import { SmtpRejection } from "./rejection.ts";
 
@@ -36,7 +37,7 @@ export interface Submission {
   /** CRLF message bytes. */
   bytes: Uint8Array;
   /** What the normaliser saw: bare line ends, NUL, 8-bit. */
-  normalizer: Pick<LineEndingNormalizer, "bare" | "nul" | "eightBit" | "longestLine">;
+  normalizer: Pick<LineEndingNormalizer, "bare" | "nul" | "eightBit" | "longestLine" | "header">;
   sizeExceeded: boolean;
   /** The authenticated user, null for trusted networks and local sendmail. */
   user: User | null;
@@ -231,6 +232,7 @@ function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): vo
       `Line of ${sub.normalizer.longestLine} octets; lines must not exceed 998 (use quoted-printable or base64)`,
     );
   }
+  checkHeaderSize(sub.normalizer.header);
   if (sub.recipients.length === 0) throw new SmtpRejection(554, "5.5.1", "No valid recipients");
 }
 
