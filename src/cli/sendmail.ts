@@ -197,7 +197,7 @@ async function submitOffline(config: Config, message: LocalMessage): Promise<str
     const intake = new Intake({
       hostname: config.server.hostname,
       spool,
-      sign: (m) => signer.sign(m),
+      sign: (m, domain) => signer.sign(m, domain),
       maxMessageSize: config.server.max_message_size,
     });
     return await submitLocal(intake, message);

@@ -74,7 +74,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   const intake = new Intake({
     hostname: config.server.hostname,
     spool,
-    sign: (message) => parts.signer.sign(message),
+    sign: (message, domain) => parts.signer.sign(message, domain),
     maxMessageSize: config.server.max_message_size,
     bareNewline: config.server.bare_newline,
   });
