@@ -29,3 +29,12 @@ export {
   generateDkimKey,
   type GenerateDkimKeyOptions,
 } from "./generate_dkim_key.ts";
+export {
+  checkSpf,
+  type CheckSpfOptions,
+  type DmarcRecord,
+  type DnsAnswerLike,
+  type DnsQuestion,
+  findDmarcRecord,
+  type SpfVerdict,
+} from "./sender_auth.ts";
