@@ -298,6 +298,13 @@ export interface MtaOptions {
    * that keeps full collections frequent in a leak test. @default []
    */
   v8Flags?: string[];
+  /**
+   * Run the daemon as this unprivileged user (needs root and setpriv), as
+   * the unit runs it as `minimta`: the folder (config, keys, users, spool)
+   * becomes the user's, with a copy of the Deno cache the user can read.
+   * CLI runs through the harness stay root's.
+   */
+  runAs?: { uid: number; gid: number };
 }
 
 /** The harness base config; tests override sections. */
@@ -349,6 +356,7 @@ export class Mta {
   readonly tlsPort: number;
   readonly dkim: DkimFixture[];
   readonly #v8Flags: string[];
+  readonly #runAs: { uid: number; gid: number } | null;
   #child: Deno.ChildProcess | null = null;
   #stdout = "";
   #stderr = "";
@@ -363,6 +371,7 @@ export class Mta {
       ports: number[];
       dkim: DkimFixture[];
       v8Flags: string[];
+      runAs: { uid: number; gid: number } | null;
     },
   ) {
     this.dir = init.dir;
@@ -373,6 +382,7 @@ export class Mta {
     this.tlsPort = init.ports[1];
     this.dkim = init.dkim;
     this.#v8Flags = init.v8Flags;
+    this.#runAs = init.runAs;
   }
 
   /** Prepares a folder, writes the config and starts the daemon. */
@@ -405,7 +415,9 @@ export class Mta {
     // JSON is YAML: no serializer needed, and what we wrote is what is read.
     await Deno.writeTextFile(`${dir}/config.yaml`, JSON.stringify(config, null, 2));
     const v8Flags = options.v8Flags ?? [];
-    const mta = new Mta({ dir, spoolDir, certPem: fx.certPem, ports, dkim, v8Flags });
+    const runAs = options.runAs ?? null;
+    const mta = new Mta({ dir, spoolDir, certPem: fx.certPem, ports, dkim, v8Flags, runAs });
+    if (runAs) await handOver(mta, runAs);
     if (!options.noStart) {
       try {
         await mta.launch();
@@ -437,13 +449,16 @@ export class Mta {
     const { command } = startTask();
     const args = minimtaArgs([...command, "--config", this.configPath]);
     if (this.#v8Flags.length) args.splice(1, 0, `--v8-flags=${this.#v8Flags.join(",")}`);
-    const child = new Deno.Command(Deno.execPath(), {
-      args,
+    const as = this.#runAs;
+    const child = new Deno.Command(as ? "setpriv" : Deno.execPath(), {
+      args: as
+        ? [`--reuid=${as.uid}`, `--regid=${as.gid}`, "--clear-groups", Deno.execPath(), ...args]
+        : args,
       cwd: ROOT,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...(as ? { DENO_DIR: `${this.dir}/deno_dir` } : {}) },
     }).spawn();
     this.#child = child;
     this.#exit = child.status;
@@ -644,6 +659,22 @@ export class Mta {
     if (Deno.env.get("MINIMTA_KEEP_TEST_DIRS") !== "1") {
       await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     }
+  }
+}
+
+// Gives an Mta's folder and spool to `user` (for MtaOptions.runAs), with a
+// copy of the Deno cache: root's is under /root, which the user cannot enter.
+async function handOver(mta: Mta, user: { uid: number; gid: number }): Promise<void> {
+  const info = await run(Deno.execPath(), ["info", "--json"]);
+  const denoDir = JSON.parse(info.stdout).denoDir as string;
+  const steps: [string, string[]][] = [
+    ["cp", ["-r", denoDir, `${mta.dir}/deno_dir`]],
+    ["mkdir", ["-p", "-m", "0700", mta.spoolDir]],
+    ["chown", ["-R", `${user.uid}:${user.gid}`, mta.dir, mta.spoolDir]],
+  ];
+  for (const [cmd, args] of steps) {
+    const r = await run(cmd, args);
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr}`);
   }
 }
 

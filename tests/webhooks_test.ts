@@ -22,7 +22,7 @@ import {
 } from "./_mx.ts";
 import { hmacHex, type Received, startWebMta, WebhookReceiver } from "./_http.ts";
 import { type Pending, WebhookDispatcher, type WebhookEvent } from "../src/webhooks/mod.ts";
-import { mailLog } from "../src/log/mod.ts";
+import type { RecipientEvent } from "../src/events/mod.ts";
 import { Spool } from "../src/spool/mod.ts";
 
 const needs = requireTool("python3:dns");
@@ -74,6 +74,25 @@ async function verified(received: Received[], secret: string): Promise<WebhookEv
     out.push(body);
   }
   return out;
+}
+
+/** A typed `delivered` event for recipient n, as the engine emits it. */
+function deliveredEvent(n: number): RecipientEvent {
+  return {
+    type: "delivered",
+    queue_id: `Q${n}`,
+    recipient: `r${n}@live.test`,
+    relay: null,
+    code: 250,
+    status: "2.0.0",
+    text: "ok",
+    attempt: 1,
+    delay_s: 0,
+    duration_ms: 1,
+    from: "",
+    message_id: null,
+    tls: null,
+  };
 }
 
 Deno.test({
@@ -293,15 +312,7 @@ Deno.test("webhooks (in process): a receiver in backoff does not hold back event
     fetch: fakeFetch,
     retryBaseMs: 60_000,
   });
-  const event = (n: number) =>
-    mailLog("delivery", {
-      queue_id: `Q${n}`,
-      recipient: `r${n}@live.test`,
-      outcome: "delivered",
-      attempt: 1,
-      from: "",
-      duration_ms: 1,
-    });
+  const event = (n: number) => dispatcher.record(deliveredEvent(n));
   const liveGot = (n: number) =>
     posted.some((p) => p.url.includes("live") && JSON.parse(p.body).queue_id === `Q${n}`);
   dispatcher.start();
@@ -359,14 +370,7 @@ Deno.test("webhooks (in process): a receiver that hangs holds back only its own 
   dispatcher.start();
   try {
     for (let n = 1; n <= 20; n++) {
-      mailLog("delivery", {
-        queue_id: `Q${n}`,
-        recipient: `r${n}@live.test`,
-        outcome: "delivered",
-        attempt: 1,
-        from: "",
-        duration_ms: 1,
-      });
+      dispatcher.record(deliveredEvent(n));
     }
     await waitFor("20 events at the live receiver", () => live.received.length >= 20, 10_000);
     assert.ok(

@@ -9,6 +9,7 @@ import { type Config, ConfigError, formatDuration, loadConfig } from "../config/
 import { CliError, UsageError } from "./errors.ts";
 import { printErr, printOut } from "./io.ts";
 import { dkimCommand } from "./dkim.ts";
+import { doctorCommand } from "./doctor.ts";
 import { sendmailCommand } from "./sendmail.ts";
 import { loadTlsPair, tlsCommand } from "./tls.ts";
 import { queueCommand } from "./queue.ts";
@@ -27,6 +28,7 @@ const USAGE = `Usage: minimta <command> [--config FILE]
   user add NAME [--email ADDR] [--admin] [--password-stdin], user passwd NAME, user list, user remove NAME
   dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE]
   dkim check --domain D
+  doctor [--domain D] [--json]   check the DNS records receivers look at (A, PTR, SPF, DKIM, DMARC)
   sendmail [-t] [-f SENDER] [-i] [RCPT...]   queue a message read from stdin
   tls selfsigned --cert FILE --key FILE [--hostname NAME]   make a self-signed certificate
   config check          validate and print the effective configuration
@@ -76,6 +78,12 @@ export async function main(args: string[]): Promise<number> {
         return await tlsCommand(rest, out);
       case "dkim":
         return await dkimCommand(
+          rest,
+          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          out,
+        );
+      case "doctor":
+        return await doctorCommand(
           rest,
           (await loadConfig({ path: configPath, checkFiles: false })).config,
           out,

@@ -188,7 +188,11 @@ async function submitOffline(config: Config, message: LocalMessage): Promise<str
   if (!(await spool.lock())) return null;
   try {
     const signer = await loadSigner(config);
-    const intake = buildIntake(config, { spool, sign: (m) => signer.sign(m), emit: writeMailLog });
+    const intake = buildIntake(config, {
+      spool,
+      sign: (m, domain) => signer.sign(m, domain),
+      emit: writeMailLog,
+    });
     return await submitLocal(intake, message);
   } finally {
     spool.close();

@@ -62,6 +62,12 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       reason: q.reason,
     });
   }
+  for (const u of report.unreadable) {
+    logger.error("Queue entry {id} is not delivered: {reason}, then restart minimta", {
+      id: u.id,
+      reason: u.reason,
+    });
+  }
   if (report.tmpRemoved.length || report.orphanBodiesRemoved.length) {
     logger.info("Removed {tmp} temporary and {orphans} orphaned files from the spool", {
       tmp: report.tmpRemoved.length,
@@ -82,7 +88,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   if (webhooks) events.on(webhooks.record);
   const intake = buildIntake(config, {
     spool,
-    sign: (message) => parts.signer.sign(message),
+    sign: (message, domain) => parts.signer.sign(message, domain),
     emit: events.emit,
   });
   const submission = new SubmissionServer({

@@ -1,6 +1,5 @@
 import { mailauthSign, type MailauthSignOptions } from "./_mailauth.ts";
 import type { DkimKey } from "./dkim_key.ts";
-import { fromDomain } from "./from_domain.ts";
 
 /** The header fields signed, each instance present (RFC 6376 §5.4.1). */
 export const SIGNED_HEADERS: readonly string[] = Object.freeze([
@@ -88,14 +87,15 @@ export class DkimSigner {
   }
 
   /**
-   * Signs a message: the full CRLF message bytes, header and body.
+   * Signs a message: the full CRLF message bytes, header and body, for the domain of
+   * its From: address. The caller reads that address (the intake, with the same reading
+   * it checked the sender with); the signer never parses From: a second time.
    *
-   * @returns the header lines to prepend, or null when no key matches the From: domain
+   * @returns the header lines to prepend, or null when no key matches `fromDomain`
    * @throws {Error} when a signature cannot be created
    */
-  async sign(message: Uint8Array): Promise<DkimSignResult | null> {
-    const domain = fromDomain(message);
-    const keys = domain === null ? [] : this.keysFor(domain);
+  async sign(message: Uint8Array, fromDomain: string): Promise<DkimSignResult | null> {
+    const keys = this.keysFor(fromDomain);
     if (keys.length === 0) return null;
     const options: MailauthSignOptions = {
       headerList: SIGNED_HEADERS,

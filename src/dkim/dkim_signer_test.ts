@@ -19,8 +19,12 @@ function message(from = "Alice <alice@example.test>", body = "Hello Bob.\n"): Ui
   );
 }
 
-async function signed(signer: DkimSigner, msg: Uint8Array): Promise<Uint8Array> {
-  const result = await signer.sign(msg);
+async function signed(
+  signer: DkimSigner,
+  msg: Uint8Array,
+  domain = "example.test",
+): Promise<Uint8Array> {
+  const result = await signer.sign(msg, domain);
   assert(result, "a key should match");
   return prepend(result.headers, msg);
 }
@@ -35,7 +39,7 @@ interopTest("sign() makes an rsa-sha256 signature python3-dkim verifies", async 
 });
 
 interopTest("sign() makes an ed25519-sha256 signature python3-dkim verifies", async () => {
-  const msg = await signed(new DkimSigner([edOnly.key]), message("<a@ed.test>"));
+  const msg = await signed(new DkimSigner([edOnly.key]), message("<a@ed.test>"), "ed.test");
   const { ok, results } = await verifyDkim(msg, txt);
   assert.deepEqual(results.map((r) => [r.d, r.s, r.a, r.ok]), [
     ["ed.test", "e1", "ed25519-sha256", true],
@@ -45,7 +49,7 @@ interopTest("sign() makes an ed25519-sha256 signature python3-dkim verifies", as
 
 interopTest("sign() signs with rsa and ed25519 at once when the domain has both", async () => {
   const signer = new DkimSigner([rsa.key, edOnly.key, ed.key]);
-  const result = await signer.sign(message());
+  const result = await signer.sign(message(), "example.test");
   assert(result);
   assert.deepEqual(result.domains, ["example.test"]);
   const { ok, results } = await verifyDkim(prepend(result.headers, message()), txt);
@@ -62,7 +66,7 @@ interopTest("sign() uses the nearest parent domain that has keys", async () => {
   assert.deepEqual(signer.keysFor("x.news.example.test").map((k) => k.selector), ["n1"]);
   assert.deepEqual(signer.keysFor("EXAMPLE.test.").map((k) => k.selector), ["r2026", "e2026"]);
   assert.deepEqual(signer.keysFor("badexample.test"), []);
-  const msg = await signed(signer, message("alice@mail.b.example.test"));
+  const msg = await signed(signer, message("alice@mail.b.example.test"), "mail.b.example.test");
   const { ok, results } = await verifyDkim(msg, txt);
   assert.deepEqual(results.map((r) => r.d), ["example.test", "example.test"]);
   assert(ok);
@@ -70,14 +74,14 @@ interopTest("sign() uses the nearest parent domain that has keys", async () => {
 
 Deno.test("sign() returns null when no key matches the From domain", async () => {
   const signer = new DkimSigner([rsa.key]);
-  assert.deepEqual(await signer.sign(message("mallory@elsewhere.test")), null);
-  assert.deepEqual(await signer.sign(message("alice@example.test.evil.test")), null);
-  assert.deepEqual(await signer.sign(crlf("To: bob@receiver.test\nSubject: x\n\nbody\n")), null);
-  assert.deepEqual(await new DkimSigner([]).sign(message()), null);
+  assert.deepEqual(await signer.sign(message(), "elsewhere.test"), null);
+  assert.deepEqual(await signer.sign(message(), "example.test.evil.test"), null);
+  assert.deepEqual(await signer.sign(message(), "badexample.test"), null);
+  assert.deepEqual(await new DkimSigner([]).sign(message(), "example.test"), null);
 });
 
 Deno.test("sign() over-signs From, Subject, To, Date and Message-ID in h=", async () => {
-  const result = await new DkimSigner([rsa.key]).sign(message());
+  const result = await new DkimSigner([rsa.key]).sign(message(), "example.test");
   assert(result);
   const header = new TextDecoder().decode(result.headers);
   const h = header.match(/\bh=([^;]+);/)?.[1].replace(/\s+/g, "").toLowerCase().split(":");
@@ -113,7 +117,7 @@ interopTest("an 8-bit body with invalid UTF-8 verifies and is left byte for byte
   const head = message(undefined, "");
   const body = new Uint8Array([0xe9, 0x74, 0xe9, 0x0d, 0x0a, 0xff, 0xfe, 0x80, 0x20, 0x0d, 0x0a]);
   const msg = prepend(head, body);
-  const result = await new DkimSigner([rsa.key, ed.key]).sign(msg);
+  const result = await new DkimSigner([rsa.key, ed.key]).sign(msg, "example.test");
   assert(result);
   const stored = prepend(result.headers, msg);
   assert.deepEqual(stored.subarray(result.headers.length), msg);
@@ -124,7 +128,7 @@ interopTest("an 8-bit body with invalid UTF-8 verifies and is left byte for byte
 
 Deno.test("sign() writes t= from the clock", async () => {
   const now = () => new Date("2026-05-05T10:00:00Z");
-  const result = await new DkimSigner([ed.key], { now }).sign(message());
+  const result = await new DkimSigner([ed.key], { now }).sign(message(), "example.test");
   assert(result);
   assert(new TextDecoder().decode(result.headers).includes("t=1777975200;"));
 });
@@ -135,5 +139,5 @@ Deno.test("sign() throws naming the domain when a signature cannot be created", 
     privateKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
   };
   const signer = new DkimSigner([broken]);
-  await assert.rejects(signer.sign(message()), /"example\.test" selector "r2026"/);
+  await assert.rejects(signer.sign(message(), "example.test"), /"example\.test" selector "r2026"/);
 });

@@ -37,7 +37,7 @@ interopTest("generateDkimKey() keys sign mail that verifies against their dnsTxt
     const rsa = await fixtureKey(dir, "rsa", "gen.test", "r1");
     const ed = await fixtureKey(dir, "ed25519", "gen.test", "e1");
     const msg = crlf("From: a@gen.test\nTo: b@x.test\nSubject: keygen\n\nbody\n");
-    const result = await new DkimSigner([rsa.key, ed.key]).sign(msg);
+    const result = await new DkimSigner([rsa.key, ed.key]).sign(msg, "gen.test");
     assert.ok(result);
     const { ok, results } = await verifyDkim(prepend(result.headers, msg), {
       ...rsa.txt,

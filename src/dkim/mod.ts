@@ -1,15 +1,15 @@
 /**
  * DKIM signing at intake (RFC 6376, RFC 8463). {@linkcode loadDkimKeys} reads the
  * configured private keys at start-up; a {@linkcode DkimSigner} signs each accepted
- * message with the keys of its From: domain (or the nearest parent domain that has
- * keys), relaxed/relaxed, rsa-sha256 and ed25519-sha256, over-signing the fields a
+ * message with the keys of its From: domain as the intake read it (or the nearest
+ * parent domain that has keys), relaxed/relaxed, rsa-sha256 and ed25519-sha256, over-signing the fields a
  * forwarder must not add. {@linkcode generateDkimKey} makes a key pair and the DNS TXT
  * record to publish for `minimta dkim keygen`.
  *
  * @example
  * ```ts
  * const signer = new DkimSigner(await loadDkimKeys(config.dkim));
- * const signed = await signer.sign(message);
+ * const signed = await signer.sign(message, "example.com");
  * const stored = signed ? concat([signed.headers, message]) : message;
  * ```
  *
@@ -23,10 +23,18 @@ export {
   OVERSIGNED_HEADERS,
   SIGNED_HEADERS,
 } from "./dkim_signer.ts";
-export { fromDomain } from "./from_domain.ts";
 export { parseKeyRecord, publicKeyRecordData, zoneStrings } from "./public_key.ts";
 export {
   type GeneratedDkimKey,
   generateDkimKey,
   type GenerateDkimKeyOptions,
 } from "./generate_dkim_key.ts";
+export {
+  checkSpf,
+  type CheckSpfOptions,
+  type DmarcRecord,
+  type DnsAnswerLike,
+  type DnsQuestion,
+  findDmarcRecord,
+  type SpfVerdict,
+} from "./sender_auth.ts";

@@ -152,3 +152,30 @@ function timedOut<T>(ctx: LookupContext): LookupResult<T> {
 function message(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
+
+/** The record types {@linkcode lookupRecords} asks for, and what each answer holds. */
+export interface RecordTypes {
+  A: string;
+  AAAA: string;
+  CNAME: string;
+  PTR: string;
+  /** Each record's character-strings, unjoined (RFC 1035 §3.3.14). */
+  TXT: string[];
+  MX: Deno.MxRecord;
+}
+
+/** Any record type of `name`, NotFound confirmed as NXDOMAIN or NODATA by probing. */
+export function lookupRecords<K extends keyof RecordTypes>(
+  name: string,
+  type: K,
+  ctx: LookupContext,
+): Promise<LookupResult<RecordTypes[K]>> {
+  const fqdn = `${name}.`;
+  // Deno.resolveDns is overloaded per type; one generic call needs the widest signature.
+  const resolve = ctx.resolveDns as unknown as (
+    q: string,
+    t: string,
+    o: Deno.ResolveDnsOptions,
+  ) => Promise<RecordTypes[K][]>;
+  return lookup(name, type, (o) => resolve(fqdn, type, o), { ...ctx, confirm: true });
+}

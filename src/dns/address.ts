@@ -77,3 +77,38 @@ export function interfaceAddresses(): string[] {
     return [];
   }
 }
+
+/**
+ * The name of the PTR record for an address (RFC 1035 §3.5 `in-addr.arpa`,
+ * RFC 3596 §2.5 `ip6.arpa` nibbles), without the trailing dot.
+ *
+ * @example
+ * ```ts
+ * reverseName("192.0.2.10"); // "10.2.0.192.in-addr.arpa"
+ * ```
+ */
+export function reverseName(ip: string): string {
+  const parsed = parseIp(ip);
+  if (parsed === null) throw new TypeError(`Not an IP address: "${ip}"`);
+  if (parsed.family === 4) return `${[...parsed.octets].reverse().join(".")}.in-addr.arpa`;
+  const nibbles = parsed.groups.flatMap((g) => g.toString(16).padStart(4, "0").split(""));
+  return `${nibbles.reverse().join(".")}.ip6.arpa`;
+}
+
+/**
+ * Whether an address can be seen from the Internet: not loopback, link-local,
+ * private (RFC 1918, RFC 4193 fc00::/7), shared (RFC 6598 100.64/10) or
+ * unspecified. The address a receiving MTA would see, for `minimta doctor`.
+ */
+export function isPublicAddress(ip: string): boolean {
+  const parsed = parseIp(ip);
+  if (parsed === null || isLoopbackOrUnspecified(ip)) return false;
+  if (parsed.family === 4) {
+    const [a, b] = parsed.octets;
+    return !(a === 10 || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) ||
+      (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) || a >= 224);
+  }
+  const first = parsed.groups[0];
+  return !((first & 0xfe00) === 0xfc00 || (first & 0xffc0) === 0xfe80 ||
+    (first & 0xff00) === 0xff00);
+}

@@ -4,7 +4,9 @@ import {
   formatAddressLiteral,
   isLoopbackOrUnspecified,
   isOwnAddress,
+  isPublicAddress,
   parseAddressLiteral,
+  reverseName,
 } from "./mod.ts";
 
 Deno.test("canonicalIp() compresses IPv6 per RFC 5952 and unmaps IPv4-mapped addresses", () => {
@@ -45,4 +47,27 @@ Deno.test("isOwnAddress() matches own addresses in any spelling", () => {
   assertEquals(isOwnAddress("198.51.100.7", ["198.51.100.7"]), true);
   assertEquals(isOwnAddress("198.51.100.8", ["198.51.100.7"]), false);
   assertEquals(isOwnAddress("127.0.0.2"), true);
+});
+
+Deno.test("reverseName() gives the in-addr.arpa and ip6.arpa names of PTR records", () => {
+  assertEquals(reverseName("192.0.2.10"), "10.2.0.192.in-addr.arpa");
+  assertEquals(
+    reverseName("2001:db8::1"),
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+  );
+  assertThrows(() => reverseName("mx.test"), TypeError);
+});
+
+Deno.test("isPublicAddress() refuses private, shared, link-local and loopback addresses", () => {
+  for (const ip of ["203.0.113.5", "8.8.8.8", "2001:4860::8888", "172.32.0.1"]) {
+    assertEquals(isPublicAddress(ip), true, ip);
+  }
+  for (
+    const ip of ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.1.1", "127.0.0.1"]
+  ) {
+    assertEquals(isPublicAddress(ip), false, ip);
+  }
+  for (const ip of ["fd00::1", "fe80::1", "::1", "::", "not an ip"]) {
+    assertEquals(isPublicAddress(ip), false, ip);
+  }
 });

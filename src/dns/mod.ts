@@ -22,6 +22,7 @@ export { Resolver, type ResolverOptions, type RouteOptions } from "./resolver.ts
 export type { HostResult, MxTarget, RouteResult } from "./route_result.ts";
 export type { ProbeOptions, ProbeResult, RcodeProbe } from "./_rcode_probe.ts";
 export type { NameServer } from "./_name_servers.ts";
+export type { LookupResult, RecordTypes } from "./_lookup.ts";
 export { normaliseDomain } from "./normalise_domain.ts";
 export {
   canonicalIp,
@@ -29,5 +30,7 @@ export {
   interfaceAddresses,
   isLoopbackOrUnspecified,
   isOwnAddress,
+  isPublicAddress,
   parseAddressLiteral,
+  reverseName,
 } from "./address.ts";

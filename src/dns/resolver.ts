@@ -1,5 +1,11 @@
 import { canonicalIp, interfaceAddresses, isOwnAddress, parseAddressLiteral } from "./address.ts";
-import { type LookupContext, lookupMx } from "./_lookup.ts";
+import {
+  type LookupContext,
+  lookupMx,
+  lookupRecords,
+  type LookupResult,
+  type RecordTypes,
+} from "./_lookup.ts";
 import { type NameServer, parseNameServer, systemNameServers } from "./_name_servers.ts";
 import { normaliseDomain } from "./normalise_domain.ts";
 import { probeRcode, type RcodeProbe } from "./_rcode_probe.ts";
@@ -141,6 +147,21 @@ export class Resolver {
       if (error instanceof Deno.errors.NotFound) return [];
       throw error;
     }
+  }
+
+  /**
+   * The records of one type at `name`, told apart as found, NXDOMAIN, NODATA
+   * (RFC 2308 §2.2, confirmed over TCP) or a temporary failure: what
+   * `minimta doctor` and an SPF evaluation (RFC 7208 §4.6.4 void lookups) need.
+   * `name` is used as given, without IDNA conversion, so `_dmarc.` labels and
+   * `in-addr.arpa` names pass through.
+   */
+  async lookup<K extends keyof RecordTypes>(
+    name: string,
+    type: K,
+  ): Promise<LookupResult<RecordTypes[K]>> {
+    const bare = name.replace(/\.$/, "").toLowerCase();
+    return await this.#withDeadline((ctx) => lookupRecords(bare, type, ctx));
   }
 
   async #withDeadline<T>(work: (ctx: LookupContext) => Promise<T>): Promise<T> {

@@ -1,5 +1,22 @@
 import { isDiskFull, SpoolFullError, SpoolWriteError } from "./errors.ts";
 
+/** The owner of the spool folder (queue.dir): every file and folder in it must belong to it. */
+export interface SpoolOwner {
+  uid: number;
+  gid: number;
+}
+
+/** Options for {@linkcode writeDurably}. */
+export interface WriteOptions {
+  /** Flush the file's data before returning. */
+  fsync: boolean;
+  /**
+   * Give the new file to this owner when the writer is someone else (root's
+   * CLI with the daemon stopped), so the daemon can read it. @default null
+   */
+  owner?: SpoolOwner | null;
+}
+
 /**
  * Writes a new file (mode 0600) from byte parts and, with `fsync`, flushes
  * its data before returning. A failed fsync is never retried and taken as
@@ -8,18 +25,33 @@ import { isDiskFull, SpoolFullError, SpoolWriteError } from "./errors.ts";
 export async function writeDurably(
   path: string,
   parts: Uint8Array[],
-  fsync: boolean,
+  options: WriteOptions,
 ): Promise<void> {
   const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
   try {
+    const given = options.owner ? await giveToOwner(path, options.owner) : false;
     for (const part of parts) {
       let offset = 0;
       while (offset < part.length) offset += await file.write(part.subarray(offset));
     }
-    if (fsync) await file.syncData();
+    // A new owner is metadata that fdatasync need not flush.
+    if (options.fsync) await (given ? file.sync() : file.syncData());
   } finally {
     file.close();
   }
+}
+
+/**
+ * Gives `path` to the spool's owner when someone else owns it, e.g. a file
+ * root's CLI made with the daemon stopped: a 0600 file of root's is one the
+ * daemon cannot read. Returns true when it changed the owner. Only root may
+ * do this; anyone else gets the error.
+ */
+export async function giveToOwner(path: string, owner: SpoolOwner): Promise<boolean> {
+  const { uid } = await Deno.lstat(path);
+  if (uid === null || uid === owner.uid) return false;
+  await Deno.chown(path, owner.uid, owner.gid);
+  return true;
 }
 
 /** Turns a write failure into {@linkcode SpoolFullError} or {@linkcode SpoolWriteError}. */

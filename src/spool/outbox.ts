@@ -1,6 +1,16 @@
 import { DirSync } from "./dir_sync.ts";
 import { newQueueId } from "./queue_id.ts";
-import { wrapWriteError, writeDurably } from "./durable_write.ts";
+import { type SpoolOwner, wrapWriteError, writeDurably } from "./durable_write.ts";
+
+/** Options for the {@linkcode Outbox} constructor. */
+export interface OutboxOptions {
+  /** Where records are written before they are renamed into place. */
+  tmp: string;
+  /** fsync each record and the folder. */
+  fsync: boolean;
+  /** The spool's owner, given every record another user writes. @default null */
+  owner?: SpoolOwner | null;
+}
 
 /**
  * A small durable queue of JSON records in a folder of the spool (e.g.
@@ -12,12 +22,14 @@ export class Outbox<T> {
   #tmp: string;
   #sync: DirSync;
   #fsync: boolean;
+  #owner: SpoolOwner | null;
 
-  constructor(dir: string, tmp: string, fsync: boolean) {
+  constructor(dir: string, options: OutboxOptions) {
     this.#dir = dir;
-    this.#tmp = tmp;
+    this.#tmp = options.tmp;
     this.#sync = new DirSync(dir);
-    this.#fsync = fsync;
+    this.#fsync = options.fsync;
+    this.#owner = options.owner ?? null;
   }
 
   /** Stores a new record; resolves with its id once durable. */
@@ -31,7 +43,10 @@ export class Outbox<T> {
   async put(id: string, value: T): Promise<void> {
     const tmp = `${this.#tmp}/outbox-${id}-${crypto.randomUUID().slice(0, 8)}.json`;
     try {
-      await writeDurably(tmp, [new TextEncoder().encode(JSON.stringify(value))], this.#fsync);
+      await writeDurably(tmp, [new TextEncoder().encode(JSON.stringify(value))], {
+        fsync: this.#fsync,
+        owner: this.#owner,
+      });
       await Deno.rename(tmp, `${this.#dir}/${id}.json`);
       if (this.#fsync) await this.#sync.sync();
     } catch (error) {

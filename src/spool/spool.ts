@@ -1,7 +1,8 @@
 import { promises as fsp } from "node:fs";
+import { decodeMeta } from "./decode_meta.ts";
 import { DirSync } from "./dir_sync.ts";
 import { MessageNotFoundError, SpoolWriteError } from "./errors.ts";
-import { wrapWriteError, writeDurably } from "./durable_write.ts";
+import { giveToOwner, type SpoolOwner, wrapWriteError, writeDurably } from "./durable_write.ts";
 import { Outbox } from "./outbox.ts";
 import { isQueueId, newQueueId } from "./queue_id.ts";
 import type { MessageMeta, NewMessage } from "./types.ts";
@@ -22,6 +23,12 @@ export interface RecoveryReport {
   tmpRemoved: string[];
   orphanBodiesRemoved: string[];
   quarantined: { id: string; reason: string }[];
+  /**
+   * Metadata the daemon may not read (EACCES: another user's file, e.g. one
+   * root wrote). Left in place, never quarantined: once its owner is fixed
+   * it is delivered after a restart.
+   */
+  unreadable: { id: string; reason: string }[];
 }
 
 const FILE_MODE = 0o600;
@@ -44,22 +51,34 @@ export class Spool {
   #metaSync: DirSync;
   #lock: Deno.FsFile | null = null;
   #listeners: ((meta: MessageMeta) => void)[] = [];
+  #owner: SpoolOwner;
 
-  private constructor(dir: string, options: SpoolOptions) {
+  private constructor(dir: string, owner: SpoolOwner, options: SpoolOptions) {
     this.dir = dir;
+    this.#owner = owner;
     this.#fsync = options.fsync ?? true;
     this.#now = options.now ?? (() => new Date());
     this.#msgSync = new DirSync(`${dir}/msg`);
     this.#metaSync = new DirSync(`${dir}/meta`);
   }
 
-  /** Opens (creating when needed) the spool at `dir`, folders 0700. */
+  /**
+   * Opens (creating when needed) the spool at `dir`, folders 0700. Whoever
+   * owns `dir` owns everything in it: what another user (root's CLI with the
+   * daemon stopped) creates is given to that owner, or the daemon could not
+   * read it.
+   */
   static async open(dir: string, options: SpoolOptions = {}): Promise<Spool> {
-    for (const sub of ["", "/tmp", "/msg", "/meta", "/corrupt"]) {
+    await Deno.mkdir(dir, { recursive: true, mode: DIR_MODE });
+    await Deno.chmod(dir, DIR_MODE);
+    const info = await Deno.stat(dir);
+    const owner = { uid: info.uid ?? 0, gid: info.gid ?? 0 };
+    for (const sub of ["/tmp", "/msg", "/meta", "/corrupt"]) {
       await Deno.mkdir(`${dir}${sub}`, { recursive: true, mode: DIR_MODE });
+      await giveToOwner(`${dir}${sub}`, owner);
       await Deno.chmod(`${dir}${sub}`, DIR_MODE);
     }
-    return new Spool(dir, options);
+    return new Spool(dir, owner, options);
   }
 
   /**
@@ -73,6 +92,12 @@ export class Spool {
       create: true,
       mode: FILE_MODE,
     });
+    try {
+      await giveToOwner(`${this.dir}/lock`, this.#owner);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
     if (!(await file.tryLock(true))) {
       file.close();
       return false;
@@ -98,7 +123,12 @@ export class Spool {
   async outbox<T>(name: string): Promise<Outbox<T>> {
     if (!/^[a-z]+$/.test(name)) throw new RangeError(`Invalid outbox name "${name}"`);
     await Deno.mkdir(`${this.dir}/${name}`, { recursive: true, mode: DIR_MODE });
-    return new Outbox<T>(`${this.dir}/${name}`, `${this.dir}/tmp`, this.#fsync);
+    await giveToOwner(`${this.dir}/${name}`, this.#owner);
+    return new Outbox<T>(`${this.dir}/${name}`, {
+      tmp: `${this.dir}/tmp`,
+      fsync: this.#fsync,
+      owner: this.#owner,
+    });
   }
 
   /** Releases the lock taken by {@linkcode lock}. */
@@ -176,7 +206,7 @@ export class Spool {
       text = await Deno.readTextFile(this.#metaPath(id));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
-      throw error;
+      throw await this.#readError(this.#metaPath(id), error);
     }
     return decodeMeta(text, id);
   }
@@ -188,7 +218,7 @@ export class Spool {
       return await Deno.readFile(this.#bodyPath(id));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
-      throw error;
+      throw await this.#readError(this.#bodyPath(id), error);
     }
   }
 
@@ -200,7 +230,7 @@ export class Spool {
       file = await Deno.open(this.#bodyPath(id));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
-      throw error;
+      throw await this.#readError(this.#bodyPath(id), error);
     }
     try {
       const buf = new Uint8Array(64 * 1024);
@@ -308,6 +338,7 @@ export class Spool {
       tmpRemoved: [],
       orphanBodiesRemoved: [],
       quarantined: [],
+      unreadable: [],
     };
     for await (const entry of Deno.readDir(`${this.dir}/tmp`)) {
       await Deno.remove(`${this.dir}/tmp/${entry.name}`, { recursive: true }).catch(() => {});
@@ -322,11 +353,14 @@ export class Spool {
     const checked = await mapBounded(names.sort(), (name) => this.#checkMeta(name, bodies));
     for (const [i, result] of checked.entries()) {
       if (typeof result === "string") await this.#quarantine(names[i], result, report);
-      else report.metas.push(result);
+      else if ("unreadable" in result) {
+        report.unreadable.push({ id: names[i].slice(0, -5), reason: result.unreadable });
+      } else report.metas.push(result);
     }
     const kept = new Set([
       ...report.metas.map((m) => m.id),
       ...report.quarantined.map((q) => q.id),
+      ...report.unreadable.map((u) => u.id),
     ]);
     for (const id of bodies.keys()) {
       if (kept.has(id)) continue;
@@ -337,8 +371,11 @@ export class Spool {
     return report;
   }
 
-  // The metadata of one entry, or why it is unusable.
-  async #checkMeta(name: string, bodies: Map<string, boolean>): Promise<MessageMeta | string> {
+  // The metadata of one entry, why it is unusable, or why it may not be read.
+  async #checkMeta(
+    name: string,
+    bodies: Map<string, boolean>,
+  ): Promise<MessageMeta | string | { unreadable: string }> {
     const id = name.endsWith(".json") ? name.slice(0, -5) : "";
     if (!isQueueId(id)) return "unexpected file name";
     const body = bodies.get(id);
@@ -347,8 +384,24 @@ export class Spool {
     try {
       return await this.get(id);
     } catch (error) {
+      // Not corrupt, only someone else's: quarantining it would lose mail
+      // that was answered "queued" (issue 8).
+      if (error instanceof Deno.errors.PermissionDenied) return { unreadable: error.message };
       return error instanceof Error ? error.message : String(error);
     }
+  }
+
+  // A read that failed for lack of permission names the file, its owner and
+  // the fix; other errors go up as they are.
+  async #readError(path: string, error: unknown): Promise<unknown> {
+    if (!(error instanceof Deno.errors.PermissionDenied)) return error;
+    const uid = await Deno.lstat(path).then((i) => i.uid, () => null);
+    const { uid: owner, gid } = this.#owner;
+    return new Deno.errors.PermissionDenied(
+      `Cannot read queue file "${path}": permission denied (owned by uid ${uid}, the spool by uid ${owner}); ` +
+        `it stays queued until the spool's owner can read it: chown -R ${owner}:${gid} "${this.dir}"`,
+      { cause: error },
+    );
   }
 
   async #quarantine(name: string, reason: string, report: RecoveryReport): Promise<void> {
@@ -362,7 +415,7 @@ export class Spool {
   }
 
   #writeFile(path: string, parts: Uint8Array[]): Promise<void> {
-    return writeDurably(path, parts, this.#fsync);
+    return writeDurably(path, parts, { fsync: this.#fsync, owner: this.#owner });
   }
 
   async #discard(paths: string[]): Promise<void> {
@@ -382,23 +435,6 @@ const encoder = new TextEncoder();
 
 function encodeMeta(meta: MessageMeta): Uint8Array {
   return encoder.encode(JSON.stringify(meta));
-}
-
-function decodeMeta(text: string, id: string): MessageMeta {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new SyntaxError(`Metadata of "${id}" is not valid JSON`);
-  }
-  const meta = value as MessageMeta;
-  if (
-    typeof value !== "object" || value === null || meta.version !== 1 || meta.id !== id ||
-    typeof meta.from !== "string" || !Array.isArray(meta.recipients) || meta.recipients.length === 0
-  ) {
-    throw new SyntaxError(`Metadata of "${id}" has an unknown format`);
-  }
-  return meta;
 }
 
 // Reads overlap (64 at a time) so that start-up and `queue list` over

@@ -85,3 +85,30 @@ Deno.test("spool lock admits one process at a time", async () => {
   t.spool.close();
   other.close();
 });
+
+Deno.test("spool recover quarantines JSON metadata that is malformed inside, naming the field", async () => {
+  await using t = await temp();
+  const good = await t.spool.create([new Uint8Array([1])], msg);
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ recipients: [null] }, /recipients\[0\] is not an object/],
+    [{ state: "frozen" }, /state has a wrong type or value/],
+    [{ size: undefined }, /size is missing/],
+    [{ created_at: "yesterday" }, /created_at has a wrong type or value/],
+  ];
+  const reasons = new Map<string, RegExp>();
+  for (const [change, reason] of cases) {
+    const meta = await t.spool.create([new Uint8Array([2])], msg);
+    await Deno.writeTextFile(
+      `${t.dir}/meta/${meta.id}.json`,
+      JSON.stringify({ ...meta, ...change }),
+    );
+    reasons.set(meta.id, reason);
+  }
+  const report = await t.spool.recover();
+  assert.deepEqual(report.metas.map((m) => m.id), [good.id]);
+  assert.equal(report.quarantined.length, cases.length);
+  for (const q of report.quarantined) {
+    assert.match(q.reason, new RegExp(`"${q.id}"`));
+    assert.match(q.reason, reasons.get(q.id)!);
+  }
+});

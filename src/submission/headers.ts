@@ -74,8 +74,10 @@ function latin1Decode(bytes: Uint8Array): string {
 }
 
 /**
- * The address in a From:-like value: the part in angle brackets, or the
- * whole value when there are none. Lowercase domain. Null if none found.
+ * The address in one member of a recipient list (sendmail -t): the part in
+ * angle brackets, or the whole value when there are none. Lowercase domain.
+ * Null if none found. Lenient; From: and Sender: are read by
+ * `parseMailboxList` instead, which refuses what it would have to guess.
  */
 export function extractAddress(value: string): string | null {
   const angle = /<([^<>\s]*)>/.exec(value);

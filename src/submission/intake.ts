@@ -2,13 +2,19 @@ import { senderAllowed, type User } from "../auth/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
-import { prepareIntakeMessage } from "./intake_message.ts";
+import { type IntakeMessage, prepareIntakeMessage } from "./intake_message.ts";
+import type { Mailbox } from "./mailbox_list.ts";
+import { checkHeaderSize } from "./header_limits.ts";
 import type { LineEndingNormalizer } from "./normalizer.ts";
 import { SmtpRejection } from "./rejection.ts";
 
-/** Signs a message; returns the header lines to prepend, or null when no key applies. */
+/**
+ * Signs a message for `fromDomain` (the A-label of its From: address, as the intake
+ * read it); returns the header lines to prepend, or null when no key applies.
+ */
 export type SignFunction = (
   message: Uint8Array,
+  fromDomain: string,
 ) => Promise<{ headers: Uint8Array; domains: string[] } | null>;
 
 /** Options for {@linkcode Intake}. */
@@ -34,7 +40,7 @@ export interface Submission {
   /** CRLF message bytes. */
   bytes: Uint8Array;
   /** What the normaliser saw: bare line ends, NUL, 8-bit. */
-  normalizer: Pick<LineEndingNormalizer, "bare" | "nul" | "eightBit" | "longestLine">;
+  normalizer: Pick<LineEndingNormalizer, "bare" | "nul" | "eightBit" | "longestLine" | "header">;
   sizeExceeded: boolean;
   /** The authenticated user, null for trusted networks and local sendmail. */
   user: User | null;
@@ -110,13 +116,7 @@ export class Intake {
       recipients: sub.recipients,
       now: this.#o.now(),
     });
-    if (sub.user && message.from && !senderAllowed(sub.user, message.from)) {
-      throw new SmtpRejection(
-        550,
-        "5.7.1",
-        `From: address <${message.from}> not owned by user ${sub.user.username}`,
-      );
-    }
+    if (sub.user) checkAuthor(sub.user, message);
     this.#o.emit({
       type: "received",
       queue_id: queueId,
@@ -127,7 +127,10 @@ export class Intake {
       client_ip: sub.clientIp,
       bare_newlines: sub.normalizer.bare,
     });
-    const parts = await this.#sign(queueId, message.parts);
+    // The signing domain is the From: address the check above read, never a second
+    // reading of the header; a From: the parser refused (only possible without a user)
+    // is not signed.
+    const parts = await this.#sign(queueId, message.parts, message.from?.[0]?.domain ?? null);
     const meta = await this.#o.spool.create(parts, {
       id: queueId,
       from: sub.from,
@@ -151,10 +154,10 @@ export class Intake {
     return meta.id;
   }
 
-  async #sign(queueId: string, parts: Uint8Array[]): Promise<Uint8Array[]> {
-    if (!this.#o.sign) return parts;
+  async #sign(queueId: string, parts: Uint8Array[], domain: string | null): Promise<Uint8Array[]> {
+    if (!this.#o.sign || domain === null) return parts;
     try {
-      const signed = await this.#o.sign(concat(parts));
+      const signed = await this.#o.sign(concat(parts), domain);
       if (!signed) return parts;
       this.#o.emit({ type: "signed", queue_id: queueId, domains: signed.domains });
       return [signed.headers, ...parts];
@@ -171,6 +174,43 @@ export class Intake {
       );
     }
   }
+}
+
+/**
+ * The From: rule for an authenticated user: the field must be a valid mailbox-list,
+ * every mailbox in it the user's, and a From: of several mailboxes needs a Sender:
+ * (RFC 5322 §3.6.2), which must be the user's too.
+ */
+function checkAuthor(user: User, message: IntakeMessage): void {
+  const { from, sender } = message;
+  if (from === null || from.length === 0) {
+    throw new SmtpRejection(
+      550,
+      "5.6.0",
+      'From: header has no valid address (RFC 5322 §3.4: mailbox, e.g. "Name" <user@example.com>)',
+    );
+  }
+  if (sender === null || sender.length > 1) {
+    throw new SmtpRejection(550, "5.6.0", "Sender: header must be exactly one valid address");
+  }
+  if (from.length > 1 && sender.length === 0) {
+    throw new SmtpRejection(
+      550,
+      "5.6.0",
+      `From: header with ${from.length} addresses needs a Sender: header (RFC 5322 §3.6.2)`,
+    );
+  }
+  for (const mailbox of from) checkOwned(user, "From", mailbox);
+  if (sender.length === 1) checkOwned(user, "Sender", sender[0]);
+}
+
+function checkOwned(user: User, field: string, mailbox: Mailbox): void {
+  if (senderAllowed(user, mailbox.address)) return;
+  throw new SmtpRejection(
+    550,
+    "5.7.1",
+    `${field}: address <${mailbox.address}> not owned by user ${user.username}`,
+  );
 }
 
 function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): void {
@@ -197,6 +237,7 @@ function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): vo
       `Line of ${sub.normalizer.longestLine} octets; lines must not exceed 998 (use quoted-printable or base64)`,
     );
   }
+  checkHeaderSize(sub.normalizer.header);
   if (sub.recipients.length === 0) throw new SmtpRejection(554, "5.5.1", "No valid recipients");
 }
 

@@ -1,10 +1,11 @@
 import {
-  extractAddress,
   fieldValue,
   type HeaderField,
+  latin1Encode,
   parseMessage,
   serializeMessage,
 } from "./headers.ts";
+import { type Mailbox, parseMailboxList } from "./mailbox_list.ts";
 import { SmtpRejection } from "./rejection.ts";
 
 /** What the intake knows about a submission when the data has arrived. */
@@ -23,8 +24,14 @@ export interface IntakeContext {
 /** A message ready for signing: its parts and what was learnt from its headers. */
 export interface IntakeMessage {
   parts: Uint8Array[];
-  /** Address of the From: header. */
-  from: string | null;
+  /**
+   * The mailboxes of the From: field, the one reading of it that both the sender check
+   * and the DKIM signing domain use: empty when there is no From: field (and none was
+   * added), null when the field is not a valid mailbox-list (RFC 5322 §3.6.2).
+   */
+  from: Mailbox[] | null;
+  /** The mailboxes of the Sender: field, likewise (valid with exactly one). */
+  sender: Mailbox[] | null;
   messageId: string | null;
 }
 
@@ -36,7 +43,7 @@ const STRIPPED = new Set(["bcc", "resent-bcc", "return-path"]);
 /**
  * Applies the submission rules of RFC 6409 §8 to a CRLF message: adds
  * `Received:`, and `Date:`, `Message-ID:` and `From:` when missing; removes
- * Bcc and Return-Path; refuses loops and a second From: field.
+ * Bcc and Return-Path; refuses loops and a second From: or Sender: field.
  */
 export function prepareIntakeMessage(
   bytes: Uint8Array,
@@ -49,16 +56,22 @@ export function prepareIntakeMessage(
     throw new SmtpRejection(554, "5.4.6", `Too many hops (${hops} Received: fields): mail loop`);
   }
   const froms = fields.filter((f) => f.name === "from");
+  const senders = fields.filter((f) => f.name === "sender");
+  // RFC 5322 §3.6: at most one of each; with two, readers pick different ones.
   if (froms.length > 1) {
     throw new SmtpRejection(550, "5.7.1", "Message has more than one From: field");
   }
+  if (senders.length > 1) {
+    throw new SmtpRejection(550, "5.7.1", "Message has more than one Sender: field");
+  }
   const kept = fields.filter((f) => !STRIPPED.has(f.name));
   const added: HeaderField[] = [];
-  let from = froms.length ? extractAddress(fieldValue(froms[0])) : null;
+  let from = froms.length ? mailboxes(froms[0]) : [];
   if (!froms.length && envelopeFrom) {
     added.push({ name: "from", raw: `From: <${envelopeFrom}>` });
-    from = envelopeFrom;
+    from = parseMailboxList(`<${envelopeFrom}>`);
   }
+  const sender = senders.length ? mailboxes(senders[0]) : [];
   if (!kept.some((f) => f.name === "date")) {
     added.push({ name: "date", raw: `Date: ${rfc5322Date(ctx.now)}` });
   }
@@ -69,7 +82,19 @@ export function prepareIntakeMessage(
     added.push({ name: "message-id", raw: `Message-ID: ${messageId}` });
   }
   const all = [receivedField(ctx), ...kept, ...added];
-  return { parts: serializeMessage(all, body), from, messageId };
+  return { parts: serializeMessage(all, body), from, sender, messageId };
+}
+
+// Header bytes are kept as latin1 (one char per byte); a mailbox is read from their
+// UTF-8 (RFC 6532), and bytes that are not UTF-8 make the field unreadable.
+function mailboxes(field: HeaderField): Mailbox[] | null {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(latin1Encode(fieldValue(field)));
+  } catch {
+    return null;
+  }
+  return parseMailboxList(text);
 }
 
 /** `Sun, 22 Nov 2026 00:25:00 +0000` (RFC 5322 §3.3). */

@@ -1,6 +1,8 @@
 const CR = 0x0d;
 const LF = 0x0a;
 const NUL = 0x00;
+const SP = 0x20;
+const HT = 0x09;
 const CRLF = new Uint8Array([CR, LF]);
 
 /**
@@ -19,8 +21,17 @@ export class LineEndingNormalizer {
   eightBit = false;
   /** Octets in the longest line, without its line end (RFC 5322 §2.1.1 allows 998). */
   longestLine = 0;
+  /**
+   * The header section, up to the first empty line (RFC 5322 §2.1): its octets and
+   * lines (line ends included), and the octets and lines of its largest field, a field
+   * being a line and the folded lines after it (RFC 5322 §2.2.3).
+   */
+  header = { bytes: 0, lines: 0, fieldBytes: 0, fieldLines: 0 };
   #pendingCR = false;
   #column = 0;
+  #inHeader = true;
+  #folded = false;
+  #field = { bytes: 0, lines: 0 };
 
   /** Normalises one chunk; the result may be `chunk` itself when nothing changes. */
   push(chunk: Uint8Array): Uint8Array[] {
@@ -40,7 +51,10 @@ export class LineEndingNormalizer {
     let i = start;
     for (; i < chunk.length; i++) {
       const byte = chunk[i];
-      if (byte !== CR && byte !== LF) this.#column++;
+      if (byte !== CR && byte !== LF) {
+        if (this.#column === 0) this.#folded = byte === SP || byte === HT;
+        this.#column++;
+      }
       if (byte > 0x7f) this.eightBit = true;
       else if (byte === NUL) this.nul++;
       else if (byte === LF) {
@@ -83,6 +97,22 @@ export class LineEndingNormalizer {
 
   #endLine(): void {
     if (this.#column > this.longestLine) this.longestLine = this.#column;
+    if (this.#inHeader) this.#headerLine();
     this.#column = 0;
+  }
+
+  #headerLine(): void {
+    if (this.#column === 0) {
+      this.#inHeader = false;
+      return;
+    }
+    const h = this.header;
+    if (!this.#folded) this.#field = { bytes: 0, lines: 0 };
+    this.#field.bytes += this.#column + 2;
+    this.#field.lines++;
+    h.bytes += this.#column + 2;
+    h.lines++;
+    if (this.#field.bytes > h.fieldBytes) h.fieldBytes = this.#field.bytes;
+    if (this.#field.lines > h.fieldLines) h.fieldLines = this.#field.lines;
   }
 }
