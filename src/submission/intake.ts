@@ -1,6 +1,7 @@
 import { senderAllowed, type User } from "../auth/mod.ts";
 import { log, mailLog } from "../log/mod.ts";
 import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
+import { checkRecipient, checkSender } from "./envelope_address.ts";
 import { prepareIntakeMessage } from "./intake_message.ts";
 import type { LineEndingNormalizer } from "./normalizer.ts";
 import { SmtpRejection } from "./rejection.ts";
@@ -95,6 +96,7 @@ export class Intake {
   }
 
   async #accept(sub: Submission): Promise<string> {
+    checkEnvelope(sub);
     checkHygiene(sub, this.#o.maxMessageSize, this.#o.bareNewline);
     const queueId = newQueueId(this.#o.now());
     const message = prepareIntakeMessage(sub.bytes, sub.from, {
@@ -166,6 +168,14 @@ export class Intake {
       );
     }
   }
+}
+
+// The SMTP server checks each address as it comes (MAIL, RCPT); the local
+// ways in (sockets, offline sendmail) meet the same rules here.
+function checkEnvelope(sub: Submission): void {
+  const refusal = checkSender(sub.from) ??
+    sub.recipients.map(checkRecipient).find((r) => r !== null);
+  if (refusal) throw refusal;
 }
 
 function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): void {
