@@ -215,6 +215,7 @@ export class DeliveryEngine {
     }
   }
 
+  /**
    * Stops taking new work and waits up to `graceMs` for attempts in flight.
    * Those still running then are abandoned: whatever they later learn is
    * not written, so their recipients keep their last recorded state and are
