@@ -202,6 +202,8 @@ export interface MxScript {
   /** Replies to the final dot; `"DROP"` closes the connection without one. */
   data?: string[];
   delay_ms?: number[];
+  /** Replies to the final dot wait until this file exists (a slow receiver the test lets go). */
+  wait_for?: (string | null)[];
   drop_after_bytes?: (number | null)[];
   /** TCP RST (no TLS close_notify) right after the reply to the dot, or instead of the 221 to QUIT. */
   reset?: "after_data" | "on_quit";

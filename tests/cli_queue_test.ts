@@ -569,3 +569,95 @@ Deno.test({
     );
   },
 });
+
+/**
+ * One connection per domain and a receiver that holds its reply to the first
+ * DATA until the test lets it go: A is in its attempt, B waits for the
+ * domain's slot, and C, submitted last, waits aside in the per-domain gate
+ * until A ends.
+ */
+async function gateScene() {
+  const net = loopbackNet();
+  const [port] = freePorts(1);
+  const dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
+  const go = await Deno.makeTempFile({ prefix: "minimta-gate-" });
+  await Deno.remove(go);
+  const mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test", wait_for: [go, null] });
+  const mta = await Mta.start({
+    config: {
+      delivery: deliveryConfig({ dns, port, per_domain_concurrency: 1, data_timeout: "120s" }),
+    },
+  });
+  const a = await sendmail(mta, ["a@dest.test"], lfMessage(["Subject: A"]));
+  await waitFor("A to reach the receiver", async () => (await mx.transactions()).length === 1);
+  const b = await sendmail(mta, ["b@dest.test"], lfMessage(["Subject: B"]));
+  const c = await sendmail(mta, ["c@dest.test"], lfMessage(["Subject: C"]));
+  return {
+    mta,
+    mx,
+    a,
+    b,
+    c,
+    /** The receiver answers A; the gate then lets C go. */
+    letAGo: () => Deno.writeTextFile(go, ""),
+    async [Symbol.asyncDispose]() {
+      await mta[Symbol.asyncDispose]();
+      await mx[Symbol.asyncDispose]();
+      await dns[Symbol.asyncDispose]();
+      await Deno.remove(go).catch(() => {});
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "hold of a message waiting in the per-domain gate: the gate releasing it does not deliver it; it stays held across a restart until release",
+  ignore: needsDns,
+  async fn() {
+    await using scene = await gateScene();
+    const { mta, mx, a, b, c } = scene;
+    assert.match(await cliOk(mta, ["queue", "hold", c]), new RegExp(`^${c}: held$`, "m"));
+    assert.equal((await showJson(mta, c)).state, "held");
+    await scene.letAGo();
+    await waitFor(
+      "A and B to be delivered",
+      async () => (await isGone(mta, a)) && (await isGone(mta, b)),
+    );
+    await delay(2_500); // more than two retry_schedule steps (1s)
+    assert.deepEqual(await acceptedRcpts(mx), ["a@dest.test", "b@dest.test"]);
+    assert.equal((await showJson(mta, c)).state, "held");
+    await mta.restart();
+    await delay(1_500);
+    const shown = await showJson(mta, c);
+    assert.equal(shown.state, "held");
+    assert.equal(shown.recipients[0].attempts, 0);
+    assert.deepEqual(await acceptedRcpts(mx), ["a@dest.test", "b@dest.test"]);
+    assert.match(await cliOk(mta, ["queue", "release", c]), new RegExp(`^${c}: released$`, "m"));
+    await waitFor("the released message to be delivered", () => isGone(mta, c));
+    await delay(1_500);
+    assert.deepEqual(await acceptedRcpts(mx), ["a@dest.test", "b@dest.test", "c@dest.test"]);
+  },
+});
+
+Deno.test({
+  name:
+    "delete of a message waiting in the per-domain gate: the gate releasing it does not deliver it, and it does not come back",
+  ignore: needsDns,
+  async fn() {
+    await using scene = await gateScene();
+    const { mta, mx, a, b, c } = scene;
+    assert.match(await cliOk(mta, ["queue", "delete", c]), new RegExp(`^${c}: deleted$`, "m"));
+    assert.ok(await isGone(mta, c));
+    await scene.letAGo();
+    await waitFor(
+      "A and B to be delivered",
+      async () => (await isGone(mta, a)) && (await isGone(mta, b)),
+    );
+    await delay(1_500);
+    await mta.restart();
+    await delay(1_500);
+    assert.ok(await isGone(mta, c), "the deleted message came back");
+    assert.deepEqual(await queueJson(mta), []);
+    assert.deepEqual(await acceptedRcpts(mx), ["a@dest.test", "b@dest.test"]);
+  },
+});

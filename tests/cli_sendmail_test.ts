@@ -19,7 +19,7 @@ import {
   unstuff,
   waitFor,
 } from "./_mx.ts";
-import { lfMessage, queueJson, sendmail, showJson } from "./_cli.ts";
+import { assertCliError, cli, lfMessage, queueJson, sendmail, showJson } from "./_cli.ts";
 import { type ControlRequest, ControlServer, socketRequest } from "../src/cli/control.ts";
 
 const latin1 = new TextDecoder("latin1");
@@ -185,5 +185,90 @@ Deno.test("a local client that connects and sends nothing loses its slot after t
   } finally {
     await server.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Envelope addresses SMTP RCPT/MAIL refuses, as `minimta sendmail` arguments. */
+const BAD_ENVELOPES: { args: string[]; refused: RegExp }[] = [
+  { args: ['r"<b>x@dest.test'], refused: /Recipient "r\\"<b>x@dest\.test"/ },
+  { args: ["a@b@c"], refused: /Recipient "a@b@c" must contain exactly one @/ },
+  {
+    args: ["x@dest.test\r\nRCPT TO:<evil@dest.test>"],
+    refused: /Recipient "x@dest\.test\\r\\nRCPT TO:<evil@dest\.test>" contains control/,
+  },
+  { args: ["good@dest.test", ""], refused: /Recipient "" is empty/ },
+  { args: ["user@localhost"], refused: /Recipient "user@localhost" is not a routable address/ },
+  { args: ["-f", "a@b@c", "good@dest.test"], refused: /Sender "a@b@c"/ },
+  { args: ["-f", "cron\n@ours.test", "good@dest.test"], refused: /Sender "cron\\n@ours\.test"/ },
+];
+
+/** Recipients in To:/Cc: that `sendmail -t` must refuse as RCPT would. */
+const BAD_HEADER_RECIPIENTS = ["To: good@dest.test, a@b@c.test", "Cc: <x@dest..test>"];
+
+Deno.test("sendmail refuses the envelope addresses SMTP refuses: one line, exit 1, nothing queued; offline, over the local socket and the control socket", async (t) => {
+  await using mta = await Mta.start({ noStart: true });
+  // A local user cannot open the control socket: a config whose queue has
+  // none sends sendmail to the local submission socket.
+  const config = await mta.config();
+  const localUser = `${mta.dir}/local-user.yaml`;
+  await Deno.mkdir(`${mta.dir}/no-control`);
+  await Deno.writeTextFile(
+    localUser,
+    JSON.stringify({ ...config, queue: { ...config.queue, dir: `${mta.dir}/no-control` } }),
+  );
+  const accepted: string[] = [];
+  const refusesAll = async (configPath: string, how: string) => {
+    for (const bad of BAD_ENVELOPES) {
+      const r = await cli(configPath, ["sendmail", ...bad.args], {
+        stdin: lfMessage(["Subject: bad envelope"]),
+      });
+      const line = assertCliError(r, 1, `${how}: sendmail ${JSON.stringify(bad.args)}`);
+      assert.match(line, /^minimta: Message refused: 5\.1\.[37] /, line);
+      assert.match(line, bad.refused, line);
+    }
+    for (const header of BAD_HEADER_RECIPIENTS) {
+      const r = await cli(configPath, ["sendmail", "-t"], {
+        stdin: lfMessage([header, "Subject: bad header recipient"]),
+      });
+      const line = assertCliError(r, 1, `${how}: sendmail -t with ${header}`);
+      assert.match(line, /^minimta: Message refused: 5\.1\.3 Recipient "/, line);
+    }
+    const out = await cli(configPath, ["sendmail", "-t"], {
+      stdin: lfMessage(["To: Good <good@dest.test>", "Subject: fine"]),
+    });
+    assert.equal(out.code, 0, `${how}: a good recipient was refused: ${out.stderr}`);
+    accepted.push(/queued as (\S+)/.exec(out.stdout)![1]);
+    assert.deepEqual((await queueJson(mta)).map((m) => m.id).sort(), [...accepted].sort());
+  };
+
+  await t.step(
+    "daemon stopped: straight into the spool",
+    () => refusesAll(mta.configPath, "offline"),
+  );
+  await mta.launch();
+  await t.step(
+    "daemon running: the local submission socket",
+    () => refusesAll(localUser, "local socket"),
+  );
+  await t.step(
+    "daemon running: the control socket",
+    () => refusesAll(mta.configPath, "control socket"),
+  );
+  await t.step("the same recipients at SMTP RCPT TO get 5xx", async () => {
+    using smtp = await mta.authed();
+    await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
+    for (
+      const rcpt of ['r"<b>x@dest.test', "a@b@c", "user@localhost", "a@b@c.test", 'a"b@dest.test']
+    ) {
+      const reply = await smtp.cmd(`RCPT TO:<${rcpt}>`);
+      assert.ok(reply.code >= 500, `RCPT TO:<${rcpt}> -> ${reply.raw}`);
+    }
+    await smtp.cmd("RCPT TO:<good@dest.test>", 250);
+  });
+  assert.deepEqual([...Deno.readDirSync(`${mta.dir}/no-control`)], [], "no spool made beside");
+  for (const id of accepted) {
+    assert.deepEqual((await showJson(mta, id)).recipients.map((r) => r.address), [
+      "good@dest.test",
+    ]);
   }
 });

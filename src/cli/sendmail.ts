@@ -76,6 +76,7 @@ export function parseSendmailArgs(args: string[]): SendmailArgs {
     else if (IGNORED.has(arg) || /^-o[A-Za-z]/.test(arg) || /^-[FNRVBXLO]./.test(arg)) continue;
     else if (IGNORED_WITH_VALUE.has(arg)) i++;
     else if (arg.startsWith("-")) throw new UsageError(`Unsupported sendmail option "${arg}"`);
+    else if (!arg.trim()) parsed.recipients.push(arg); // refused by the intake, not dropped
     else parsed.recipients.push(...arg.split(",").map((a) => a.trim()).filter(Boolean));
   }
   if (parsed.sender !== null && parsed.sender.startsWith("<") && parsed.sender.endsWith(">")) {

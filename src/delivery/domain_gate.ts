@@ -37,6 +37,17 @@ export class DomainGate {
     return true;
   }
 
+  /** Takes a parked message out (an operator acted on it); it is scheduled anew or not at all. */
+  forget(id: string): void {
+    for (const [domain, list] of this.#parked) {
+      const i = list.indexOf(id);
+      if (i < 0) continue;
+      list.splice(i, 1);
+      if (!list.length) this.#parked.delete(domain);
+      return;
+    }
+  }
+
   /** A message admitted with `domains` has finished; returns parked ids to schedule again, oldest first. */
   release(domains: string[]): string[] {
     const resume: string[] = [];

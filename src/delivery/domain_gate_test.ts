@@ -15,3 +15,16 @@ Deno.test("DomainGate parks messages for a busy domain and lets other domains th
   assert.deepEqual(gate.release(["big.test"]), []);
   assert.equal(gate.parked, 0);
 });
+
+Deno.test("DomainGate.forget() takes a parked message out, so it is never resumed", () => {
+  const gate = new DomainGate(1);
+  assert.equal(gate.admit("a1", ["big.test"]), true);
+  assert.equal(gate.admit("a2", ["big.test"]), false);
+  assert.equal(gate.admit("a3", ["big.test"]), false);
+  gate.forget("a2");
+  gate.forget("unknown");
+  assert.equal(gate.parked, 1);
+  assert.deepEqual(gate.release(["big.test"]), ["a3"]);
+  gate.forget("a3");
+  assert.equal(gate.parked, 0);
+});

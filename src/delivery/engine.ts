@@ -73,6 +73,9 @@ export class DeliveryEngine {
   #pendingOps = new Map<string, "hold" | "delete">();
   /** When messages scheduled during their own attempt are due, applied as the attempt ends. */
   #dueAfterAttempt = new Map<string, number>();
+  // Operator actions under way on messages not in flight, by id (the last
+  // one queued); no attempt starts for such a message (see #exclusive).
+  #operating = new Map<string, Promise<void>>();
   #active = 0;
   #gate: DomainGate;
   /** Every queued message in summary, for status pages and metrics. */
@@ -159,13 +162,13 @@ export class DeliveryEngine {
       }
       return `${id}: delivery attempt in progress`;
     }
-    // Off the schedule first, synchronously, so no attempt starts meanwhile.
-    this.#due.delete(id);
-    const meta = await this.#o.spool.get(id);
-    const result = await applyOperation(this.#o.spool, meta, {
-      op,
-      now: this.#o.now(),
-      emit: this.#o.emit,
+    const result = await this.#exclusive(id, async () => {
+      const meta = await this.#o.spool.get(id);
+      return await applyOperation(this.#o.spool, meta, {
+        op,
+        now: this.#o.now(),
+        emit: this.#o.emit,
+      });
     });
     if (op === "delete") this.index.delete(id);
     else if (result.schedule) this.schedule(result.meta);
@@ -179,14 +182,16 @@ export class DeliveryEngine {
     for (const id of await this.#o.spool.ids()) {
       if (this.#inFlight.has(id)) continue;
       try {
-        const meta = await this.#o.spool.get(id);
-        if (meta.state === "held") continue;
-        this.#due.delete(id);
-        const result = await applyOperation(this.#o.spool, meta, {
-          op: "retry",
-          now: this.#o.now(),
-          emit: this.#o.emit,
+        const result = await this.#exclusive(id, async () => {
+          const meta = await this.#o.spool.get(id);
+          if (meta.state === "held") return null;
+          return await applyOperation(this.#o.spool, meta, {
+            op: "retry",
+            now: this.#o.now(),
+            emit: this.#o.emit,
+          });
         });
+        if (!result) continue;
         if (result.schedule) this.schedule(result.meta);
         count++;
       } catch (error) {
@@ -194,6 +199,31 @@ export class DeliveryEngine {
       }
     }
     return count;
+  }
+
+  /**
+   * Runs an operator action on a message that is not in flight, after any
+   * earlier one on it. The message leaves the schedule and the domain gate
+   * at once, and #pump starts no attempt for it until the action is done:
+   * otherwise an attempt begun from the metadata read before a hold or
+   * delete is written (e.g. the gate releasing the message just then) would
+   * deliver it and then overwrite the hold. The caller schedules it again
+   * afterwards if the action says so.
+   */
+  async #exclusive<T>(id: string, action: () => Promise<T>): Promise<T> {
+    this.#due.delete(id);
+    this.#gate.forget(id);
+    const earlier = this.#operating.get(id);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    this.#operating.set(id, mine);
+    try {
+      await earlier;
+      return await action();
+    } finally {
+      if (this.#operating.get(id) === mine) this.#operating.delete(id);
+      done();
+    }
   }
 
   /**
@@ -252,7 +282,8 @@ export class DeliveryEngine {
     while (this.#inFlight.size < this.#messageLimit) {
       const id = this.#due.popDue(now);
       if (id === null) break;
-      if (this.#inFlight.has(id)) continue;
+      // In flight already, or an operator action decides what happens next.
+      if (this.#inFlight.has(id) || this.#operating.has(id)) continue;
       const domains = this.#domainsOf(id);
       if (!this.#gate.admit(id, domains)) continue;
       let failed = false;

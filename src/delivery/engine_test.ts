@@ -312,3 +312,112 @@ Deno.test("D15: after a jump two days forward, an over-age message gets one last
     assert.deepEqual(calls, ["one.test:x@one.test,y@one.test", "ours.test:a@ours.test"]);
   });
 });
+
+/**
+ * One domain, one connection: A is in its attempt until `letA()`, B waits
+ * for the domain's slot and C waits aside in the domain gate. Returns once
+ * all three are placed so.
+ */
+async function gateScene(spool: Spool) {
+  let letA!: () => void;
+  const aMayFinish = new Promise<void>((r) => (letA = r));
+  const calls: string[] = [];
+  const transport: Transport = {
+    async attempt(req) {
+      calls.push(req.recipients[0]);
+      if (req.recipients[0] === "a@one.test") await aMayFinish;
+      return req.recipients.map((address) => ({
+        address,
+        kind: "delivered" as const,
+        code: 250,
+        status: "2.0.0",
+        text: "ok",
+        remote: null,
+        tls: null,
+      }));
+    },
+    close: () => Promise.resolve(),
+  };
+  const engine = new DeliveryEngine({
+    spool,
+    transport,
+    hostname: "mx.ours.test",
+    emit: () => {},
+    perDomainConcurrency: 1,
+  });
+  await engine.start();
+  const a = await spool.create([body], message("s@ours.test", ["a@one.test"]));
+  await until(() => Promise.resolve(calls.includes("a@one.test")));
+  const b = await spool.create([body], message("s@ours.test", ["b@one.test"]));
+  const c = await spool.create([body], message("s@ours.test", ["c@one.test"]));
+  return { engine, calls, letA, a, b, c };
+}
+
+/** Waits up to `ms` for `check`, then goes on either way (for "must not happen" checks). */
+async function awhile(check: () => boolean, ms = 500): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+}
+
+Deno.test("engine: a hold of a message waiting in the domain gate wins over the gate releasing it meanwhile", async () => {
+  await withSpool(async (spool) => {
+    const { engine, calls, letA, b, c } = await gateScene(spool);
+    // The gate releases C (A ends) while the operator's hold is still being
+    // written: the attempt must not start from the metadata read before it.
+    const write = spool.writeMeta.bind(spool);
+    spool.writeMeta = async (meta) => {
+      if (meta.id === c.id && meta.state === "held") {
+        letA();
+        await awhile(() => calls.includes("c@one.test"));
+      }
+      await write(meta);
+    };
+    assert.equal(await engine.operate(c.id, "hold"), `${c.id}: held`);
+    await until(async () => (await spool.ids()).length === 1);
+    assert.deepEqual(await spool.ids(), [c.id]);
+    await awhile(() => calls.includes("c@one.test"), 200);
+    assert.deepEqual(calls, ["a@one.test", "b@one.test"], "the held message was delivered");
+    assert.equal((await spool.get(c.id)).state, "held");
+    assert.equal(engine.index.get(c.id)?.state, "held");
+    assert.ok(!(await spool.ids()).includes(b.id));
+    assert.equal(await engine.operate(c.id, "release"), `${c.id}: released`);
+    await until(async () => (await spool.ids()).length === 0);
+    await engine.stop();
+    assert.deepEqual(calls, ["a@one.test", "b@one.test", "c@one.test"]);
+  });
+});
+
+Deno.test("engine: a delete of a message waiting in the domain gate wins over the gate releasing it meanwhile", async () => {
+  await withSpool(async (spool) => {
+    const { engine, calls, letA, c } = await gateScene(spool);
+    const remove = spool.remove.bind(spool);
+    spool.remove = async (id, options) => {
+      if (id === c.id && options?.durable) {
+        letA();
+        await awhile(() => calls.includes("c@one.test"));
+      }
+      await remove(id, options);
+    };
+    assert.equal(await engine.operate(c.id, "delete"), `${c.id}: deleted`);
+    await until(async () => (await spool.ids()).length === 0);
+    await awhile(() => calls.includes("c@one.test"), 200);
+    await engine.stop();
+    assert.deepEqual(calls, ["a@one.test", "b@one.test"], "the deleted message was delivered");
+    assert.equal(engine.index.get(c.id), undefined);
+  });
+});
+
+Deno.test("engine: hold, release and retry of a message in the domain gate deliver it exactly once", async () => {
+  await withSpool(async (spool) => {
+    const { engine, calls, letA, c } = await gateScene(spool);
+    await engine.operate(c.id, "hold");
+    await engine.operate(c.id, "release");
+    await engine.operate(c.id, "retry");
+    assert.equal(engine.queued, 3);
+    letA();
+    await until(async () => (await spool.ids()).length === 0);
+    await awhile(() => calls.length > 3, 200);
+    await engine.stop();
+    assert.deepEqual(calls, ["a@one.test", "b@one.test", "c@one.test"]);
+  });
+});

@@ -2,6 +2,7 @@ import { senderAllowed, type User } from "../auth/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
+import { checkRecipient, checkSender } from "./envelope_address.ts";
 import { type IntakeMessage, prepareIntakeMessage } from "./intake_message.ts";
 import type { Mailbox } from "./mailbox_list.ts";
 import { checkHeaderSize } from "./header_limits.ts";
@@ -104,6 +105,7 @@ export class Intake {
   }
 
   async #accept(sub: Submission): Promise<string> {
+    checkEnvelope(sub);
     checkHygiene(sub, this.#o.maxMessageSize, this.#o.bareNewline);
     const queueId = newQueueId(this.#o.now());
     const message = prepareIntakeMessage(sub.bytes, sub.from, {
@@ -211,6 +213,14 @@ function checkOwned(user: User, field: string, mailbox: Mailbox): void {
     "5.7.1",
     `${field}: address <${mailbox.address}> not owned by user ${user.username}`,
   );
+}
+
+// The SMTP server checks each address as it comes (MAIL, RCPT); the local
+// ways in (sockets, offline sendmail) meet the same rules here.
+function checkEnvelope(sub: Submission): void {
+  const refusal = checkSender(sub.from) ??
+    sub.recipients.map(checkRecipient).find((r) => r !== null);
+  if (refusal) throw refusal;
 }
 
 function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): void {

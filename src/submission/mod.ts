@@ -17,3 +17,4 @@ export { LineEndingNormalizer } from "./normalizer.ts";
 export { prepareIntakeMessage, rfc5322Date } from "./intake_message.ts";
 export { addressList, fieldValue, parseMessage } from "./headers.ts";
 export { SmtpRejection } from "./rejection.ts";
+export { checkRecipient, checkSender } from "./envelope_address.ts";

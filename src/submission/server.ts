@@ -12,6 +12,7 @@ import type { EmitEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import "./_smtp_server_patches.ts";
 import { keepTlsEndOfStream } from "./_tls_end_of_stream.ts";
+import { checkRecipient, checkSender } from "./envelope_address.ts";
 import { concat, type Intake } from "./intake.ts";
 import { LineEndingNormalizer } from "./normalizer.ts";
 import { SmtpRejection } from "./rejection.ts";
@@ -356,6 +357,8 @@ export class SubmissionServer {
         "5.7.1",
         `Sender address <${sender}> not owned by user ${state.user.username}`,
       );
+    } else {
+      refusal = checkSender(sender);
     }
     if (refusal) {
       this.#reject(session, "mail_from", refusal, { from: sender });
@@ -378,12 +381,8 @@ export class SubmissionServer {
     if (session.envelope.rcptTo.length >= this.#o.maxRecipients) {
       // RFC 5321 §4.5.3.1.10: 452, and the transaction goes on with those accepted.
       refusal = new SmtpRejection(452, "4.5.3", "Too many recipients");
-    } else if (!validRecipient(address.address)) {
-      refusal = new SmtpRejection(
-        553,
-        "5.1.3",
-        `Recipient <${address.address}> is not a routable address`,
-      );
+    } else {
+      refusal = checkRecipient(address.address);
     }
     if (refusal) this.#reject(session, "rcpt_to", refusal, { to: address.address });
     cb(refusal);
@@ -483,14 +482,4 @@ function shutDown(connection: OpenConnection): void {
 /** True from MAIL FROM until the reply to the message's final dot. */
 function inTransaction(connection: OpenConnection): boolean {
   return Boolean(connection.session?.envelope?.mailFrom) || Boolean(connection._dataStream);
-}
-
-// Only plain domain recipients are routable: no domain literals (loopback
-// and private addresses, docs/testing.md RELAY-06) and no host without a domain.
-function validRecipient(address: string): boolean {
-  const at = address.lastIndexOf("@");
-  if (at <= 0) return false;
-  const domain = address.slice(at + 1);
-  return domain.length > 0 && !domain.startsWith("[") && domain.includes(".") &&
-    !domain.endsWith(".");
 }

@@ -21,13 +21,14 @@ Prints "READY <host> <port>" on stdout once it listens. CONFIG.json:
     "rcpt_limit": 50,                                      # then 452 4.5.3 per transaction
     "data": ["451 4.3.0 Try later", "250 2.0.0 OK"],       # reply to the final dot,
     "delay_ms": [0],                                       # delay before that reply,
+    "wait_for": [null],                                    # or until this file exists,
     "drop_after_bytes": [null],                            # close after N body bytes;
     "reset": "after_data",                                 # or "on_quit": see below
     "tarpit": false,                                       # accept, never say anything
     "blackhole": false                                     # never even accept (SYN dropped)
   }
 
-"data", "delay_ms" and "drop_after_bytes" are indexed by the transaction
+"data", "delay_ms", "wait_for" and "drop_after_bytes" are indexed by the transaction
 number (counted across connections from 0, each DATA that got 354); the last
 entry repeats. A "data" reply of "DROP" closes the connection without a
 reply once the whole message is in (the receiver may have kept it). A "rcpt"
@@ -52,6 +53,7 @@ Events (JSON lines, each also with "t": Unix time in seconds):
 import asyncio
 import base64
 import json
+import os
 import socket
 import ssl
 import struct
@@ -269,6 +271,9 @@ class Session:
         delay = mx.pick("delay_ms", index, 0) or 0
         if delay:
             await asyncio.sleep(delay / 1000)
+        gate = mx.pick("wait_for", index, None)
+        while gate and not os.path.exists(gate):
+            await asyncio.sleep(0.02)
         if reply == "DROP":
             self.writer.transport.abort()
             return False
