@@ -5,7 +5,8 @@
  * and idle connections holding the local submission socket.
  */
 import assert from "node:assert/strict";
-import { freePorts, Mta, requireTool } from "./_harness.ts";
+import { freePorts, Mta, requireTool, run } from "./_harness.ts";
+import { ADMIN, httpBase, startWebMta, WebClient } from "./_http.ts";
 import { deliveryConfig, FakeDns, FakeMx, loopbackNet, submit, waitFor } from "./_mx.ts";
 
 const needsDns = requireTool("python3:dns");
@@ -61,5 +62,60 @@ Deno.test({
       assert.ok(history.length >= 4 && history.length <= 10, `${history.length} history entries`);
       for (const h of history) assert.ok(h.text.length <= 1100, `history text ${h.text.length}`);
     }
+  },
+});
+
+/** The daemon's resident set in KB (VmRSS of /proc/PID/status). */
+async function rssKb(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
+}
+
+Deno.test({
+  name:
+    "POST /login with a 200 MB body gets 413 and the daemon's RSS stays put; a login still works",
+  ignore: requireTool("curl"),
+  async fn() {
+    await using mta = await startWebMta();
+    const base = await httpBase(mta);
+    // A sparse file: 200 MB of zeros that take no disk.
+    const big = `${mta.dir}/big.form`;
+    await Deno.writeFile(big, new Uint8Array(0));
+    await Deno.truncate(big, 200 * 1024 * 1024);
+    const before = await rssKb(mta.pid);
+    const variants: [string, string[]][] = [
+      ["with Content-Length", []],
+      ["chunked, no 100-continue", ["-H", "Transfer-Encoding: chunked", "-H", "Expect:"]],
+    ];
+    for (const [what, flags] of variants) {
+      const curl = await run("curl", [
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "60",
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        ...flags,
+        "--data-binary",
+        `@${big}`,
+        `${base}/login`,
+      ]);
+      assert.equal(curl.stdout, "413", `${what}: curl said ${curl.stdout} ${curl.stderr}`);
+    }
+    const grown = (await rssKb(mta.pid)) - before;
+    assert.ok(grown < 20 * 1024, `RSS grew by ${Math.round(grown / 1024)} MB`);
+    const web = await WebClient.forMta(mta);
+    assert.equal((await web.login(ADMIN.user, ADMIN.pass)).status, 303);
+    const csrf = await web.csrf();
+    const action = await web.post("/logout", { csrf, pad: "p".repeat(64 * 1024) });
+    await action.body?.cancel();
+    assert.equal(action.status, 413, "an oversized action form");
+    const logout = await web.post("/logout", { csrf });
+    await logout.body?.cancel();
+    assert.equal(logout.status, 303, "a normal action form");
+    assert.equal(await mta.stop(), 0);
   },
 });
