@@ -5,9 +5,17 @@
  * and idle connections holding the local submission socket.
  */
 import assert from "node:assert/strict";
-import { freePorts, Mta, requireTool, run } from "./_harness.ts";
+import { ALICE, freePorts, Mta, plainBlob, requireTool, run } from "./_harness.ts";
 import { ADMIN, httpBase, startWebMta, WebClient } from "./_http.ts";
-import { deliveryConfig, FakeDns, FakeMx, loopbackNet, submit, waitFor } from "./_mx.ts";
+import {
+  deliveryConfig,
+  FakeDns,
+  FakeMx,
+  loopbackNet,
+  mailEvents,
+  submit,
+  waitFor,
+} from "./_mx.ts";
 
 const needsDns = requireTool("python3:dns");
 
@@ -118,4 +126,52 @@ Deno.test({
     assert.equal(logout.status, 303, "a normal action form");
     assert.equal(await mta.stop(), 0);
   },
+});
+
+Deno.test("30 parallel AUTHs with wrong passwords from one IP: at most 10 are checked, the rest refused", async () => {
+  await using mta = await Mta.start({ config: { auth: { max_failures_per_ip: 10 } } });
+  // 20 sessions of one app logging in together are one guess, not 20: all get in.
+  const app = await Promise.all(Array.from({ length: 20 }, () => mta.authedOrNot()));
+  const logins = await Promise.all(
+    app.map((s) => s.cmd(`AUTH PLAIN ${plainBlob("", ALICE.user, ALICE.pass)}`)),
+  );
+  for (const s of app) s.close();
+  assert.ok(logins.every((r) => r.code === 235), logins.map((r) => r.raw).join());
+  const sessions = await Promise.all(Array.from({ length: 30 }, () => mta.authedOrNot()));
+  try {
+    // Every AUTH is on the wire before the first password check can end.
+    const replies = await Promise.all(
+      sessions.map(async (s, i) => {
+        await s.write(`AUTH PLAIN ${plainBlob("", ALICE.user, `wrong-${i}`)}\r\n`);
+        // Unthrottled, 30 checks pile up growing per-user delays (8 s at most each).
+        return await s.reply(60_000);
+      }),
+    );
+    const refused = replies.filter((r) => /from your address/.test(r.raw));
+    const checked = replies.filter((r) => !/from your address/.test(r.raw));
+    assert.ok(checked.length <= 10, `${checked.length} passwords checked`);
+    assert.ok(checked.every((r) => [535, 421].includes(r.code)), checked.map((r) => r.raw).join());
+    assert.equal(refused.length, 30 - checked.length);
+    assert.ok(refused.every((r) => r.code === 421), refused.map((r) => r.raw).join());
+    const failures = mailEvents(mta, "auth_failure");
+    const evaluated = failures.filter((e) => e.reason !== "ip_throttled");
+    assert.ok(evaluated.length <= 10, `${evaluated.length} failures after a password check`);
+    assert.equal(failures.length, 30);
+  } finally {
+    for (const s of sessions) s.close();
+  }
+});
+
+Deno.test("40 parallel POST /login with wrong passwords from one IP: at most 10 are checked", async () => {
+  await using mta = await startWebMta({ config: { auth: { max_failures_per_ip: 10 } } });
+  const web = await WebClient.forMta(mta);
+  const responses = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => web.login(ADMIN.user, `wrong-${i}`)),
+  );
+  assert.ok(responses.every((r) => r.status === 401), responses.map((r) => r.status).join());
+  const failures = mailEvents(mta, "auth_failure");
+  const evaluated = failures.filter((e) => e.reason === "status page login");
+  assert.ok(evaluated.length <= 10, `${evaluated.length} of 40 logins were checked`);
+  // Blocked now: the right password is refused too, until the window passes.
+  assert.equal((await web.login(ADMIN.user, ADMIN.pass)).status, 401);
 });

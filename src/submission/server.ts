@@ -7,7 +7,13 @@ import {
   type SMTPServerDataStream,
   type SMTPServerSession,
 } from "smtp-server";
-import { type Authenticator, type AuthThrottle, senderAllowed, type User } from "../auth/mod.ts";
+import {
+  type Authenticator,
+  type AuthResult,
+  type AuthThrottle,
+  senderAllowed,
+  type User,
+} from "../auth/mod.ts";
 import { log, mailLog } from "../log/mod.ts";
 import "./_smtp_server_patches.ts";
 import { keepTlsEndOfStream } from "./_tls_end_of_stream.ts";
@@ -250,7 +256,13 @@ export class SubmissionServer {
     const state = this.#state.get(session)!;
     const ip = session.remoteAddress;
     const username = auth.username ?? "";
-    if (this.#o.throttle.blocked(ip)) {
+    const password = auth.password ?? "";
+    // Counted before the check, so parallel connections cannot all slip under the limit.
+    const attempt = this.#o.throttle.reserve(
+      ip,
+      this.#o.authenticator.attemptKey(username, password),
+    );
+    if (!attempt) {
       mailLog("auth_failure", {
         session: session.id,
         client_ip: ip,
@@ -268,12 +280,18 @@ export class SubmissionServer {
     // RFC 4616: an authorization identity other than the login would let
     // one user act as another; refuse it.
     const authzMismatch = auth.method === "PLAIN" && !!auth.authzid && auth.authzid !== username;
-    const result = authzMismatch
-      ? { ok: false as const, reason: "authzid_mismatch" }
-      : await this.#o.authenticator.verify(username, auth.password ?? "");
+    let result: AuthResult | { ok: false; reason: string };
+    try {
+      result = authzMismatch
+        ? { ok: false as const, reason: "authzid_mismatch" }
+        : await this.#o.authenticator.verify(username, password);
+    } catch (error) {
+      attempt.failed(username, ++state.authFailures);
+      throw error;
+    }
     if (result.ok) {
       state.user = result.user;
-      this.#o.throttle.success(username);
+      attempt.succeeded(username);
       mailLog("auth_success", {
         session: session.id,
         client_ip: ip,
@@ -282,7 +300,7 @@ export class SubmissionServer {
       return cb(null, { user: result.user.username });
     }
     state.authFailures++;
-    const verdict = this.#o.throttle.failure(ip, username, state.authFailures);
+    const verdict = attempt.failed(username, state.authFailures);
     mailLog("auth_failure", {
       session: session.id,
       client_ip: ip,
