@@ -5,8 +5,20 @@
  * and idle connections holding the local submission socket.
  */
 import assert from "node:assert/strict";
-import { ALICE, freePorts, Mta, plainBlob, requireTool, run } from "./_harness.ts";
+import {
+  ALICE,
+  delay,
+  freePorts,
+  minimtaArgs,
+  Mta,
+  plainBlob,
+  queuedId,
+  requireTool,
+  ROOT,
+  run,
+} from "./_harness.ts";
 import { ADMIN, httpBase, startWebMta, WebClient } from "./_http.ts";
+import { ControlServer, socketRequest } from "../src/cli/control.ts";
 import {
   deliveryConfig,
   FakeDns,
@@ -174,4 +186,106 @@ Deno.test("40 parallel POST /login with wrong passwords from one IP: at most 10 
   assert.ok(evaluated.length <= 10, `${evaluated.length} of 40 logins were checked`);
   // Blocked now: the right password is refused too, until the window passes.
   assert.equal((await web.login(ADMIN.user, ADMIN.pass)).status, 401);
+});
+
+/** Keeps one idle connection open to `path` until `stop`: reconnects whenever hung up on. */
+async function holdIdle(path: string, stop: { done: boolean }): Promise<number> {
+  let hungUp = 0;
+  while (!stop.done) {
+    let conn: Deno.UnixConn;
+    try {
+      conn = await Deno.connect({ transport: "unix", path });
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    const closed = conn.read(new Uint8Array(16)).catch(() => null);
+    while (!stop.done && await Promise.race([closed, delay(100).then(() => "open")]) === "open") {
+      // Still held: wait on.
+    }
+    if (!stop.done) hungUp++;
+    conn.close();
+  }
+  return hungUp;
+}
+
+Deno.test("12 idle connections, reopened as soon as dropped, do not keep sendmail off the local socket", async () => {
+  await using mta = await Mta.start();
+  const socket = `${mta.dir}/submit.sock`;
+  // A local user's view: the owner-only control socket is not there, only server.local_socket.
+  const client = await mta.config();
+  client.queue = { ...client.queue, dir: `${mta.dir}/not-the-spool` };
+  const clientConfig = `${mta.dir}/client.yaml`;
+  await Deno.writeTextFile(clientConfig, JSON.stringify(client));
+  const stop = { done: false };
+  const holders = Array.from({ length: 12 }, () => holdIdle(socket, stop));
+  try {
+    await delay(500); // every holder connected
+    const child = new Deno.Command(Deno.execPath(), {
+      args: minimtaArgs(["sendmail", "-t", "--config", clientConfig]),
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("To: bob@dest.test\nSubject: cron\n\nhi\n"));
+    await writer.close();
+    // Generous: the idle clients once held it for 59.5 s.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(
+      out.code,
+      0,
+      `sendmail: ${out.signal ?? ""} ${new TextDecoder().decode(out.stderr)}`,
+    );
+    const shown = await mta.queueShow(queuedId(stdout));
+    assert.deepEqual(shown.recipients.map((r) => r.address), ["bob@dest.test"]);
+  } finally {
+    stop.done = true;
+    await Promise.all(holders);
+  }
+});
+
+Deno.test("a local client that stalls after its first byte loses its slot; sendmail's request times out on a mute daemon", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "minimta-socket-" });
+  const path = `${dir}/submit.sock`;
+  const server = await ControlServer.listen(
+    path,
+    (req) => Promise.resolve({ ok: true, lines: [req.command] }),
+    { mode: 0o666, maxConcurrent: 1, idleTimeoutMs: 300 },
+  );
+  const mutePath = `${dir}/mute.sock`;
+  const mute = Deno.listen({ transport: "unix", path: mutePath });
+  const accepted: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of mute) accepted.push(c);
+  })();
+  try {
+    const stalled = await Deno.connect({ transport: "unix", path });
+    await stalled.write(new TextEncoder().encode("{"));
+    await delay(50);
+    assert.deepEqual(await socketRequest(path, { command: "ping" }), { ok: true, lines: ["ping"] });
+    assert.equal(await stalled.read(new Uint8Array(16)), null, "the stalled client was hung up on");
+    stalled.close();
+
+    const guard = delay(10_000).then(() => "no timeout");
+    const outcome = await Promise.race([
+      socketRequest(mutePath, { command: "ping" }, { timeoutMs: 300 }).then(
+        (r) => `answered ${JSON.stringify(r)}`,
+        (e) => e,
+      ),
+      guard,
+    ]);
+    assert.ok(outcome instanceof Deno.errors.TimedOut, String(outcome));
+  } finally {
+    mute.close();
+    await accepting.catch(() => {});
+    for (const c of accepted) c.close();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -32,10 +32,22 @@ export interface ControlServerOptions {
   mode?: number;
   /** Largest request in bytes. @default {64 MiB} */
   maxRequest?: number;
-  /** Requests handled at once; more connections wait. @default {Infinity} */
+  /** Requests read and handled at once; more connections wait. @default {Infinity} */
   maxConcurrent?: number;
-  /** Time a client has to send its whole request. @default {60000} */
+  /** Time a client has, from its connect, to send its whole request. @default {60000} */
   readTimeoutMs?: number;
+  /**
+   * Silence allowed before the first byte and between reads. A client gets a
+   * slot only once its first bytes are in, so idle connections never hold
+   * one. @default {5000, or readTimeoutMs when shorter}
+   */
+  idleTimeoutMs?: number;
+}
+
+/** Options for {@linkcode socketRequest}. */
+export interface SocketRequestOptions {
+  /** Give up after this long without the whole answer (connect included). @default {Infinity} */
+  timeoutMs?: number;
 }
 const logger = log("control");
 
@@ -56,6 +68,7 @@ export class ControlServer {
   #maxRequest: number;
   #slots: Semaphore;
   #readTimeoutMs: number;
+  #idleTimeoutMs: number;
 
   private constructor(
     listener: Deno.Listener,
@@ -66,6 +79,7 @@ export class ControlServer {
     this.#maxRequest = options.maxRequest ?? MAX_REQUEST;
     this.#slots = new Semaphore(options.maxConcurrent ?? Number.MAX_SAFE_INTEGER);
     this.#readTimeoutMs = options.readTimeoutMs ?? 60_000;
+    this.#idleTimeoutMs = Math.min(options.idleTimeoutMs ?? 5_000, this.#readTimeoutMs);
     this.#done = this.#serve(handler);
   }
 
@@ -104,15 +118,30 @@ export class ControlServer {
       if (!closed) conn.close();
       closed = true;
     };
-    await this.#slots.acquire();
-    // A client that never finishes its request must not keep its slot.
+    // Counted from the connect, waiting for a slot included: ten idle
+    // connections once held all ten local slots for a minute, and again.
     const deadline = setTimeout(close, this.#readTimeoutMs);
+    let idle = setTimeout(close, this.#idleTimeoutMs);
+    const progress = () => {
+      clearTimeout(idle);
+      idle = setTimeout(close, this.#idleTimeoutMs);
+    };
+    let slot = false;
     try {
       let text: string;
       try {
-        text = await readAll(conn, this.#maxRequest);
+        // The first bytes are awaited without a slot, so a client that
+        // sends nothing holds none; one small buffer is all it costs.
+        const first = await readChunk(conn, new Uint8Array(4096));
+        clearTimeout(idle);
+        await this.#slots.acquire();
+        slot = true;
+        if (closed) throw new Deno.errors.TimedOut("Request not sent in time");
+        progress();
+        text = await readAll(conn, { max: this.#maxRequest, first, progress });
       } finally {
         clearTimeout(deadline);
+        clearTimeout(idle);
       }
       response = await handler(JSON.parse(text) as ControlRequest);
     } catch (error) {
@@ -128,7 +157,7 @@ export class ControlServer {
       // The client went away; nothing to tell it.
     } finally {
       close();
-      this.#slots.release();
+      if (slot) this.#slots.release();
     }
   }
 }
@@ -146,34 +175,69 @@ export function controlRequest(
 
 /**
  * Sends one request to the daemon on the socket at `path`. Null when nothing
- * listens there or this user may not reach it.
+ * listens there or this user may not reach it; throws
+ * `Deno.errors.TimedOut` when the answer takes longer than
+ * `options.timeoutMs`.
  */
 export async function socketRequest(
   path: string,
   req: ControlRequest,
+  options: SocketRequestOptions = {},
 ): Promise<ControlResponse | null> {
-  let conn: Deno.UnixConn;
+  const limit = options.timeoutMs ?? Infinity;
+  let timedOut = false;
+  let conn: Deno.UnixConn | null = null;
+  const timer = Number.isFinite(limit)
+    ? setTimeout(() => {
+      timedOut = true;
+      conn?.close();
+    }, limit)
+    : undefined;
   try {
-    conn = await Deno.connect({ transport: "unix", path });
-  } catch {
-    return null;
-  }
-  try {
+    try {
+      conn = await Deno.connect({ transport: "unix", path });
+    } catch {
+      return null;
+    }
+    if (timedOut) conn.close();
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(req)));
     await conn.closeWrite();
     return JSON.parse(await readAll(conn)) as ControlResponse;
+  } catch (error) {
+    if (!timedOut) throw error;
+    throw new Deno.errors.TimedOut(`No answer on ${path} within ${limit / 1000} s`, {
+      cause: error,
+    });
   } finally {
-    conn.close();
+    clearTimeout(timer);
+    if (!timedOut) conn?.close();
   }
 }
 
-async function readAll(conn: Deno.Conn, max = MAX_REQUEST): Promise<string> {
+/** One read into `buf`: the bytes read (a copy), or an empty array at the end of the stream. */
+async function readChunk(conn: Deno.Conn, buf: Uint8Array): Promise<Uint8Array> {
+  const n = await conn.read(buf);
+  return n === null ? new Uint8Array(0) : buf.slice(0, n);
+}
+
+async function readAll(
+  conn: Deno.Conn,
+  options: { max?: number; first?: Uint8Array; progress?: () => void } = {},
+): Promise<string> {
+  const max = options.max ?? MAX_REQUEST;
   const chunks: Uint8Array[] = [];
   let size = 0;
+  if (options.first?.length) {
+    chunks.push(options.first);
+    size = options.first.length;
+  }
   const buf = new Uint8Array(64 * 1024);
-  for (;;) {
+  // An empty first chunk was the end of the stream already.
+  const ended = options.first?.length === 0;
+  while (!ended) {
     const n = await conn.read(buf);
     if (n === null) break;
+    options.progress?.();
     chunks.push(buf.slice(0, n));
     size += n;
     if (size > max) throw new RangeError("Request too large");

@@ -112,7 +112,14 @@ export async function sendmailCommand(
     ? [DEFAULT_LOCAL_SOCKET]
     : [controlPath(config.queue.dir), config.server.local_socket].filter(Boolean);
   for (const path of sockets) {
-    const answer = await socketRequest(path, request);
+    const answer = await socketRequest(path, request, { timeoutMs: SOCKET_TIMEOUT_MS })
+      .catch((error) => {
+        if (!(error instanceof Deno.errors.TimedOut)) throw error;
+        throw new CliError(
+          `${error.message}: the daemon is stuck or overloaded; the message may not have been queued`,
+          { cause: error },
+        );
+      });
     if (!answer) continue;
     if (!answer.ok) throw new CliError(answer.error ?? "the daemon refused the message");
     answer.lines.forEach(out);
@@ -128,6 +135,13 @@ export async function sendmailCommand(
   out(`queued as ${id}`);
   return 0;
 }
+
+/**
+ * How long sendmail waits for the daemon's answer on a socket: a cron job or
+ * a PHP page must not hang for ever on a daemon that does not answer. The
+ * daemon gives a client 60 s to send its request, then runs the intake.
+ */
+const SOCKET_TIMEOUT_MS = 90_000;
 
 /** Runs a local message through the intake; used by the daemon's control socket and offline. */
 export async function submitLocal(intake: Intake, message: LocalMessage): Promise<string> {
