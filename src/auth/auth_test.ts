@@ -120,6 +120,23 @@ Deno.test("throttle delays failures more and more, closes the connection, then b
   assert.equal(t.blocked("192.0.2.9"), false, "other clients unaffected");
 });
 
+Deno.test("throttle counts an attempt before its check: parallel guesses stop at the limit", () => {
+  const t = new AuthThrottle({ maxPerIp: 3, now: () => 0 });
+  const ip = "192.0.2.1";
+  const held = ["g1", "g2", "g3"].map((k) => t.reserve(ip, k));
+  assert.ok(held.every((a) => a !== null), "the first three are admitted");
+  assert.equal(t.reserve(ip, "g4"), null, "the fourth, still unanswered, is refused");
+  assert.ok(t.reserve(ip, "g1"), "the same credentials as a check in flight share its slot");
+  held[0]!.succeeded("alice");
+  held[0]!.succeeded("alice");
+  assert.equal(t.blocked(ip), false, "a success gives its slot back, once");
+  held[1]!.failed("bob", 1);
+  held[2]!.failed("bob", 1);
+  assert.ok(t.reserve(ip, "g5"), "two failures and one slot left");
+  assert.equal(t.blocked(ip), true);
+  assert.equal(t.reserve(ip, "g1"), null, "nothing in flight to share any more");
+});
+
 Deno.test("editing users.txt keeps comments, blank lines and order", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -51,6 +51,16 @@ export class Authenticator {
     return [...this.#users.values()];
   }
 
+  /**
+   * An opaque key for a login's credentials (HMAC under a per-process key,
+   * never the password): equal keys are the same guess, for
+   * `AuthThrottle.reserve`.
+   */
+  attemptKey(username: string, password: string): string {
+    return createHmac("sha256", this.#key).update(`${username.toLowerCase()}\0${password}`)
+      .digest("base64");
+  }
+
   /** Verifies a login; unknown users cost the same scrypt as known ones. */
   async verify(username: string, password: string): Promise<AuthResult> {
     const user = this.find(username);

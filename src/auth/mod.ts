@@ -7,7 +7,12 @@
 export { Authenticator, type AuthenticatorOptions, type AuthResult } from "./authenticator.ts";
 export { hashPassword, isHashed, verifyPassword } from "./password.ts";
 export { allowedSenders, senderAllowed } from "./sender_policy.ts";
-export { AuthThrottle, type AuthThrottleOptions, type FailureVerdict } from "./throttle.ts";
+export {
+  type AuthAttempt,
+  AuthThrottle,
+  type AuthThrottleOptions,
+  type FailureVerdict,
+} from "./throttle.ts";
 export {
   formatUsers,
   parseJsonUsers,

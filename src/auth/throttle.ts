@@ -20,6 +20,18 @@ export interface FailureVerdict {
   disconnect: boolean;
 }
 
+/**
+ * One login attempt counted against its IP before the password is checked
+ * (see {@linkcode AuthThrottle.reserve}). Exactly one of the two methods is
+ * called when the check is over; later calls do nothing.
+ */
+export interface AuthAttempt {
+  /** The check passed: the IP's slot is given back and the user's failures forgotten. */
+  succeeded(username: string): void;
+  /** The check failed: the slot stays counted as a failure; says how to answer. */
+  failed(username: string, failuresOnConnection: number): FailureVerdict;
+}
+
 const MAX_DELAY_MS = 8_000;
 
 /**
@@ -37,6 +49,8 @@ export class AuthThrottle {
   #now: () => number;
   #ips = new Map<string, number[]>();
   #users = new Map<string, number[]>();
+  /** Checks in flight by IP and credentials key: identical attempts share one slot. */
+  #inFlight = new Set<string>();
 
   constructor(options: AuthThrottleOptions = {}) {
     this.#delay = options.failureDelayMs ?? 1_000;
@@ -51,10 +65,58 @@ export class AuthThrottle {
     return this.#recent(this.#ips, ip).length >= this.#perIp;
   }
 
+  /**
+   * Counts an attempt from `ip` as a failure before its password is checked,
+   * or returns null while `ip` is blocked. Checking first and counting after
+   * the (slow) scrypt let 40 parallel guesses all pass a limit of 10; a slot
+   * held for the check closes that race. Attempts with the same `key` (an
+   * HMAC of the credentials, `Authenticator.attemptKey`) while one is being
+   * checked share its slot: 20 sessions of one app logging in together are
+   * one guess, not 20.
+   */
+  reserve(ip: string, key: string): AuthAttempt | null {
+    const flightKey = `${ip}\0${key}`;
+    if (this.#inFlight.has(flightKey)) return this.#attempt(ip, null);
+    if (this.blocked(ip)) return null;
+    const at = this.#now();
+    this.#recent(this.#ips, ip).push(at);
+    this.#inFlight.add(flightKey);
+    return this.#attempt(ip, { at, flightKey });
+  }
+
+  #attempt(ip: string, slot: { at: number; flightKey: string } | null): AuthAttempt {
+    let done = false;
+    const finish = (keep: boolean) => {
+      if (done) return false;
+      done = true;
+      if (!slot) return true;
+      this.#inFlight.delete(slot.flightKey);
+      if (!keep) {
+        const list = this.#ips.get(ip);
+        const i = list?.indexOf(slot.at) ?? -1;
+        if (i >= 0) list!.splice(i, 1);
+      }
+      return true;
+    };
+    return {
+      succeeded: (username) => {
+        if (finish(false)) this.success(username);
+      },
+      failed: (username, failuresOnConnection) =>
+        finish(true)
+          ? this.#userFailure(ip, username, failuresOnConnection)
+          : { delayMs: 0, disconnect: false },
+    };
+  }
+
   /** Records a failure and says how to answer it. */
   failure(ip: string, username: string, failuresOnConnection: number): FailureVerdict {
+    this.#recent(this.#ips, ip).push(this.#now());
+    return this.#userFailure(ip, username, failuresOnConnection);
+  }
+
+  #userFailure(ip: string, username: string, failuresOnConnection: number): FailureVerdict {
     const now = this.#now();
-    this.#recent(this.#ips, ip).push(now);
     const userFailures = this.#recent(this.#users, username.toLowerCase());
     userFailures.push(now);
     const steps =

@@ -32,10 +32,22 @@ export interface ControlServerOptions {
   mode?: number;
   /** Largest request in bytes. @default {64 MiB} */
   maxRequest?: number;
-  /** Requests handled at once; more connections wait. @default {Infinity} */
+  /** Requests read and handled at once; more connections wait. @default {Infinity} */
   maxConcurrent?: number;
-  /** Time a client has to send its whole request. @default {60000} */
+  /** Time a client has, from its connect, to send its whole request. @default {60000} */
   readTimeoutMs?: number;
+  /**
+   * Silence allowed before the first byte and between reads. A client gets a
+   * slot only once its first bytes are in, so idle connections never hold
+   * one. @default {5000, or readTimeoutMs when shorter}
+   */
+  idleTimeoutMs?: number;
+}
+
+/** Options for {@linkcode socketRequest}. */
+export interface SocketRequestOptions {
+  /** Give up after this long without the whole answer (connect included). @default {Infinity} */
+  timeoutMs?: number;
 }
 const logger = log("control");
 
@@ -60,6 +72,7 @@ export class ControlServer {
   #reading = new Set<() => void>();
   /** Requests being handled, waited for by {@linkcode close}. */
   #handling = new Set<Promise<void>>();
+  #idleTimeoutMs: number;
 
   private constructor(
     listener: Deno.Listener,
@@ -70,6 +83,7 @@ export class ControlServer {
     this.#maxRequest = options.maxRequest ?? MAX_REQUEST;
     this.#slots = new Semaphore(options.maxConcurrent ?? Number.MAX_SAFE_INTEGER);
     this.#readTimeoutMs = options.readTimeoutMs ?? 60_000;
+    this.#idleTimeoutMs = Math.min(options.idleTimeoutMs ?? 5_000, this.#readTimeoutMs);
     this.#done = this.#serve(handler);
   }
 
@@ -114,18 +128,33 @@ export class ControlServer {
       if (!closed) conn.close();
       closed = true;
     };
-    await this.#slots.acquire();
-    // A client that never finishes its request must not keep its slot.
+    // Counted from the connect, waiting for a slot included: ten idle
+    // connections once held all ten local slots for a minute, and again.
     const deadline = setTimeout(close, this.#readTimeoutMs);
     let handled: PromiseWithResolvers<void> | null = null;
+    let idle = setTimeout(close, this.#idleTimeoutMs);
+    const progress = () => {
+      clearTimeout(idle);
+      idle = setTimeout(close, this.#idleTimeoutMs);
+    };
+    let slot = false;
     try {
       let text: string;
       this.#reading.add(close);
       try {
-        text = await readAll(conn, this.#maxRequest);
+        // The first bytes are awaited without a slot, so a client that
+        // sends nothing holds none; one small buffer is all it costs.
+        const first = await readChunk(conn, new Uint8Array(4096));
+        clearTimeout(idle);
+        await this.#slots.acquire();
+        slot = true;
+        if (closed) throw new Deno.errors.TimedOut("Request not sent in time");
+        progress();
+        text = await readAll(conn, { max: this.#maxRequest, first, progress });
       } finally {
         clearTimeout(deadline);
         this.#reading.delete(close);
+        clearTimeout(idle);
       }
       if (closed) throw new Deno.errors.Interrupted("Closed before the request was read");
       handled = Promise.withResolvers<void>();
@@ -144,7 +173,7 @@ export class ControlServer {
       // The client went away; nothing to tell it.
     } finally {
       close();
-      this.#slots.release();
+      if (slot) this.#slots.release();
       if (handled) {
         this.#handling.delete(handled.promise);
         handled.resolve();
@@ -167,40 +196,75 @@ export function controlRequest(
 /**
  * Sends one request to the daemon on the socket at `path`. Null when nothing
  * listens there, this user may not reach it, or the daemon closed the
- * connection without an answer (it was stopping: the request was not run).
+ * connection without an answer (it was stopping: the request was not run);
+ * throws `Deno.errors.TimedOut` when the answer takes longer than
+ * `options.timeoutMs`.
  */
 export async function socketRequest(
   path: string,
   req: ControlRequest,
+  options: SocketRequestOptions = {},
 ): Promise<ControlResponse | null> {
-  let conn: Deno.UnixConn;
+  const limit = options.timeoutMs ?? Infinity;
+  let timedOut = false;
+  let conn: Deno.UnixConn | null = null;
+  const timer = Number.isFinite(limit)
+    ? setTimeout(() => {
+      timedOut = true;
+      conn?.close();
+    }, limit)
+    : undefined;
   try {
-    conn = await Deno.connect({ transport: "unix", path });
-  } catch {
-    return null;
-  }
-  try {
+    try {
+      conn = await Deno.connect({ transport: "unix", path });
+    } catch {
+      return null;
+    }
+    if (timedOut) conn.close();
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(req)));
     await conn.closeWrite();
     const text = await readAll(conn);
     return text === "" ? null : JSON.parse(text) as ControlResponse;
   } catch (error) {
+    if (timedOut) {
+      throw new Deno.errors.TimedOut(`No answer on ${path} within ${limit / 1000} s`, {
+        cause: error,
+      });
+    }
     if (error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset) {
       return null;
     }
     throw error;
   } finally {
-    conn.close();
+    clearTimeout(timer);
+    if (!timedOut) conn?.close();
   }
 }
 
-async function readAll(conn: Deno.Conn, max = MAX_REQUEST): Promise<string> {
+/** One read into `buf`: the bytes read (a copy), or an empty array at the end of the stream. */
+async function readChunk(conn: Deno.Conn, buf: Uint8Array): Promise<Uint8Array> {
+  const n = await conn.read(buf);
+  return n === null ? new Uint8Array(0) : buf.slice(0, n);
+}
+
+async function readAll(
+  conn: Deno.Conn,
+  options: { max?: number; first?: Uint8Array; progress?: () => void } = {},
+): Promise<string> {
+  const max = options.max ?? MAX_REQUEST;
   const chunks: Uint8Array[] = [];
   let size = 0;
+  if (options.first?.length) {
+    chunks.push(options.first);
+    size = options.first.length;
+  }
   const buf = new Uint8Array(64 * 1024);
-  for (;;) {
+  // An empty first chunk was the end of the stream already.
+  const ended = options.first?.length === 0;
+  while (!ended) {
     const n = await conn.read(buf);
     if (n === null) break;
+    options.progress?.();
     chunks.push(buf.slice(0, n));
     size += n;
     if (size > max) throw new RangeError("Request too large");

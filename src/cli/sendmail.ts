@@ -140,7 +140,14 @@ async function handOver(
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
     for (const path of sockets) {
-      const answer = await socketRequest(path, request);
+      const answer = await socketRequest(path, request, { timeoutMs: SOCKET_TIMEOUT_MS })
+        .catch((error) => {
+          if (!(error instanceof Deno.errors.TimedOut)) throw error;
+          throw new CliError(
+            `${error.message}: the daemon is stuck or overloaded; the message may not have been queued`,
+            { cause: error },
+          );
+        });
       if (!answer) continue;
       if (!answer.ok) throw new CliError(answer.error ?? "the daemon refused the message");
       return answer;
@@ -159,6 +166,13 @@ async function handOver(
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
 }
+
+/**
+ * How long sendmail waits for the daemon's answer on a socket: a cron job or
+ * a PHP page must not hang for ever on a daemon that does not answer. The
+ * daemon gives a client 60 s to send its request, then runs the intake.
+ */
+const SOCKET_TIMEOUT_MS = 90_000;
 
 /** Runs a local message through the intake; used by the daemon's control socket and offline. */
 export async function submitLocal(intake: Intake, message: LocalMessage): Promise<string> {

@@ -63,13 +63,30 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
     operate: (id, op) => r.engine.operate(id, op),
     login: async (username, password, clientIp) => {
       // Throttled like SMTP AUTH: growing delays, then the IP is refused for a while.
-      if (throttle.blocked(clientIp)) return null;
+      // The attempt is counted before the check, so parallel posts cannot all pass.
+      const attempt = throttle.reserve(clientIp, r.authenticator.attemptKey(username, password));
+      if (!attempt) {
+        r.emit({
+          type: "auth_failure",
+          client_ip: clientIp,
+          username,
+          reason: "status page throttled",
+        });
+        return null;
+      }
       if (config.http.admin_token && constantTimeEqual(password, config.http.admin_token)) {
+        attempt.succeeded(username);
         return "admin (token)";
       }
-      const result = await r.authenticator.verify(username, password);
-      if (result.ok && result.user.admin) return result.user.username;
-      const verdict = throttle.failure(clientIp, username, 1);
+      const result = await r.authenticator.verify(username, password).catch((error) => {
+        attempt.failed(username, 1);
+        throw error;
+      });
+      if (result.ok && result.user.admin) {
+        attempt.succeeded(username);
+        return result.user.username;
+      }
+      const verdict = attempt.failed(username, 1);
       r.emit({ type: "auth_failure", client_ip: clientIp, username, reason: "status page login" });
       await new Promise((resolve) => setTimeout(resolve, Math.max(500, verdict.delayMs)));
       return null;

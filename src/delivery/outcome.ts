@@ -14,6 +14,32 @@ export interface RecipientOutcome {
   tls: TlsInfo | null;
 }
 
+/**
+ * Most bytes of remote or error text an outcome keeps. A server may send 100
+ * lines of 4 KB per reply (src/smtp_client/_reply_parser.ts); kept whole in
+ * every recipient's last error, history and log line, a hostile MX grew one
+ * metadata file to 180 MB in 30 s of 1 s retries.
+ */
+export const MAX_OUTCOME_TEXT_BYTES = 1024;
+const TRUNCATED = " [truncated]";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * `text` cut to at most {@linkcode MAX_OUTCOME_TEXT_BYTES} UTF-8 bytes, marker
+ * included, at a character boundary and ending in " [truncated]" when cut.
+ * A text already short enough comes back unchanged, so clipping twice is safe.
+ */
+export function clipText(text: string): string {
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: short strings skip the encoding.
+  if (text.length * 3 <= MAX_OUTCOME_TEXT_BYTES) return text;
+  if (encoder.encode(text).length <= MAX_OUTCOME_TEXT_BYTES) return text;
+  const room = new Uint8Array(MAX_OUTCOME_TEXT_BYTES - TRUNCATED.length);
+  // encodeInto never splits a character.
+  const { written } = encoder.encodeInto(text, room);
+  return `${decoder.decode(room.subarray(0, written)).trimEnd()}${TRUNCATED}`;
+}
+
 /** Where a reply came from. */
 export interface Peer {
   remote: string;
@@ -30,7 +56,7 @@ export function fromReply(address: string, reply: SmtpReply, peer: Peer): Recipi
     kind,
     code: reply.code,
     status,
-    text: reply.text,
+    text: clipText(reply.text),
     remote: peer.remote,
     tls: peer.tls,
   };
@@ -44,7 +70,7 @@ export function local(
   text: string,
   remote: string | null = null,
 ): RecipientOutcome {
-  return { address, kind, code: null, status, text, remote, tls: null };
+  return { address, kind, code: null, status, text: clipText(text), remote, tls: null };
 }
 
 /** One-line form for `last_error` and DSN diagnostics. */

@@ -1,6 +1,9 @@
 import type { EmitEvent } from "../events/mod.ts";
 import type { MessageMeta } from "../spool/mod.ts";
-import { describe, type RecipientOutcome } from "./outcome.ts";
+import { clipText, describe, type RecipientOutcome } from "./outcome.ts";
+
+/** Attempts kept in a recipient's history; older ones are dropped. */
+export const HISTORY_LENGTH = 10;
 
 /** Options for {@linkcode recordOutcomes}. */
 export interface RecordOptions {
@@ -15,7 +18,8 @@ export interface RecordOptions {
 
 /**
  * Writes one attempt's outcomes into a message's metadata (status,
- * attempts, last error, a capped attempt history) and emits one event per
+ * attempts, last error, the last {@linkcode HISTORY_LENGTH} attempts, each
+ * reply clipped to 1 KB by {@linkcode clipText}) and emits one event per
  * recipient: `delivered`, `deferred`, `failed`, or `expired`.
  */
 export function recordOutcomes(
@@ -24,7 +28,10 @@ export function recordOutcomes(
   options: RecordOptions,
 ): void {
   const { now, durationMs, expired, emit } = options;
-  for (const outcome of outcomes) {
+  for (const raw of outcomes) {
+    // Outcomes are clipped where they are made; clip again so that no
+    // transport can write an unbounded reply into the metadata.
+    const outcome = { ...raw, text: clipText(raw.text) };
     const rcpt = meta.recipients.find((r) =>
       r.address === outcome.address && (r.status === "pending" || r.status === "deferred")
     );
@@ -45,7 +52,7 @@ export function recordOutcomes(
       status: outcome.status,
       text: outcome.code !== null ? `${outcome.code} ${outcome.text}` : outcome.text,
       remote: outcome.remote,
-    }].slice(-20);
+    }].slice(-HISTORY_LENGTH);
     emit({
       type: outcome.kind === "delivered"
         ? "delivered"

@@ -26,6 +26,13 @@ export interface HttpOptions {
 }
 
 const PAGE_SIZE = 50;
+/**
+ * Largest login form read (user name, password or admin token), checked
+ * before authentication: a 400 MB form once raised the daemon's RSS by 800 MB.
+ */
+export const MAX_LOGIN_BODY_BYTES = 8 * 1024;
+/** Largest action form read (CSRF token, `confirm`). */
+export const MAX_ACTION_BODY_BYTES = 2 * 1024;
 const logger = log("http");
 const SECURITY_HEADERS = {
   "content-security-policy":
@@ -101,7 +108,8 @@ class StatusApp {
   }
 
   async #login(req: Request, clientIp: string): Promise<Response> {
-    const form = await readForm(req);
+    const form = await readForm(req, MAX_LOGIN_BODY_BYTES);
+    if (form === null) return tooLarge();
     const user = await this.#deps.login(
       String(form.get("username") ?? ""),
       String(form.get("password") ?? ""),
@@ -173,7 +181,8 @@ class StatusApp {
     path: string,
     current: { id: string; session: Session },
   ): Promise<Response> {
-    const form = await readForm(req);
+    const form = await readForm(req, MAX_ACTION_BODY_BYTES);
+    if (form === null) return tooLarge();
     if (!csrfValid(current.session, form.get("csrf") as string | null)) {
       return text("Refused: missing or wrong CSRF token. Reload the page and try again.", 403);
     }
@@ -201,13 +210,59 @@ class StatusApp {
 }
 
 // A POST whose body is not a form (no body, JSON, …) is treated as an empty
-// form: refused by the CSRF check or the login, never a 500.
-async function readForm(req: Request): Promise<FormData> {
+// form: refused by the CSRF check or the login, never a 500. A body longer
+// than `maxBytes` gives null (413): a declared Content-Length is refused
+// unread; a chunked one is read up to the cap and the rest cancelled.
+async function readForm(req: Request, maxBytes: number): Promise<FormData | null> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  // Refused unread; a client that sent Expect: 100-continue (RFC 9110 §10.1.1) stops at the 413.
+  if (!(declared <= maxBytes)) return null;
+  const body = await readCapped(req.body, maxBytes);
+  if (body === null) return null;
   try {
-    return await req.formData();
+    const type = req.headers.get("content-type") ?? "";
+    return await new Response(body, { headers: { "content-type": type } }).formData();
   } catch {
     return new FormData();
   }
+}
+
+/** The whole stream if it holds at most `maxBytes`, else null (and the stream is cancelled). */
+async function readCapped(
+  stream: ReadableStream<Uint8Array> | null,
+  maxBytes: number,
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  if (!stream) return new Uint8Array(0);
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > maxBytes) {
+        await reader.cancel().catch(() => {});
+        return null;
+      }
+      chunks.push(value);
+    }
+  } catch {
+    // The client went away mid-body: what arrived is parsed (and will not log anyone in).
+  } finally {
+    reader.releaseLock();
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+function tooLarge(): Response {
+  return text("Request body too large", 413);
 }
 
 function notice(message: string): Html {

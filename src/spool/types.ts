@@ -7,14 +7,14 @@ export interface RecipientState {
   status: RecipientStatus;
   /** Delivery attempts made for this recipient. */
   attempts: number;
-  /** The last remote reply or local reason for a deferral or failure. */
+  /** The last remote reply or local reason for a deferral or failure (reply text at most 1 KB). */
   last_error: string | null;
   /** RFC 3463 status of the last outcome, e.g. "4.4.1". */
   last_status: string | null;
   /** The remote host that gave the last outcome, "mx.example.com[192.0.2.1]". */
   remote: string | null;
   updated_at: string | null;
-  /** The last attempts, oldest first (at most 20): when, outcome and the remote reply. */
+  /** The last attempts, oldest first (at most 10): when, outcome and the remote reply (at most 1 KB). */
   history?: AttemptRecord[];
 }
 

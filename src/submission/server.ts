@@ -7,7 +7,13 @@ import {
   type SMTPServerDataStream,
   type SMTPServerSession,
 } from "smtp-server";
-import { type Authenticator, type AuthThrottle, senderAllowed, type User } from "../auth/mod.ts";
+import {
+  type Authenticator,
+  type AuthResult,
+  type AuthThrottle,
+  senderAllowed,
+  type User,
+} from "../auth/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import "./_smtp_server_patches.ts";
@@ -286,7 +292,13 @@ export class SubmissionServer {
     const state = this.#state.get(session)!;
     const ip = session.remoteAddress;
     const username = auth.username ?? "";
-    if (this.#o.throttle.blocked(ip)) {
+    const password = auth.password ?? "";
+    // Counted before the check, so parallel connections cannot all slip under the limit.
+    const attempt = this.#o.throttle.reserve(
+      ip,
+      this.#o.authenticator.attemptKey(username, password),
+    );
+    if (!attempt) {
       this.#o.emit({
         type: "auth_failure",
         session: session.id,
@@ -305,12 +317,18 @@ export class SubmissionServer {
     // RFC 4616: an authorization identity other than the login would let
     // one user act as another; refuse it.
     const authzMismatch = auth.method === "PLAIN" && !!auth.authzid && auth.authzid !== username;
-    const result = authzMismatch
-      ? { ok: false as const, reason: "authzid_mismatch" }
-      : await this.#o.authenticator.verify(username, auth.password ?? "");
+    let result: AuthResult | { ok: false; reason: string };
+    try {
+      result = authzMismatch
+        ? { ok: false as const, reason: "authzid_mismatch" }
+        : await this.#o.authenticator.verify(username, password);
+    } catch (error) {
+      attempt.failed(username, ++state.authFailures);
+      throw error;
+    }
     if (result.ok) {
       state.user = result.user;
-      this.#o.throttle.success(username);
+      attempt.succeeded(username);
       this.#o.emit({
         type: "auth_success",
         session: session.id,
@@ -320,7 +338,7 @@ export class SubmissionServer {
       return cb(null, { user: result.user.username });
     }
     state.authFailures++;
-    const verdict = this.#o.throttle.failure(ip, username, state.authFailures);
+    const verdict = attempt.failed(username, state.authFailures);
     this.#o.emit({
       type: "auth_failure",
       session: session.id,
