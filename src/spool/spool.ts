@@ -4,6 +4,7 @@ import { MessageNotFoundError, SpoolWriteError } from "./errors.ts";
 import { wrapWriteError, writeDurably } from "./durable_write.ts";
 import { Outbox } from "./outbox.ts";
 import { isQueueId, newQueueId } from "./queue_id.ts";
+import { SuppressionList } from "./suppression_list.ts";
 import type { MessageMeta, NewMessage } from "./types.ts";
 
 /** Options for {@linkcode Spool.open}. */
@@ -99,6 +100,15 @@ export class Spool {
     if (!/^[a-z]+$/.test(name)) throw new RangeError(`Invalid outbox name "${name}"`);
     await Deno.mkdir(`${this.dir}/${name}`, { recursive: true, mode: DIR_MODE });
     return new Outbox<T>(`${this.dir}/${name}`, `${this.dir}/tmp`, this.#fsync);
+  }
+
+  /**
+   * The suppression list kept in this spool (`suppression.jsonl`), read from
+   * disk. Only the lock holder (the daemon, or the CLI while it is stopped)
+   * should change it.
+   */
+  suppressions(options: { ttlMs?: number } = {}): Promise<SuppressionList> {
+    return SuppressionList.open(this.dir, { ...options, fsync: this.#fsync, now: this.#now });
   }
 
   /** Releases the lock taken by {@linkcode lock}. */
