@@ -10,7 +10,7 @@ import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../del
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
-import { Spool } from "../spool/mod.ts";
+import { Spool, type SuppressionList } from "../spool/mod.ts";
 import { Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
 import { controlPath, ControlServer } from "./control.ts";
@@ -57,9 +57,12 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       orphans: report.orphanBodiesRemoved.length,
     });
   }
+  const suppressions = await openSuppressions(spool, config);
+  const enabled = config.suppression.enabled ? suppressions : null;
   const intake = new Intake({
     hostname: config.server.hostname,
     spool,
+    suppressions: enabled,
     sign: (message) => parts.signer.sign(message),
     maxMessageSize: config.server.max_message_size,
     bareNewline: config.server.bare_newline,
@@ -94,6 +97,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     perDomainConcurrency: config.delivery.per_domain_concurrency,
     retrySchedule: config.delivery.retry_schedule,
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
+    suppressions: enabled,
   });
   const webhooks = config.webhooks.length
     ? new WebhookDispatcher({
@@ -105,11 +109,21 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   await engine.start(report.metas);
   report.metas = []; // the engine's index holds what it needs
   const http = config.http.listen_addr
-    ? startStatusServer(config, { engine, spool, submission, authenticator: parts.authenticator })
+    ? startStatusServer(config, {
+      engine,
+      spool,
+      submission,
+      authenticator: parts.authenticator,
+      suppressions,
+    })
     : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
-    controlHandler(engine, intake, config.server.hostname, () => reload(loaded, parts)),
+    controlHandler(engine, intake, {
+      hostname: config.server.hostname,
+      reloadAll: () => reload(loaded, parts),
+      suppressions,
+    }),
   );
   const local = await listenLocal(config, intake);
   try {
@@ -144,6 +158,21 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       closeLogging();
     },
   });
+}
+
+// Read and compacted at start-up (removed and expired entries dropped);
+// kept open even when suppression is off, so the CLI can still edit it.
+async function openSuppressions(spool: Spool, config: Config): Promise<SuppressionList> {
+  try {
+    const list = await spool.suppressions({ ttlMs: config.suppression.ttl });
+    await list.compact();
+    return list;
+  } catch (error) {
+    throw new CliError(
+      `Cannot read the suppression list in "${config.queue.dir}" (queue.dir): ${reason(error)}`,
+      { cause: error },
+    );
+  }
 }
 
 interface Parts {

@@ -4,7 +4,7 @@ import { type Config, splitHostPort } from "../config/mod.ts";
 import type { DeliveryEngine } from "../delivery/mod.ts";
 import { type HttpDeps, Metrics, startHttpServer } from "../http/mod.ts";
 import { log, mailLog } from "../log/mod.ts";
-import { MessageNotFoundError, type Spool } from "../spool/mod.ts";
+import { MessageNotFoundError, type Spool, type SuppressionList } from "../spool/mod.ts";
 import type { SubmissionServer } from "../submission/mod.ts";
 
 const logger = log("serve");
@@ -15,6 +15,7 @@ export interface Running {
   spool: Spool;
   submission: SubmissionServer;
   authenticator: Authenticator;
+  suppressions: SuppressionList;
 }
 
 /**
@@ -57,6 +58,7 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
       }
     },
     operate: (id, op) => r.engine.operate(id, op),
+    suppressions: () => r.suppressions.list(),
     login: async (username, password, clientIp) => {
       // Throttled like SMTP AUTH: growing delays, then the IP is refused for a while.
       if (throttle.blocked(clientIp)) return null;

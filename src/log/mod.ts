@@ -77,7 +77,9 @@ export type MailEvent =
   | "expired"
   | "removed"
   | "held"
-  | "released";
+  | "released"
+  | "suppressed"
+  | "unsuppressed";
 
 /**
  * Writes one mail-log event. `fields` should carry `queue_id` whenever the

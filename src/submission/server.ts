@@ -343,6 +343,8 @@ export class SubmissionServer {
         "5.1.3",
         `Recipient <${address.address}> is not a routable address`,
       );
+    } else {
+      refusal = this.#o.intake.checkRecipient(address.address);
     }
     if (refusal) this.#reject(session, "rcpt_to", refusal, { to: address.address });
     cb(refusal);

@@ -9,8 +9,8 @@ export interface WebhookTarget {
   secret: string;
 }
 
-/** What happened to one recipient. */
-export type WebhookEventType = "delivered" | "deferred" | "bounced" | "expired";
+/** What happened to one recipient; `suppressed`: put on the suppression list. */
+export type WebhookEventType = "delivered" | "deferred" | "bounced" | "expired" | "suppressed";
 
 /** The JSON body posted for one recipient and attempt. */
 export interface WebhookEvent {
@@ -61,7 +61,8 @@ type Entry = { id: string; value: Pending };
 
 /**
  * Posts a signed JSON event per delivered, deferred, bounced and expired
- * recipient to each configured URL. Events go first into a durable outbox
+ * recipient, and per address put on the suppression list, to each
+ * configured URL. Events go first into a durable outbox
  * in the spool, so a receiver that is down gets them later, also after a
  * restart; posting never blocks delivery.
  */
@@ -93,6 +94,7 @@ export class WebhookDispatcher {
   start(): void {
     this.#unsubscribe = onMailEvent((event, fields) => {
       if (event === "delivery") this.#enqueue(toEvent(fields, this.#o.now()));
+      if (event === "suppressed") this.#enqueue(toSuppressedEvent(fields, this.#o.now()));
     });
     this.#kick(0);
   }
@@ -277,6 +279,27 @@ function toEvent(f: Readonly<Record<string, unknown>>, now: number): WebhookEven
       remote: (f.relay as string | null) ?? null,
     },
     attempt: Number(f.attempt ?? 0),
+    occurred_at: new Date(now).toISOString(),
+  };
+}
+
+// The `suppressed` mail-log event: the bounce that caused it (queue_id and
+// reply), or an operator's addition (queue_id "", the reason as reply text).
+function toSuppressedEvent(f: Readonly<Record<string, unknown>>, now: number): WebhookEvent {
+  return {
+    id: crypto.randomUUID(),
+    event: "suppressed",
+    queue_id: String(f.queue_id ?? ""),
+    message_id: (f.message_id as string | null) ?? null,
+    sender: String(f.from ?? ""),
+    recipient: String(f.recipient),
+    reply: {
+      code: (f.code as number | null) ?? null,
+      status: String(f.status ?? ""),
+      text: String(f.text ?? ""),
+      remote: (f.relay as string | null) ?? null,
+    },
+    attempt: 0,
     occurred_at: new Date(now).toISOString(),
   };
 }
