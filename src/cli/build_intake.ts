@@ -1,7 +1,7 @@
 import type { Config } from "../config/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
-import type { Spool } from "../spool/mod.ts";
+import type { Spool, SuppressionList } from "../spool/mod.ts";
 import { Intake, type SignFunction } from "../submission/mod.ts";
 
 /** Options for {@linkcode buildIntake}. */
@@ -10,6 +10,8 @@ export interface BuildIntakeOptions {
   /** DKIM signing (the daemon swaps its signer on SIGHUP, so it passes a function). */
   sign: SignFunction;
   emit: EmitEvent;
+  /** Recipients refused because they hard-bounced; null when `suppression.enabled` is off. */
+  suppressions: SuppressionList | null;
 }
 
 /**
@@ -25,6 +27,7 @@ export function buildIntake(config: Config, options: BuildIntakeOptions): Intake
     maxMessageSize: config.server.max_message_size,
     bareNewline: config.server.bare_newline,
     emit: options.emit,
+    suppressions: options.suppressions,
   });
 }
 

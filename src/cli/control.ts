@@ -1,11 +1,22 @@
 import { Semaphore } from "../delivery/mod.ts";
 import { log } from "../log/mod.ts";
 
+/** A change to (or a read of) the suppression list, for the "suppress" command. */
+export interface SuppressRequest {
+  op: "list" | "add" | "remove";
+  addresses?: string[];
+  /** For "add": why, shown in the RCPT refusal. */
+  reason?: string;
+  /** For "add": `suppress add` or `suppress import`. */
+  source?: "operator" | "import";
+}
+
 /** A request to the running daemon over its control socket. */
 export interface ControlRequest {
-  command: "ping" | "operate" | "retry-all" | "reload" | "submit" | "list";
+  command: "ping" | "operate" | "retry-all" | "reload" | "submit" | "list" | "suppress";
   op?: "hold" | "release" | "retry" | "delete";
   ids?: string[];
+  suppress?: SuppressRequest;
   /** For "submit": the message and its envelope. */
   message?: { from: string; recipients: string[]; data: string /* base64 */; user: string };
 }

@@ -1,20 +1,37 @@
 import { Buffer } from "node:buffer";
 import type { DeliveryEngine } from "../delivery/mod.ts";
-import { MessageNotFoundError } from "../spool/mod.ts";
+import type { EmitEvent } from "../events/mod.ts";
+import { MessageNotFoundError, type SuppressionList } from "../spool/mod.ts";
 import type { Intake } from "../submission/mod.ts";
 import type { ControlHandler } from "./control.ts";
 import { submitLocal } from "./sendmail.ts";
+import { applySuppress } from "./suppress_apply.ts";
 
-/** Answers the CLI over the control socket: queue changes, listing, reload, local submission. */
+/** Options for {@linkcode controlHandler}. */
+export interface ControlHandlerOptions {
+  /** Our name, for local senders without a domain. */
+  hostname: string;
+  /** Reloads users and DKIM keys (as SIGHUP does). */
+  reloadAll: () => Promise<void>;
+  /** The daemon's suppression list, changed only through it while it runs. */
+  suppressions: SuppressionList;
+  /** The daemon's event stream, for `suppressed` and `unsuppressed`. */
+  emit: EmitEvent;
+}
+
+/** Answers the CLI over the control socket: queue changes, listing, reload, local submission, suppressions. */
 export function controlHandler(
   engine: DeliveryEngine,
   intake: Intake,
-  hostname: string,
-  reloadAll: () => Promise<void>,
+  options: ControlHandlerOptions,
 ): ControlHandler {
+  const { hostname, reloadAll, suppressions, emit } = options;
   const local = localSubmitHandler(intake, hostname);
   return async (req) => {
     switch (req.command) {
+      case "suppress":
+        if (!req.suppress) return { ok: false, lines: [], error: "Malformed suppress request" };
+        return await applySuppress(suppressions, req.suppress, emit);
       case "submit":
       case "ping":
         return await local(req);

@@ -1,6 +1,6 @@
 /**
  * @module
- * The `minimta` command line: `serve`, `queue …`, `config check` and
+ * The `minimta` command line: `serve`, `queue …`, `suppress …`, `config check` and
  * `version`. Errors are one line on stderr; exit 0 on success, 1 on
  * failure, 2 on bad usage.
  */
@@ -13,6 +13,7 @@ import { doctorCommand } from "./doctor.ts";
 import { sendmailCommand } from "./sendmail.ts";
 import { loadTlsPair, tlsCommand } from "./tls.ts";
 import { queueCommand } from "./queue.ts";
+import { suppressCommand } from "./suppress.ts";
 import { userCommand } from "./user.ts";
 import { serve } from "./serve.ts";
 
@@ -25,6 +26,7 @@ const USAGE = `Usage: minimta <command> [--config FILE]
   queue show ID [--json]
   queue stats [--json]
   queue retry ID...|--all, queue hold ID..., queue release ID..., queue delete ID...  (- reads ids from stdin)
+  suppress list [--json], suppress add ADDR [--reason TEXT], suppress remove ADDR, suppress import FILE
   user add NAME [--email ADDR] [--admin] [--password-stdin], user passwd NAME, user list, user remove NAME
   dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE]
   dkim check --domain D
@@ -58,6 +60,12 @@ export async function main(args: string[]): Promise<number> {
           (await loadConfig({ path: configPath, checkFiles: false })).config,
           out,
           readStdin,
+        );
+      case "suppress":
+        return await suppressCommand(
+          rest,
+          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          out,
         );
       case "config":
         return await configCommand(rest, configPath, out);
@@ -161,7 +169,7 @@ function masked(config: Config): unknown {
     if ((key === "relay_password" || key === "admin_token" || key === "secret") && value) {
       return "********";
     }
-    if (typeof value === "number" && /timeout|delay|window|lifetime/.test(key)) {
+    if (typeof value === "number" && /timeout|delay|window|lifetime|^ttl$/.test(key)) {
       return formatDuration(value);
     }
     if (key === "retry_schedule") return (value as number[]).map(formatDuration);

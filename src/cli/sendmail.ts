@@ -203,7 +203,11 @@ async function submitOffline(config: Config, message: LocalMessage): Promise<str
   if (!(await spool.lock())) return null;
   try {
     const signer = await loadSigner(config);
+    const suppressions = config.suppression.enabled
+      ? await spool.suppressions({ ttlMs: config.suppression.ttl })
+      : null;
     const intake = buildIntake(config, {
+      suppressions,
       spool,
       sign: (m, domain) => signer.sign(m, domain),
       emit: writeMailLog,

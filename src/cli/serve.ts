@@ -12,7 +12,7 @@ import { EventStream, writeMailLog } from "../events/mod.ts";
 import { Metrics } from "../http/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
-import { Spool } from "../spool/mod.ts";
+import { Spool, type SuppressionList } from "../spool/mod.ts";
 import { type Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
 import { controlPath, ControlServer } from "./control.ts";
@@ -74,6 +74,8 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       orphans: report.orphanBodiesRemoved.length,
     });
   }
+  const suppressions = await openSuppressions(spool, config);
+  const enabled = config.suppression.enabled ? suppressions : null;
   // Every mail event goes to the mail log, the metrics and the webhooks.
   const events = new EventStream();
   const metrics = new Metrics();
@@ -89,6 +91,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   const intake = buildIntake(config, {
     spool,
     sign: (message, domain) => parts.signer.sign(message, domain),
+    suppressions: enabled,
     emit: events.emit,
   });
   const submission = new SubmissionServer({
@@ -123,6 +126,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     retrySchedule: config.delivery.retry_schedule,
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
     emit: events.emit,
+    suppressions: enabled,
   });
   webhooks?.start();
   await engine.start(report.metas);
@@ -135,11 +139,17 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       authenticator: parts.authenticator,
       metrics,
       emit: events.emit,
+      suppressions,
     })
     : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
-    controlHandler(engine, intake, config.server.hostname, () => reload(loaded, parts)),
+    controlHandler(engine, intake, {
+      hostname: config.server.hostname,
+      reloadAll: () => reload(loaded, parts),
+      suppressions,
+      emit: events.emit,
+    }),
   );
   const local = await listenLocal(config, intake);
   try {
@@ -183,6 +193,21 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       closeLogging();
     },
   });
+}
+
+// Read and compacted at start-up (removed and expired entries dropped);
+// kept open even when suppression is off, so the CLI can still edit it.
+async function openSuppressions(spool: Spool, config: Config): Promise<SuppressionList> {
+  try {
+    const list = await spool.suppressions({ ttlMs: config.suppression.ttl });
+    await list.compact();
+    return list;
+  } catch (error) {
+    throw new CliError(
+      `Cannot read the suppression list in "${config.queue.dir}" (queue.dir): ${reason(error)}`,
+      { cause: error },
+    );
+  }
 }
 
 interface Parts {

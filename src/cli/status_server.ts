@@ -5,7 +5,7 @@ import type { DeliveryEngine } from "../delivery/mod.ts";
 import { type HttpDeps, type Metrics, startHttpServer } from "../http/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
-import { MessageNotFoundError, type Spool } from "../spool/mod.ts";
+import { MessageNotFoundError, type Spool, type SuppressionList } from "../spool/mod.ts";
 import type { SubmissionServer } from "../submission/mod.ts";
 
 const logger = log("serve");
@@ -20,6 +20,7 @@ export interface Running {
   metrics: Metrics;
   /** Receives a failed status-page login as `auth_failure`. */
   emit: EmitEvent;
+  suppressions: SuppressionList;
 }
 
 /**
@@ -61,6 +62,7 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
       }
     },
     operate: (id, op) => r.engine.operate(id, op),
+    suppressions: () => r.suppressions.list(),
     login: async (username, password, clientIp) => {
       // Throttled like SMTP AUTH: growing delays, then the IP is refused for a while.
       // The attempt is counted before the check, so parallel posts cannot all pass.

@@ -51,6 +51,7 @@ export const DEFAULTS: Config = {
   log: { level: "info", format: "json" },
   http: { listen_addr: "", admin_token: "" },
   webhooks: [],
+  suppression: { enabled: true, ttl: 30 * 86_400_000 },
 };
 
 /**

@@ -48,9 +48,11 @@ export interface Config {
   http: { listen_addr: string; admin_token: string };
   webhooks: {
     url: string;
-    events: ("delivered" | "deferred" | "bounced" | "expired")[];
+    events: ("delivered" | "deferred" | "bounced" | "expired" | "suppressed")[];
     secret: string;
   }[];
+  /** Addresses that hard-bounced (5.1.x), refused at RCPT until `ttl` has passed. */
+  suppression: { enabled: boolean; ttl: number };
 }
 
 /** A loaded configuration and where it came from. */

@@ -5,16 +5,18 @@ import {
   MessageNotFoundError,
   type RecipientState,
   type Spool,
+  type SuppressionList,
 } from "../spool/mod.ts";
 import { DomainGate } from "./domain_gate.ts";
 import { DueQueue } from "./due_queue.ts";
 import { QueueIndex } from "./queue_index.ts";
 import { applyOperation } from "./operations.ts";
 import { bounceFailed } from "./dsn.ts";
-import { local, type RecipientOutcome } from "./outcome.ts";
+import { describe, local, type RecipientOutcome } from "./outcome.ts";
 import { recordOutcomes } from "./record_outcomes.ts";
 import { isExpired, retryDelay } from "./retry.ts";
 import { KeyedSemaphore, Semaphore } from "./semaphore.ts";
+import { suppressible } from "./suppress_policy.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
 
 /** Makes one delivery attempt for one message at one domain. */
@@ -39,6 +41,8 @@ export interface DeliveryEngineOptions {
   maxQueueLifetimeMs?: number;
   /** Where delivery events (attempts, bounces, expiry, operator actions) go. */
   emit: EmitEvent;
+  /** Where recipients that hard-bounce (see {@linkcode suppressible}) are added; null for none. @default null */
+  suppressions?: SuppressionList | null;
   /** The clock. @default () => new Date() */
   now?: () => Date;
 }
@@ -87,6 +91,7 @@ export class DeliveryEngine {
       perDomainConcurrency: 5,
       retrySchedule: [300_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000],
       maxQueueLifetimeMs: 5 * 86_400_000,
+      suppressions: null,
       now: () => new Date(),
       ...options,
     };
@@ -343,6 +348,9 @@ export class DeliveryEngine {
       const outcomes = await this.#attempt(meta, body, domain, recipients);
       if (this.#abandoned) return;
       this.#apply(meta, outcomes, { durationMs: Math.round(performance.now() - started) });
+      // Before the metadata: a crash in between retries the recipient and
+      // meets the same bounce, instead of losing the suppression.
+      await this.#suppress(meta, outcomes);
       // Per-recipient results reach the disk after every attempt, one write
       // at a time; except when every recipient is now delivered: then the
       // removal of the message in #finish is the record (a crash before it
@@ -394,6 +402,46 @@ export class DeliveryEngine {
       expired: "expired" in how,
       emit: this.#o.emit,
     });
+  }
+
+  /** Adds recipients whose address does not exist to the suppression list (DSNs excepted). */
+  async #suppress(meta: MessageMeta, outcomes: RecipientOutcome[]): Promise<void> {
+    const list = this.#o.suppressions;
+    if (!list || meta.is_bounce || meta.from === "") return;
+    for (const outcome of outcomes.filter(suppressible)) {
+      try {
+        const added = await list.add({
+          address: outcome.address,
+          source: "bounce",
+          reply: describe(outcome),
+          status: outcome.status,
+          sender_domain: meta.from.slice(meta.from.lastIndexOf("@") + 1).toLowerCase(),
+          queue_id: meta.id,
+        });
+        if (added) {
+          this.#o.emit({
+            type: "suppressed",
+            queue_id: meta.id,
+            recipient: added.address,
+            from: meta.from,
+            message_id: meta.message_id,
+            source: added.source,
+            code: outcome.code,
+            status: outcome.status,
+            text: outcome.text,
+            relay: outcome.remote,
+            expires_at: added.expires_at,
+          });
+        }
+      } catch (error) {
+        // The bounce itself goes on; only the suppression is lost.
+        logger.error("Cannot suppress {recipient} of {queue_id}: {error}", {
+          recipient: outcome.address,
+          queue_id: meta.id,
+          error: String(error),
+        });
+      }
+    }
   }
 
   async #finish(meta: MessageMeta, body: Uint8Array): Promise<void> {

@@ -135,6 +135,30 @@ export interface MessageStateEvent {
   by?: "operator";
 }
 
+/** An address went on the suppression list (a hard bounce, or an operator). */
+export interface SuppressedEvent {
+  type: "suppressed";
+  /** The message whose bounce suppressed it; null when an operator added it. */
+  queue_id: string | null;
+  recipient: string;
+  /** The bounced message's envelope sender; "" when an operator added it. */
+  from: string;
+  message_id: string | null;
+  source: "bounce" | "operator" | "import";
+  code: number | null;
+  status: string | null;
+  /** The remote reply, or the operator's reason. */
+  text: string;
+  relay: string | null;
+  expires_at: string;
+}
+
+/** An operator took an address off the suppression list. */
+export interface UnsuppressedEvent {
+  type: "unsuppressed";
+  recipient: string;
+}
+
 /** Everything the intake emits. */
 export type IntakeEvent =
   | ConnectEvent
@@ -150,7 +174,9 @@ export type DeliveryEvent =
   | RecipientEvent
   | MessageExpiredEvent
   | BouncedEvent
-  | MessageStateEvent;
+  | MessageStateEvent
+  | SuppressedEvent
+  | UnsuppressedEvent;
 
 /** Any mail event. */
 export type MailEvent = IntakeEvent | DeliveryEvent;

@@ -37,7 +37,7 @@ export function layout(
   options: { user?: string | null; csrf?: string } = {},
 ): string {
   const nav = options.user
-    ? html`<nav><a href="/">Dashboard</a><a href="/queue">Queue</a>
+    ? html`<nav><a href="/">Dashboard</a><a href="/queue">Queue</a><a href="/suppressions">Suppressions</a>
       <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="${
       options.csrf ?? ""
     }">

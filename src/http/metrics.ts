@@ -55,6 +55,9 @@ export class Metrics {
       case "bounced":
         this.#inc("minimta_bounces_total", {});
         break;
+      case "suppressed":
+        this.#inc("minimta_suppressions_total", { source: event.source });
+        break;
       case "delivered":
       case "deferred":
       case "failed":
@@ -109,13 +112,14 @@ export class Metrics {
       ["minimta_bounces_total", "Delivery status notifications (DSNs) generated."],
       ["minimta_auth_failures_total", "Failed submission logins."],
       ["minimta_dkim_signatures_total", "DKIM signatures made."],
+      ["minimta_suppressions_total", "Addresses put on the suppression list, by source."],
     ];
     for (const [name, help] of counters) {
       family(name, "counter", help);
       const series = [...this.#counters].filter(([key]) =>
         key === name || key.startsWith(`${name}{`)
       );
-      if (!series.length && !name.includes("rejected") && !name.includes("deliveries")) {
+      if (!series.length && !/rejected|deliveries|suppressions/.test(name)) {
         out.push(`${name} 0`);
       }
       for (const [key, value] of series) out.push(`${key} ${value}`);

@@ -1,9 +1,10 @@
 import type { QueueIndex } from "../delivery/mod.ts";
 import { log } from "../log/mod.ts";
-import type { MessageMeta } from "../spool/mod.ts";
+import type { MessageMeta, Suppression } from "../spool/mod.ts";
 import { type Html, html, layout, STYLE } from "./html.ts";
 import type { Gauges, Metrics } from "./metrics.ts";
 import { confirmDeletePage, dashboardPage, loginPage, messagePage, queuePage } from "./pages.ts";
+import { searchSuppressions, suppressionsPage } from "./suppressions_page.ts";
 import { csrfValid, type Session, Sessions } from "./sessions.ts";
 
 /** What the status server needs from the daemon. */
@@ -15,6 +16,8 @@ export interface HttpDeps {
   ready(): Promise<Record<string, boolean>>;
   readMessage(id: string): Promise<{ meta: MessageMeta; headers: string } | null>;
   operate(id: string, op: "hold" | "release" | "retry" | "delete"): Promise<string>;
+  /** The live suppression list, newest first. */
+  suppressions(): Suppression[];
   /** Checks a login: an admin user's password, or the configured admin token. */
   login(username: string, password: string, clientIp: string): Promise<string | null>;
 }
@@ -152,6 +155,13 @@ class StatusApp {
       const offset = Math.max(0, Math.floor(Number(url.searchParams.get("offset")) || 0));
       const result = d.index.search({ q, state, offset, limit: PAGE_SIZE });
       return page("Queue", queuePage(q, state ?? "", offset, result, PAGE_SIZE), session);
+    }
+    if (path === "/suppressions") {
+      const q = url.searchParams.get("q") ?? "";
+      const offset = Math.max(0, Math.floor(Number(url.searchParams.get("offset")) || 0));
+      const found = searchSuppressions(d.suppressions(), q);
+      const result = { total: found.length, items: found.slice(offset, offset + PAGE_SIZE) };
+      return page("Suppressions", suppressionsPage(q, offset, result, PAGE_SIZE), session);
     }
     const match = /^\/message\/([0-9A-Z]{16})(\/delete)?$/.exec(path);
     if (match) {

@@ -77,7 +77,9 @@ export type MailLogName =
   | "expired"
   | "removed"
   | "held"
-  | "released";
+  | "released"
+  | "suppressed"
+  | "unsuppressed";
 
 /**
  * Writes one mail-log event. `fields` should carry `queue_id` whenever the

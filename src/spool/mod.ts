@@ -2,12 +2,22 @@
  * @module
  * The crash-safe file spool, the one place where messages live between
  * intake and delivery. Intake, delivery, the CLI and the status page all go
- * through {@linkcode Spool}; nothing else touches the spool directory.
+ * through {@linkcode Spool}; nothing else touches the spool directory. The
+ * suppression list of addresses that hard-bounced lives here too, as the one
+ * place intake and delivery share.
  */
 export { type RecoveryReport, Spool, type SpoolOptions } from "./spool.ts";
 export { isDiskFull, MessageNotFoundError, SpoolFullError, SpoolWriteError } from "./errors.ts";
 export { isQueueId, newQueueId } from "./queue_id.ts";
 export { Outbox } from "./outbox.ts";
+export {
+  type NewSuppression,
+  type Suppression,
+  suppressionKey,
+  SuppressionList,
+  type SuppressionListOptions,
+  type SuppressionSource,
+} from "./suppression_list.ts";
 export type {
   MessageMeta,
   MessageState,

@@ -5,6 +5,7 @@ import { MessageNotFoundError, SpoolWriteError } from "./errors.ts";
 import { giveToOwner, type SpoolOwner, wrapWriteError, writeDurably } from "./durable_write.ts";
 import { Outbox } from "./outbox.ts";
 import { isQueueId, newQueueId } from "./queue_id.ts";
+import { SuppressionList } from "./suppression_list.ts";
 import type { MessageMeta, NewMessage } from "./types.ts";
 
 /** Options for {@linkcode Spool.open}. */
@@ -127,6 +128,20 @@ export class Spool {
     return new Outbox<T>(`${this.dir}/${name}`, {
       tmp: `${this.dir}/tmp`,
       fsync: this.#fsync,
+      owner: this.#owner,
+    });
+  }
+
+  /**
+   * The suppression list kept in this spool (`suppression.jsonl`), read from
+   * disk. Only the lock holder (the daemon, or the CLI while it is stopped)
+   * should change it.
+   */
+  suppressions(options: { ttlMs?: number } = {}): Promise<SuppressionList> {
+    return SuppressionList.open(this.dir, {
+      ...options,
+      fsync: this.#fsync,
+      now: this.#now,
       owner: this.#owner,
     });
   }

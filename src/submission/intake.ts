@@ -1,7 +1,13 @@
 import { senderAllowed, type User } from "../auth/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
-import { newQueueId, type Spool, SpoolFullError } from "../spool/mod.ts";
+import {
+  newQueueId,
+  type Spool,
+  SpoolFullError,
+  type Suppression,
+  type SuppressionList,
+} from "../spool/mod.ts";
 import { checkRecipient, checkSender } from "./envelope_address.ts";
 import { type IntakeMessage, prepareIntakeMessage } from "./intake_message.ts";
 import type { Mailbox } from "./mailbox_list.ts";
@@ -30,6 +36,8 @@ export interface IntakeOptions {
   bareNewline?: "normalize" | "reject";
   /** Receives the `received`, `signed` and `queued` events. */
   emit: EmitEvent;
+  /** Addresses refused at RCPT because they hard-bounced; null for none. @default null */
+  suppressions?: SuppressionList | null;
   /** The clock. @default () => new Date() */
   now?: () => Date;
 }
@@ -67,6 +75,7 @@ export class Intake {
     this.#o = {
       maxMessageSize: 10 * 1024 * 1024,
       bareNewline: "normalize",
+      suppressions: null,
       now: () => new Date(),
       ...options,
     };
@@ -95,6 +104,15 @@ export class Intake {
     return new SmtpRejection(452, "4.3.1", "Insufficient system storage, try again later");
   }
 
+  /**
+   * The refusal for a recipient on the suppression list, so the submitting
+   * application learns at RCPT that the address bounced; null otherwise.
+   */
+  checkSuppressed(address: string): SmtpRejection | null {
+    const entry = this.#o.suppressions?.find(address);
+    return entry ? suppressedRefusal(address, entry) : null;
+  }
+
   /** Checks, fixes, signs and spools a message; resolves with its queue id. */
   async accept(sub: Submission): Promise<string> {
     try {
@@ -107,6 +125,11 @@ export class Intake {
   async #accept(sub: Submission): Promise<string> {
     checkEnvelope(sub);
     checkHygiene(sub, this.#o.maxMessageSize, this.#o.bareNewline);
+    // SMTP refused these at RCPT already; `minimta sendmail` has no RCPT.
+    for (const address of sub.recipients) {
+      const refusal = this.checkSuppressed(address);
+      if (refusal) throw refusal;
+    }
     const queueId = newQueueId(this.#o.now());
     const message = prepareIntakeMessage(sub.bytes, sub.from, {
       queueId,
@@ -249,6 +272,19 @@ function checkHygiene(sub: Submission, maxSize: number, bareNewline: string): vo
   }
   checkHeaderSize(sub.normalizer.header);
   if (sub.recipients.length === 0) throw new SmtpRejection(554, "5.5.1", "No valid recipients");
+}
+
+// RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; the remote reply is cut to fit.
+function suppressedRefusal(address: string, entry: Suppression): SmtpRejection {
+  // deno-lint-ignore no-control-regex
+  const reply = entry.reply.replace(/[\u0000-\u001f\u007f]+/g, " ").slice(0, 200);
+  const when = entry.added_at.replace(/\.\d+Z$/, "Z");
+  const why = entry.source === "bounce" ? "after a hard bounce" : "by an operator";
+  return new SmtpRejection(
+    550,
+    "5.1.1",
+    `<${address}>: address suppressed ${why} on ${when} (${reply})`,
+  );
 }
 
 function storageError(error: unknown): SmtpRejection {

@@ -400,7 +400,7 @@ export class SubmissionServer {
       // RFC 5321 §4.5.3.1.10: 452, and the transaction goes on with those accepted.
       refusal = new SmtpRejection(452, "4.5.3", "Too many recipients");
     } else {
-      refusal = checkRecipient(address.address);
+      refusal = checkRecipient(address.address) ?? this.#o.intake.checkSuppressed(address.address);
     }
     if (refusal) this.#reject(session, "rcpt_to", refusal, { to: address.address });
     cb(refusal);

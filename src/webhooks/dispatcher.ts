@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import type { MailEvent } from "../events/mod.ts";
+import type { MailEvent, SuppressedEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import type { Outbox } from "../spool/mod.ts";
 
@@ -10,8 +10,8 @@ export interface WebhookTarget {
   secret: string;
 }
 
-/** What happened to one recipient. */
-export type WebhookEventType = "delivered" | "deferred" | "bounced" | "expired";
+/** What happened to one recipient; `suppressed`: put on the suppression list. */
+export type WebhookEventType = "delivered" | "deferred" | "bounced" | "expired" | "suppressed";
 
 /** The JSON body posted for one recipient and attempt. */
 export interface WebhookEvent {
@@ -62,7 +62,8 @@ type Entry = { id: string; value: Pending };
 
 /**
  * Posts a signed JSON event per delivered, deferred, bounced and expired
- * recipient to each configured URL. Events go first into a durable outbox
+ * recipient, and per address put on the suppression list, to each
+ * configured URL. Events go first into a durable outbox
  * in the spool, so a receiver that is down gets them later, also after a
  * restart; posting never blocks delivery.
  */
@@ -97,7 +98,9 @@ export class WebhookDispatcher {
   /** Takes one mail event; recipient outcomes go to the targets that want them. Bound. */
   readonly record = (event: MailEvent): void => {
     if (this.#stopped) return;
-    const webhook = toWebhookEvent(event, this.#o.now());
+    const webhook = event.type === "suppressed"
+      ? toSuppressedEvent(event, this.#o.now())
+      : toWebhookEvent(event, this.#o.now());
     if (webhook) this.#enqueue(webhook);
   };
 
@@ -274,6 +277,27 @@ export function toWebhookEvent(event: MailEvent, now: number): WebhookEvent | nu
     recipient: event.recipient,
     reply: { code: event.code, status: event.status, text: event.text, remote: event.relay },
     attempt: event.attempt,
+    occurred_at: new Date(now).toISOString(),
+  };
+}
+
+// The `suppressed` mail-log event: the bounce that caused it (queue_id and
+// reply), or an operator's addition (queue_id "", the reason as reply text).
+function toSuppressedEvent(event: SuppressedEvent, now: number): WebhookEvent {
+  return {
+    id: crypto.randomUUID(),
+    event: "suppressed",
+    queue_id: event.queue_id ?? "",
+    message_id: event.message_id,
+    sender: event.from,
+    recipient: event.recipient,
+    reply: {
+      code: event.code,
+      status: event.status ?? "",
+      text: event.text,
+      remote: event.relay,
+    },
+    attempt: 0,
     occurred_at: new Date(now).toISOString(),
   };
 }

@@ -2,7 +2,8 @@
  * @module
  * Delivery webhooks: a signed JSON event (HMAC-SHA256 of the body in
  * `X-Minimta-Signature`) per delivered, deferred, bounced and expired
- * recipient, kept in a durable outbox in the spool until the receiver
+ * recipient and per suppressed address, kept in a durable outbox in the
+ * spool until the receiver
  * answers 2xx, retried with backoff, never blocking delivery.
  */
 export {
