@@ -9,7 +9,7 @@ import {
 import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
-import { closeLogging, log, setupLogging } from "../log/mod.ts";
+import { closeLogging, log, reopenLogFile, setupLogging } from "../log/mod.ts";
 import { Spool } from "../spool/mod.ts";
 import { Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
@@ -25,11 +25,18 @@ const logger = log("serve");
 /**
  * `minimta serve`: the one place the daemon is wired together. Loads keys,
  * users and the spool, starts the intake, and handles SIGTERM/SIGINT (stop,
- * exit 0) and SIGHUP (reload users and DKIM keys).
+ * exit 0), SIGHUP (reload users and DKIM keys) and SIGUSR1 (reopen the log
+ * file).
  */
 export async function serve(loaded: LoadedConfig): Promise<number> {
   const { config } = loaded;
-  setupLogging({ level: config.log.level, format: config.log.format });
+  setupLogging({
+    level: config.log.level,
+    format: config.log.format,
+    file: config.log.file,
+    maxSize: config.log.max_size,
+    maxFiles: config.log.max_files,
+  });
   if (loaded.embedded) await prepareDataFolder(config);
   const parts = await loadParts(loaded);
   let spool: Spool;
@@ -279,6 +286,11 @@ function waitForSignals(
     Deno.addSignalListener("SIGTERM", stop);
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGHUP", () => void handlers.reload());
+    // After an outside logrotate moved log.file away: new lines go to a new file.
+    Deno.addSignalListener("SIGUSR1", () => {
+      reopenLogFile();
+      logger.info("Reopened the log file");
+    });
   });
 }
 

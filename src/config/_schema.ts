@@ -7,6 +7,7 @@ type Leaf =
   | { t: "int"; min: number; max?: number }
   | { t: "bool" }
   | { t: "duration"; min?: number }
+  | { t: "size"; min: number }
   | { t: "durations"; min?: number }
   | { t: "enum"; values: readonly string[] }
   | { t: "strings" }
@@ -68,6 +69,9 @@ export const SCHEMA: Schema = {
   log: {
     level: { t: "enum", values: ["debug", "info", "warning", "error"] },
     format: { t: "enum", values: ["json", "text"] },
+    file: { t: "string" },
+    max_size: { t: "size", min: 1024 },
+    max_files: { t: "int", min: 1, max: 1000 },
   },
   http: { listen_addr: { t: "addr", optional: true }, admin_token: { t: "string" } },
   webhooks: { t: "webhooks" },
@@ -138,6 +142,8 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       return value;
     case "duration":
       return checkDuration(value, key, leaf.min);
+    case "size":
+      return checkSize(value, key, leaf.min);
     case "durations":
       if (!Array.isArray(value) || value.length === 0) {
         fail(key, "a non-empty list of durations", value);
@@ -173,6 +179,21 @@ function checkDuration(value: unknown, key: string, min = 0): number {
   if (ms === null) fail(key, 'a duration like "30s", "5m", "4h" or "5d"', value);
   if (ms < min) fail(key, `a duration of at least ${min / 1000}s`, value);
   return ms;
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** A size in bytes: a number, or a string like "10KB", "100MB", "1GB" (units of 1024). */
+function checkSize(value: unknown, key: string, min: number): number {
+  const match = typeof value === "string" ? /^\s*(\d+)\s*([kmg]?b)?\s*$/i.exec(value) : null;
+  const bytes = typeof value === "number"
+    ? value
+    : match
+    ? Number(match[1]) * SIZE_UNITS[(match[2] ?? "").toLowerCase()]
+    : NaN;
+  if (!Number.isSafeInteger(bytes)) fail(key, 'a size like "10KB", "100MB" or bytes', value);
+  if (bytes < min) fail(key, `a size of at least ${min} bytes`, value);
+  return bytes;
 }
 
 function checkStrings(value: unknown, key: string): string[] {

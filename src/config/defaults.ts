@@ -48,7 +48,7 @@ export const DEFAULTS: Config = {
     tls_ca_file: "",
   },
   dkim: [],
-  log: { level: "info", format: "json" },
+  log: { level: "info", format: "json", file: "", max_size: 100 * 1024 * 1024, max_files: 10 },
   http: { listen_addr: "", admin_token: "" },
   webhooks: [],
 };

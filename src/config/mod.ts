@@ -121,6 +121,7 @@ function resolvePaths(config: Config, baseDir: string): void {
   config.auth.users_file = abs(config.auth.users_file);
   config.queue.dir = abs(config.queue.dir);
   config.delivery.tls_ca_file = abs(config.delivery.tls_ca_file);
+  config.log.file = abs(config.log.file);
   for (const entry of config.dkim) entry.private_key_file = abs(entry.private_key_file);
 }
 

@@ -44,7 +44,16 @@ export interface Config {
     tls_ca_file: string;
   };
   dkim: { domain: string; selector: string; private_key_file: string }[];
-  log: { level: "debug" | "info" | "warning" | "error"; format: "json" | "text" };
+  log: {
+    level: "debug" | "info" | "warning" | "error";
+    format: "json" | "text";
+    /** Log file, rotated by size; "" for stdout (the journal under systemd). */
+    file: string;
+    /** Bytes at which `file` is rotated. */
+    max_size: number;
+    /** Rotated files kept beside `file`. */
+    max_files: number;
+  };
   http: { listen_addr: string; admin_token: string };
   webhooks: {
     url: string;
