@@ -1,6 +1,13 @@
 import { Buffer } from "node:buffer";
 import type { Config } from "../config/mod.ts";
-import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import {
+  DkimSigner,
+  loadDkimKeys,
+  readRotationState,
+  rotatingKeyConfig,
+  ROTATION_STATE_FILE,
+  rotationView,
+} from "../dkim/mod.ts";
 import { Spool } from "../spool/mod.ts";
 import {
   addressList,
@@ -158,12 +165,10 @@ async function submitOffline(config: Config, message: LocalMessage): Promise<str
     throw new CliError("minimta is starting or stopping; try again in a moment");
   }
   try {
+    // The keys the daemon signs with: a rotated one once the daemon switched to it.
+    const state = await readRotationState(`${config.queue.dir}/${ROTATION_STATE_FILE}`);
     const keys = await loadDkimKeys(
-      config.dkim.map((d) => ({
-        domain: d.domain,
-        selector: d.selector,
-        privateKeyFile: d.private_key_file,
-      })),
+      config.dkim.map((d) => rotationView(rotatingKeyConfig(d), state).signing),
     );
     const signer = new DkimSigner(keys);
     const intake = new Intake({

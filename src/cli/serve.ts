@@ -2,12 +2,18 @@ import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../a
 import {
   type Config,
   ConfigError,
+  loadConfig,
   type LoadedConfig,
   reason,
   splitHostPort,
 } from "../config/mod.ts";
 import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
-import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import {
+  DkimSigner,
+  rotatingKeyConfig,
+  ROTATION_STATE_FILE,
+  RotationWatcher,
+} from "../dkim/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, reopenLogFile, setupLogging } from "../log/mod.ts";
 import { Spool } from "../spool/mod.ts";
@@ -64,6 +70,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       orphans: report.orphanBodiesRemoved.length,
     });
   }
+  parts.rotation.start(config.dkim_rotation_check);
   const intake = new Intake({
     hostname: config.server.hostname,
     spool,
@@ -146,6 +153,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       await http?.shutdown();
       await Promise.all([submission.close(10_000), engine.stop(20_000)]);
       await webhooks?.stop();
+      await parts.rotation.stop();
       spool.close();
       logger.info("Stopped");
       closeLogging();
@@ -159,6 +167,8 @@ interface Parts {
   caCerts: string[];
   authenticator: Authenticator;
   signer: DkimSigner;
+  /** Switches DKIM keys rotated by `minimta dkim rotate` once their records are in DNS. */
+  rotation: RotationWatcher;
 }
 
 async function loadParts(loaded: LoadedConfig): Promise<Parts> {
@@ -179,16 +189,40 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
   const users = await readUsersFile(config.auth.users_file);
   warnPlaintext(users);
   warnTrusted(config);
-  const signer = new DkimSigner(await loadDkimKeys(dkimEntries(config)));
-  return { cert, key, caCerts, authenticator: new Authenticator(users), signer };
+  const parts = { cert, key, caCerts, authenticator: new Authenticator(users) } as Parts;
+  parts.rotation = dkimRotation(config, config.dkim, parts);
+  parts.signer = new DkimSigner(await parts.rotation.load());
+  return parts;
 }
 
-function dkimEntries(config: Config) {
-  return config.dkim.map((d) => ({
-    domain: d.domain,
-    selector: d.selector,
-    privateKeyFile: d.private_key_file,
-  }));
+/**
+ * The watcher of rotated DKIM keys for the `dkim` entries: on a switch it
+ * replaces the signer the intake uses and says what DNS must keep.
+ */
+function dkimRotation(
+  config: Config,
+  dkim: Config["dkim"],
+  parts: { signer: DkimSigner },
+): RotationWatcher {
+  const resolver = new Resolver({ servers: config.delivery.dns_servers });
+  return new RotationWatcher({
+    entries: dkim.map(rotatingKeyConfig),
+    statePath: `${config.queue.dir}/${ROTATION_STATE_FILE}`,
+    resolveTxt: (name) => resolver.resolveTxt(name),
+    onSwitch: (keys, change) => {
+      parts.signer = new DkimSigner(keys);
+      logger.info(
+        "DKIM for {domain} now signs with selector {to}, whose record is in DNS; keep {from}._domainkey.{domain} published until {until}",
+        { ...change, until: change.keepUntil.toISOString(), keepUntil: undefined },
+      );
+    },
+    onError: (error, name) => {
+      logger.warn("DKIM rotation: cannot check {name} in DNS, trying again later: {error}", {
+        name,
+        error: reason(error),
+      });
+    },
+  });
 }
 
 function warnPlaintext(users: Awaited<ReturnType<typeof readUsersFile>>): void {
@@ -225,7 +259,16 @@ async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
     });
   }
   try {
-    parts.signer = new DkimSigner(await loadDkimKeys(dkimEntries(loaded.config)));
+    // The dkim entries are read again: `minimta dkim rotate` edits them.
+    const dkim = loaded.embedded
+      ? loaded.config.dkim
+      : (await loadConfig({ path: loaded.source, checkFiles: false })).config.dkim;
+    const rotation = dkimRotation(loaded.config, dkim, parts);
+    const keys = await rotation.load();
+    await parts.rotation.stop();
+    parts.rotation = rotation;
+    parts.signer = new DkimSigner(keys);
+    rotation.start(loaded.config.dkim_rotation_check);
     logger.info("Reloaded DKIM keys");
   } catch (error) {
     logger.error("DKIM keys not reloaded, keeping the old ones: {error}", {

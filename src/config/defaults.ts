@@ -48,6 +48,7 @@ export const DEFAULTS: Config = {
     tls_ca_file: "",
   },
   dkim: [],
+  dkim_rotation_check: 600_000,
   log: { level: "info", format: "json", file: "", max_size: 100 * 1024 * 1024, max_files: 10 },
   http: { listen_addr: "", admin_token: "" },
   webhooks: [],
