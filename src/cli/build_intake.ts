@@ -1,5 +1,12 @@
 import type { Config } from "../config/mod.ts";
-import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
+import {
+  DkimSigner,
+  loadDkimKeys,
+  readRotationState,
+  rotatingKeyConfig,
+  ROTATION_STATE_FILE,
+  rotationView,
+} from "../dkim/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import type { Spool, SuppressionList } from "../spool/mod.ts";
 import { Intake, type SignFunction } from "../submission/mod.ts";
@@ -31,13 +38,13 @@ export function buildIntake(config: Config, options: BuildIntakeOptions): Intake
   });
 }
 
-/** Loads the `dkim[]` keys of the config into a signer. */
+/**
+ * A signer with the keys the daemon signs with: each `dkim[]` entry's key,
+ * or its rotated one once the daemon has switched to it (`minimta dkim rotate`).
+ */
 export async function loadSigner(config: Config): Promise<DkimSigner> {
+  const state = await readRotationState(`${config.queue.dir}/${ROTATION_STATE_FILE}`);
   return new DkimSigner(
-    await loadDkimKeys(config.dkim.map((d) => ({
-      domain: d.domain,
-      selector: d.selector,
-      privateKeyFile: d.private_key_file,
-    }))),
+    await loadDkimKeys(config.dkim.map((d) => rotationView(rotatingKeyConfig(d), state).signing)),
   );
 }

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import type { Config } from "../config/mod.ts";
+import type { Config, LoadedConfig } from "../config/mod.ts";
 import {
   generateDkimKey,
   loadDkimKeys,
@@ -8,12 +8,18 @@ import {
   zoneStrings,
 } from "../dkim/mod.ts";
 import { normaliseDomain, Resolver } from "../dns/mod.ts";
+import { dkimList, dkimRotate } from "./dkim_rotate.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 type Out = (text: string) => void;
 
-/** `minimta dkim keygen|check`. */
-export async function dkimCommand(args: string[], config: Config, out: Out): Promise<number> {
+/** `minimta dkim keygen|check|rotate|list`. */
+export async function dkimCommand(
+  args: string[],
+  loaded: LoadedConfig,
+  out: Out,
+): Promise<number> {
+  const config = loaded.config;
   const { values, positionals } = parseArgs({
     args,
     options: {
@@ -22,26 +28,39 @@ export async function dkimCommand(args: string[], config: Config, out: Out): Pro
       algorithm: { type: "string" },
       out: { type: "string" },
       bits: { type: "string" },
+      activate: { type: "boolean" },
+      json: { type: "boolean" },
     },
     allowPositionals: true,
     strict: true,
   });
-  if (!values.domain) throw new UsageError("--domain is required");
-  let domain: string;
-  try {
-    domain = normaliseDomain(values.domain);
-  } catch {
-    throw new UsageError(`"${values.domain}" is not a domain name`);
+  const domain = values.domain === undefined ? null : domainArg(values.domain);
+  if (positionals[0] === "list" && positionals.length === 1) {
+    return await dkimList(config, { domain, json: values.json }, out);
+  }
+  if (!domain) throw new UsageError("--domain is required");
+  if (positionals[0] === "rotate" && positionals.length === 1) {
+    const flags = { domain, selector: values.selector, activate: values.activate };
+    return await dkimRotate(loaded, flags, out);
   }
   if (positionals[0] === "keygen" && positionals.length === 1) {
-    return await keygen(domain, values, config, out);
+    const { selector, algorithm, bits } = values;
+    return await keygen(domain, { selector, algorithm, bits, out: values.out }, config, out);
   }
   if (positionals[0] === "check" && positionals.length === 1) {
     return await check(domain, config, out);
   }
   throw new UsageError(
-    "Usage: minimta dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE] | dkim check --domain D",
+    "Usage: minimta dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE] | dkim check --domain D | dkim rotate --domain D [--activate] | dkim list [--domain D] [--json]",
   );
+}
+
+function domainArg(value: string): string {
+  try {
+    return normaliseDomain(value);
+  } catch {
+    throw new UsageError(`"${value}" is not a domain name`);
+  }
 }
 
 async function keygen(

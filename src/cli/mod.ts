@@ -31,6 +31,8 @@ const USAGE = `Usage: minimta <command> [--config FILE]
   dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--out FILE]
   dkim check --domain D
   doctor [--domain D] [--json]   check the DNS records receivers look at (A, PTR, SPF, DKIM, DMARC)
+  dkim rotate --domain D [--selector CURRENT] [--activate]   new key, switched once its TXT is in DNS
+  dkim list [--domain D] [--json]   signing, pending and retired selectors; what DNS must keep
   sendmail [-t] [-f SENDER] [-i] [RCPT...]   queue a message read from stdin
   tls selfsigned --cert FILE --key FILE [--hostname NAME]   make a self-signed certificate
   config check          validate and print the effective configuration
@@ -87,7 +89,7 @@ export async function main(args: string[]): Promise<number> {
       case "dkim":
         return await dkimCommand(
           rest,
-          (await loadConfig({ path: configPath, checkFiles: false })).config,
+          await loadConfig({ path: configPath, checkFiles: false }),
           out,
         );
       case "doctor":
@@ -169,7 +171,9 @@ function masked(config: Config): unknown {
     if ((key === "relay_password" || key === "admin_token" || key === "secret") && value) {
       return "********";
     }
-    if (typeof value === "number" && /timeout|delay|window|lifetime|^ttl$/.test(key)) {
+    if (
+      typeof value === "number" && /timeout|delay|window|lifetime|rotation_check|^ttl$/.test(key)
+    ) {
       return formatDuration(value);
     }
     if (key === "retry_schedule") return (value as number[]).map(formatDuration);

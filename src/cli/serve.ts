@@ -2,16 +2,22 @@ import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../a
 import {
   type Config,
   ConfigError,
+  loadConfig,
   type LoadedConfig,
   reason,
   splitHostPort,
 } from "../config/mod.ts";
 import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
-import type { DkimSigner } from "../dkim/mod.ts";
+import {
+  DkimSigner,
+  rotatingKeyConfig,
+  ROTATION_STATE_FILE,
+  RotationWatcher,
+} from "../dkim/mod.ts";
 import { EventStream, writeMailLog } from "../events/mod.ts";
 import { Metrics } from "../http/mod.ts";
 import { Resolver } from "../dns/mod.ts";
-import { closeLogging, log, setupLogging } from "../log/mod.ts";
+import { closeLogging, log, reopenLogFile, setupLogging } from "../log/mod.ts";
 import { Spool, type SuppressionList } from "../spool/mod.ts";
 import { type Intake, SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
@@ -36,11 +42,18 @@ const STOP_GRACE_MS = 5_000;
 /**
  * `minimta serve`: the one place the daemon is wired together. Loads keys,
  * users and the spool, starts the intake, and handles SIGTERM/SIGINT (stop,
- * exit 0) and SIGHUP (reload users and DKIM keys).
+ * exit 0), SIGHUP (reload users and DKIM keys) and SIGUSR1 (reopen the log
+ * file).
  */
 export async function serve(loaded: LoadedConfig): Promise<number> {
   const { config } = loaded;
-  setupLogging({ level: config.log.level, format: config.log.format });
+  setupLogging({
+    level: config.log.level,
+    format: config.log.format,
+    file: config.log.file,
+    maxSize: config.log.max_size,
+    maxFiles: config.log.max_files,
+  });
   if (loaded.embedded) await prepareDataFolder(config);
   const parts = await loadParts(loaded);
   let spool: Spool;
@@ -74,6 +87,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       orphans: report.orphanBodiesRemoved.length,
     });
   }
+  parts.rotation.start(config.dkim_rotation_check);
   const suppressions = await openSuppressions(spool, config);
   const enabled = config.suppression.enabled ? suppressions : null;
   // Every mail event goes to the mail log, the metrics and the webhooks.
@@ -188,6 +202,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       ]);
       await control.close();
       await local?.close();
+      await parts.rotation.stop();
       spool.close();
       logger.info("Stopped");
       closeLogging();
@@ -216,6 +231,8 @@ interface Parts {
   caCerts: string[];
   authenticator: Authenticator;
   signer: DkimSigner;
+  /** Switches DKIM keys rotated by `minimta dkim rotate` once their records are in DNS. */
+  rotation: RotationWatcher;
 }
 
 async function loadParts(loaded: LoadedConfig): Promise<Parts> {
@@ -236,8 +253,40 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
   const users = await readUsersFile(config.auth.users_file);
   warnPlaintext(users);
   warnTrusted(config);
-  const signer = await loadSigner(config);
-  return { cert, key, caCerts, authenticator: new Authenticator(users), signer };
+  const parts = { cert, key, caCerts, authenticator: new Authenticator(users) } as Parts;
+  parts.rotation = dkimRotation(config, config.dkim, parts);
+  parts.signer = new DkimSigner(await parts.rotation.load());
+  return parts;
+}
+
+/**
+ * The watcher of rotated DKIM keys for the `dkim` entries: on a switch it
+ * replaces the signer the intake uses and says what DNS must keep.
+ */
+function dkimRotation(
+  config: Config,
+  dkim: Config["dkim"],
+  parts: { signer: DkimSigner },
+): RotationWatcher {
+  const resolver = new Resolver({ servers: config.delivery.dns_servers });
+  return new RotationWatcher({
+    entries: dkim.map(rotatingKeyConfig),
+    statePath: `${config.queue.dir}/${ROTATION_STATE_FILE}`,
+    resolveTxt: (name) => resolver.resolveTxt(name),
+    onSwitch: (keys, change) => {
+      parts.signer = new DkimSigner(keys);
+      logger.info(
+        "DKIM for {domain} now signs with selector {to}, whose record is in DNS; keep {from}._domainkey.{domain} published until {until}",
+        { ...change, until: change.keepUntil.toISOString(), keepUntil: undefined },
+      );
+    },
+    onError: (error, name) => {
+      logger.warn("DKIM rotation: cannot check {name} in DNS, trying again later: {error}", {
+        name,
+        error: reason(error),
+      });
+    },
+  });
 }
 
 function warnPlaintext(users: Awaited<ReturnType<typeof readUsersFile>>): void {
@@ -274,7 +323,16 @@ async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
     });
   }
   try {
-    parts.signer = await loadSigner(loaded.config);
+    // The dkim entries are read again: `minimta dkim rotate` edits them.
+    const dkim = loaded.embedded
+      ? loaded.config.dkim
+      : (await loadConfig({ path: loaded.source, checkFiles: false })).config.dkim;
+    const rotation = dkimRotation(loaded.config, dkim, parts);
+    const keys = await rotation.load();
+    await parts.rotation.stop();
+    parts.rotation = rotation;
+    parts.signer = new DkimSigner(keys);
+    rotation.start(loaded.config.dkim_rotation_check);
     logger.info("Reloaded DKIM keys");
   } catch (error) {
     logger.error("DKIM keys not reloaded, keeping the old ones: {error}", {
@@ -355,6 +413,11 @@ function waitForSignals(
     Deno.addSignalListener("SIGTERM", stop);
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGHUP", () => void handlers.reload());
+    // After an outside logrotate moved log.file away: new lines go to a new file.
+    Deno.addSignalListener("SIGUSR1", () => {
+      reopenLogFile();
+      logger.info("Reopened the log file");
+    });
   });
 }
 

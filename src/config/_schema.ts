@@ -7,6 +7,7 @@ type Leaf =
   | { t: "int"; min: number; max?: number }
   | { t: "bool" }
   | { t: "duration"; min?: number }
+  | { t: "size"; min: number }
   | { t: "durations"; min?: number }
   | { t: "enum"; values: readonly string[] }
   | { t: "strings" }
@@ -65,9 +66,13 @@ export const SCHEMA: Schema = {
     tls_ca_file: { t: "string" },
   },
   dkim: { t: "dkim" },
+  dkim_rotation_check: { t: "duration", min: 1_000 },
   log: {
     level: { t: "enum", values: ["debug", "info", "warning", "error"] },
     format: { t: "enum", values: ["json", "text"] },
+    file: { t: "string" },
+    max_size: { t: "size", min: 1024 },
+    max_files: { t: "int", min: 1, max: 1000 },
   },
   http: { listen_addr: { t: "addr", optional: true }, admin_token: { t: "string" } },
   webhooks: { t: "webhooks" },
@@ -139,6 +144,8 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       return value;
     case "duration":
       return checkDuration(value, key, leaf.min);
+    case "size":
+      return checkSize(value, key, leaf.min);
     case "durations":
       if (!Array.isArray(value) || value.length === 0) {
         fail(key, "a non-empty list of durations", value);
@@ -174,6 +181,21 @@ function checkDuration(value: unknown, key: string, min = 0): number {
   if (ms === null) fail(key, 'a duration like "30s", "5m", "4h" or "5d"', value);
   if (ms < min) fail(key, `a duration of at least ${min / 1000}s`, value);
   return ms;
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** A size in bytes: a number, or a string like "10KB", "100MB", "1GB" (units of 1024). */
+function checkSize(value: unknown, key: string, min: number): number {
+  const match = typeof value === "string" ? /^\s*(\d+)\s*([kmg]?b)?\s*$/i.exec(value) : null;
+  const bytes = typeof value === "number"
+    ? value
+    : match
+    ? Number(match[1]) * SIZE_UNITS[(match[2] ?? "").toLowerCase()]
+    : NaN;
+  if (!Number.isSafeInteger(bytes)) fail(key, 'a size like "10KB", "100MB" or bytes', value);
+  if (bytes < min) fail(key, `a size of at least ${min} bytes`, value);
+  return bytes;
 }
 
 function checkStrings(value: unknown, key: string): string[] {
@@ -277,22 +299,64 @@ function checkWebhooks(value: unknown, key: string): unknown[] {
   });
 }
 
+const DKIM_FIELDS = ["domain", "selector", "private_key_file"];
+const DKIM_NEXT = ["next_selector", "next_private_key_file"];
+
 function checkDkim(value: unknown, key: string): unknown[] {
   if (!Array.isArray(value)) fail(key, "a list of {domain, selector, private_key_file}", value);
   return value.map((entry, i) => {
     const at = `${key}[${i}]`;
-    const fields = { domain: "", selector: "", private_key_file: "" };
+    const fields: Record<string, unknown> = {
+      domain: "",
+      selector: "",
+      private_key_file: "",
+      next_selector: "",
+      next_private_key_file: "",
+      retired: [],
+    };
     if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
       fail(at, "a mapping with domain, selector, private_key_file", entry);
     }
     for (const [k, v] of Object.entries(entry)) {
       if (!Object.hasOwn(fields, k)) throw new ConfigKeyError(`${at}.${k}`, "unknown key");
+      if (k === "retired") {
+        fields.retired = checkRetired(v, `${at}.retired`);
+        continue;
+      }
       if (typeof v !== "string" || v.trim() === "") fail(`${at}.${k}`, "a non-empty string", v);
-      fields[k as keyof typeof fields] = v;
+      fields[k] = v;
     }
-    for (const [k, v] of Object.entries(fields)) {
-      if (v === "") throw new ConfigKeyError(`${at}.${k}`, "missing");
+    for (const k of DKIM_FIELDS) {
+      if (fields[k] === "") throw new ConfigKeyError(`${at}.${k}`, "missing");
+    }
+    // A pending key (minimta dkim rotate) needs both its selector and its file.
+    const [missing] = DKIM_NEXT.filter((k) => fields[k] === "");
+    if (missing && DKIM_NEXT.some((k) => fields[k] !== "")) {
+      throw new ConfigKeyError(`${at}.${missing}`, "missing");
     }
     return fields;
+  });
+}
+
+function checkRetired(value: unknown, key: string): { selector: string; until: string }[] {
+  if (!Array.isArray(value)) fail(key, "a list of {selector, until}", value);
+  return value.map((entry, i) => {
+    const at = `${key}[${i}]`;
+    const e = entry as Record<string, unknown>;
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      fail(at, "a mapping with selector, until", entry);
+    }
+    for (const k of Object.keys(e)) {
+      if (k !== "selector" && k !== "until") throw new ConfigKeyError(`${at}.${k}`, "unknown key");
+    }
+    if (typeof e.selector !== "string" || e.selector === "") {
+      fail(`${at}.selector`, "a non-empty string", e.selector);
+    }
+    // YAML reads an unquoted timestamp as a Date.
+    const until = e.until instanceof Date ? e.until.toISOString() : e.until;
+    if (typeof until !== "string" || Number.isNaN(Date.parse(until))) {
+      fail(`${at}.until`, 'a date and time like "2026-05-01T12:00:00Z"', e.until);
+    }
+    return { selector: e.selector, until };
   });
 }

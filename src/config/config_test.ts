@@ -177,3 +177,38 @@ Deno.test("loadConfig() reports a missing certificate file with its key", async 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("log.max_size reads 10KB, 100MB, 1GB (units of 1024) and bytes; log.file is relative to the file", () => {
+  const size = (v: string) =>
+    parseConfigText(`log:\n  max_size: ${v}\n  file: logs/m.log\n`, "/etc/minimta/c.yaml").log;
+  assert.equal(size("10KB").max_size, 10 * 1024);
+  assert.equal(size("100mb").max_size, 100 * 1024 * 1024);
+  assert.equal(size("1GB").max_size, 1024 ** 3);
+  assert.equal(size("4096").max_size, 4096);
+  assert.equal(size("10KB").file, "/etc/minimta/logs/m.log");
+  assert.equal(DEFAULTS.log.max_size, 100 * 1024 * 1024);
+  assert.throws(() => size("ten"), /log\.max_size: expected a size like "10KB"/);
+  assert.throws(() => size("10"), /log\.max_size: expected a size of at least 1024 bytes/);
+});
+
+Deno.test("dkim entries take next_selector and next_private_key_file together, and retired selectors", () => {
+  const entry = (extra: string) =>
+    parseConfigText(
+      `dkim_rotation_check: 30s\ndkim:\n  - domain: example.com\n    selector: s1\n    private_key_file: k1\n${extra}`,
+      "/etc/minimta/c.yaml",
+    );
+  const config = entry(
+    "    next_selector: s2\n    next_private_key_file: k2\n    retired:\n      - selector: s0\n        until: 2026-05-01T12:00:00Z\n",
+  );
+  assert.equal(config.dkim_rotation_check, 30_000);
+  assert.equal(config.dkim[0].next_private_key_file, "/etc/minimta/k2");
+  assert.deepEqual(config.dkim[0].retired, [{ selector: "s0", until: "2026-05-01T12:00:00Z" }]);
+  assert.throws(
+    () => entry("    next_selector: s2\n"),
+    /dkim\[0\]\.next_private_key_file: missing/,
+  );
+  assert.throws(
+    () => entry("    retired:\n      - selector: s0\n        until: soon\n"),
+    /dkim\[0\]\.retired\[0\]\.until: expected a date and time/,
+  );
+});

@@ -121,7 +121,11 @@ function resolvePaths(config: Config, baseDir: string): void {
   config.auth.users_file = abs(config.auth.users_file);
   config.queue.dir = abs(config.queue.dir);
   config.delivery.tls_ca_file = abs(config.delivery.tls_ca_file);
-  for (const entry of config.dkim) entry.private_key_file = abs(entry.private_key_file);
+  config.log.file = abs(config.log.file);
+  for (const entry of config.dkim) {
+    entry.private_key_file = abs(entry.private_key_file);
+    entry.next_private_key_file = abs(entry.next_private_key_file);
+  }
 }
 
 async function checkFiles(config: Config, file: string): Promise<void> {
@@ -136,6 +140,9 @@ async function checkFiles(config: Config, file: string): Promise<void> {
       d,
       i,
     ): [string, string] => [`dkim[${i}].private_key_file`, d.private_key_file]),
+    ...config.dkim.flatMap((d, i): [string, string][] =>
+      d.next_private_key_file ? [[`dkim[${i}].next_private_key_file`, d.next_private_key_file]] : []
+    ),
   ];
   for (const [key, path] of files) {
     try {

@@ -43,8 +43,28 @@ export interface Config {
     data_timeout: number;
     tls_ca_file: string;
   };
-  dkim: { domain: string; selector: string; private_key_file: string }[];
-  log: { level: "debug" | "info" | "warning" | "error"; format: "json" | "text" };
+  dkim: {
+    domain: string;
+    selector: string;
+    private_key_file: string;
+    /** The rotated key waiting for its DNS record (`minimta dkim rotate`); "" for none. */
+    next_selector: string;
+    next_private_key_file: string;
+    /** Replaced selectors whose records must stay published until `until` (ISO 8601). */
+    retired: { selector: string; until: string }[];
+  }[];
+  /** How often the daemon looks for a pending DKIM key's record in DNS. */
+  dkim_rotation_check: number;
+  log: {
+    level: "debug" | "info" | "warning" | "error";
+    format: "json" | "text";
+    /** Log file, rotated by size; "" for stdout (the journal under systemd). */
+    file: string;
+    /** Bytes at which `file` is rotated. */
+    max_size: number;
+    /** Rotated files kept beside `file`. */
+    max_files: number;
+  };
   http: { listen_addr: string; admin_token: string };
   webhooks: {
     url: string;

@@ -4,7 +4,9 @@
  * message with the keys of its From: domain as the intake read it (or the nearest
  * parent domain that has keys), relaxed/relaxed, rsa-sha256 and ed25519-sha256, over-signing the fields a
  * forwarder must not add. {@linkcode generateDkimKey} makes a key pair and the DNS TXT
- * record to publish for `minimta dkim keygen`.
+ * record to publish for `minimta dkim keygen`. A {@linkcode RotationWatcher} switches
+ * to a rotated key (`minimta dkim rotate`) once its record is visible in DNS, and
+ * {@linkcode rotationView} says what signs, what waits and what DNS must keep.
  *
  * @example
  * ```ts
@@ -38,3 +40,18 @@ export {
   findDmarcRecord,
   type SpfVerdict,
 } from "./sender_auth.ts";
+  type DkimConfigEntry,
+  readRotationState,
+  RETIRED_KEEP_MS,
+  type RotatingKeyConfig,
+  rotatingKeyConfig,
+  ROTATION_STATE_FILE,
+  type RotationState,
+  type RotationView,
+  rotationView,
+} from "./key_rotation.ts";
+export {
+  type KeySwitch,
+  RotationWatcher,
+  type RotationWatcherOptions,
+} from "./rotation_watcher.ts";

@@ -16,6 +16,7 @@ import {
   type LogRecord,
   type Sink,
 } from "@logtape/logtape";
+import { RotatingFile, type RotatingFileOptions } from "./_rotating_file.ts";
 
 /** Options for {@linkcode setupLogging}. */
 export interface LoggingOptions {
@@ -25,6 +26,16 @@ export interface LoggingOptions {
   format?: "json" | "text";
   /** Where lines go. @default "stdout" */
   target?: "stdout" | "stderr";
+  /**
+   * A log file instead of `target`, rotated by size; "" for none. When it
+   * cannot be written, lines go to stderr (one warning) until it can.
+   * @default ""
+   */
+  file?: string;
+  /** Size in bytes at which {@linkcode LoggingOptions.file} is rotated. @default {104857600} */
+  maxSize?: number;
+  /** Rotated files kept (`FILE.1` … `FILE.N`). @default {10} */
+  maxFiles?: number;
 }
 
 /**
@@ -40,8 +51,11 @@ export function setupLogging(options: LoggingOptions = {}): void {
   const format_ = format === "json"
     ? jsonLine
     : (record: LogRecord) => escapeControl(textFormatter(record));
+  logFile?.close();
+  logFile = options.file ? new LogFile(options.file, options) : null;
   const sink: Sink = (record: LogRecord) => {
-    writeAll(out, encoder.encode(format_(record)));
+    const bytes = encoder.encode(format_(record));
+    if (!logFile?.write(bytes)) writeAll(logFile ? Deno.stderr : out, bytes);
   };
   configureSync({
     reset: true,
@@ -56,6 +70,87 @@ export function setupLogging(options: LoggingOptions = {}): void {
 /** Flushes and detaches the logger; call before the process exits. */
 export function closeLogging(): void {
   disposeSync();
+  logFile?.close();
+  logFile = null;
+}
+
+/**
+ * Closes and reopens the log file (`log.file`) at its configured path, for
+ * an outside logrotate that moved it (SIGUSR1). Does nothing without one.
+ */
+export function reopenLogFile(): void {
+  logFile?.reopen();
+}
+
+let logFile: LogFile | null = null;
+
+// How long lines go to stderr after the log file failed before it is tried again.
+const RETRY_MS = 60_000;
+
+/**
+ * The log file with its failure policy: a full disk or an unwritable file
+ * must never stop mail, so a failed write sends the line to stderr, warns
+ * there once (not per line), and the file is tried again a minute later or
+ * on {@linkcode reopenLogFile}.
+ */
+class LogFile {
+  #path: string;
+  #options: RotatingFileOptions;
+  #file: RotatingFile | null = null;
+  #failedAt: number | null = null;
+
+  constructor(path: string, options: RotatingFileOptions) {
+    this.#path = path;
+    this.#options = { maxSize: options.maxSize, maxFiles: options.maxFiles };
+    this.reopen();
+  }
+
+  /** Writes a line; false when it could not, and the caller writes it to stderr. */
+  write(bytes: Uint8Array): boolean {
+    if (this.#failedAt !== null) {
+      if (Date.now() - this.#failedAt < RETRY_MS) return false;
+      this.reopen();
+      if (this.#failedAt !== null) return false;
+    }
+    try {
+      this.#file!.write(bytes);
+      return true;
+    } catch (error) {
+      this.#fail(error);
+      return false;
+    }
+  }
+
+  reopen(): void {
+    const failed = this.#failedAt !== null;
+    try {
+      if (this.#file) this.#file.reopen();
+      else this.#file = new RotatingFile(this.#path, this.#options);
+      this.#failedAt = null;
+      if (failed) warn(`the log file "${this.#path}" (log.file) is writable again`);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  close(): void {
+    this.#file?.close();
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failedAt === null) {
+      const why = error instanceof Error ? error.message : String(error);
+      warn(
+        `cannot write the log file "${this.#path}" (log.file): ${why}; ` +
+          "logging to stderr until it works again",
+      );
+    }
+    this.#failedAt = Date.now();
+  }
+}
+
+function warn(text: string): void {
+  writeAll(Deno.stderr, new TextEncoder().encode(`minimta: ${text}\n`));
 }
 
 /** The operational logger of one part, e.g. `log("spool")`. */
