@@ -24,7 +24,7 @@ import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
 import { controlPath, ControlServer } from "./control.ts";
 import { controlHandler, localSubmitHandler } from "./control_handler.ts";
 import { startStatusServer } from "./status_server.ts";
-import { buildIntake, loadSigner } from "./build_intake.ts";
+import { buildIntake } from "./build_intake.ts";
 import { CliError } from "./errors.ts";
 import { prepareDataFolder } from "./first_start.ts";
 import { loadTlsPair } from "./tls.ts";

@@ -40,6 +40,7 @@ export {
   findDmarcRecord,
   type SpfVerdict,
 } from "./sender_auth.ts";
+export {
   type DkimConfigEntry,
   readRotationState,
   RETIRED_KEEP_MS,
