@@ -7,6 +7,9 @@
 #   sudo ./install.sh --uninstall --purge  also remove /etc/minimta, the spool and the minimta user
 #   sudo ./install.sh --root DIR ...       act on DIR as the root file system (no systemd steps)
 #
+# The user and the folders come from systemd's own drop-ins, systemd/minimta.sysusers
+# and systemd/minimta.tmpfiles, applied with systemd-sysusers and systemd-tmpfiles.
+#
 # Running it again is safe: it changes only what differs, never overwrites an
 # existing config, certificate, key or users file, and says "Nothing changed"
 # when everything is already in place. Run with --help for all options.
@@ -16,6 +19,8 @@ umask 022
 readonly BIN=/usr/local/bin/minimta
 readonly LIB=/usr/local/lib/minimta # launcher install: app/ (source), deno, deno_dir/ (cache)
 readonly UNIT=/etc/systemd/system/minimta.service
+readonly SYSUSERS=/usr/local/lib/sysusers.d/minimta.conf
+readonly TMPFILES=/usr/local/lib/tmpfiles.d/minimta.conf
 readonly DOC=/usr/local/share/doc/minimta
 readonly ETC=/etc/minimta
 readonly CERT=/etc/minimta/certs/server.crt
@@ -45,16 +50,17 @@ usage() {
 Usage: install.sh [options]
 
 Installs minimta as ${BIN} with the systemd unit ${UNIT}, the system user
-"${ACCOUNT}", ${ETC}/ (config, users, self-signed certificate, created only
-when absent) and the spool ${SPOOL}.
+"${ACCOUNT}" (${SYSUSERS}, for systemd-sysusers), ${ETC}/ (config, users,
+self-signed certificate, created only when absent) and the spool ${SPOOL}
+(folders: ${TMPFILES}, for systemd-tmpfiles).
 
   --binary PATH   install this compiled minimta instead of building from source
   --no-compile    from source: skip \`deno compile\` and install the launcher
                   (Deno + the source + a pre-filled module cache under ${LIB})
   --rebuild       from source: build again even if the source is unchanged
   --hostname NAME server.hostname for a new config (default: \`hostname -f\`)
-  --root DIR      install into DIR as if it were / (user and group written to
-                  DIR/etc; systemd is not touched)
+  --root DIR      install into DIR as if it were / (systemd-sysusers and
+                  systemd-tmpfiles --root DIR; no service is started)
   --uninstall     remove the program, its files and the unit; keep ${ETC},
                   ${SPOOL} and the user
   --purge         with --uninstall: also remove ${ETC}, ${SPOOL} (queued mail
@@ -135,18 +141,9 @@ parse_args() {
 }
 
 # ---------------------------------------------------------------------------
-# Accounts: the system user and group, in DIR/etc with --root.
-
-nologin_shell() {
-  local shell
-  for shell in /usr/sbin/nologin /sbin/nologin /usr/bin/nologin /bin/false; do
-    if [[ -x "$(r "${shell}")" || (-n "${ROOT}" && -x "${shell}") ]]; then
-      printf '%s' "${shell}"
-      return
-    fi
-  done
-  printf '/bin/false'
-}
+# Accounts and folders: systemd's own drop-ins (systemd/minimta.sysusers and
+# systemd/minimta.tmpfiles), applied with systemd-sysusers and systemd-tmpfiles,
+# both of which take --root DIR and read DIR's passwd and group there.
 
 # Prints field 3 (the id) of NAME's line in the passwd or group database.
 account_id() {
@@ -159,110 +156,78 @@ account_id() {
   fi
 }
 
-# A free system id (below 1000) in both passwd and group of the target root,
-# for when useradd/groupadd cannot write there (no --prefix support).
-free_system_id() {
-  local id
-  for ((id = 999; id >= 100; id--)); do
-    if ! cut -d: -f3 "${ROOT}/etc/passwd" "${ROOT}/etc/group" 2>/dev/null | grep -qx "${id}"; then
-      printf '%s' "${id}"
-      return
-    fi
-  done
-  die "no free system id below 1000 in ${ROOT}/etc/passwd and group"
+# Runs systemd-sysusers or systemd-tmpfiles (with --root DIR) on a drop-in of the target.
+systemd_tool() { # TOOL ARGS... DROP_IN
+  local tool=$1
+  shift
+  command -v "${tool}" >/dev/null || die "${tool} is not installed (it comes with systemd; on Debian and Ubuntu: apt-get install systemd)"
+  "${tool}" ${ROOT:+--root "${ROOT}"} "$@"
 }
 
-append_line() { # FILE LINE [MODE]: append to an account file, creating it if needed
-  local file=$1 line=$2 mode=${3:-0644}
-  if [[ ! -e "${file}" ]]; then install -m "${mode}" /dev/null "${file}"; fi
-  printf '%s\n' "${line}" >>"${file}"
+install_drop_in() { # FROM PATH WHAT
+  [[ -f "$1" ]] || die "$1 is missing: run install.sh from the minimta source tree or release folder"
+  if install_file "$1" "$2" 0644; then did "installed $2 ($3)"; else same "$2 is up to date"; fi
 }
 
 ensure_accounts() {
-  local shell gid uid
-  shell=$(nologin_shell)
+  local user_line
   if [[ -n "${ROOT}" ]]; then
-    mkdir -p "${ROOT}/etc"
     [[ -f "${ROOT}/etc/passwd" ]] || die "--root: ${ROOT}/etc/passwd is missing (give DIR a minimal etc/passwd, group, shadow)"
   fi
-  local prefix=()
-  if [[ -n "${ROOT}" ]]; then prefix=(--prefix "${ROOT}"); fi
-
-  if [[ -z "$(account_id group "${ACCOUNT}")" ]]; then
-    if ! groupadd "${prefix[@]}" --system "${ACCOUNT}" 2>"${TMP}/groupadd.err"; then
-      [[ -n "${ROOT}" ]] || die "groupadd failed: $(cat "${TMP}/groupadd.err")"
-      gid=$(free_system_id)
-      append_line "${ROOT}/etc/group" "${ACCOUNT}:x:${gid}:"
-      if [[ -f "${ROOT}/etc/gshadow" ]]; then append_line "${ROOT}/etc/gshadow" "${ACCOUNT}:!::" 0640; fi
-    fi
-    did "created the system group ${ACCOUNT} (gid $(account_id group "${ACCOUNT}"))"
+  install_drop_in "${SRC}/systemd/minimta.sysusers" "${SYSUSERS}" "the system user, for systemd-sysusers"
+  install_drop_in "${SRC}/systemd/minimta.tmpfiles" "${TMPFILES}" "the folders, for systemd-tmpfiles"
+  if [[ -n "$(account_id passwd "${ACCOUNT}")" ]]; then
+    same "user ${ACCOUNT} exists (uid $(account_id passwd "${ACCOUNT}"), gid $(account_id group "${ACCOUNT}"))"
   else
-    same "group ${ACCOUNT} exists (gid $(account_id group "${ACCOUNT}"))"
-  fi
-  gid=$(account_id group "${ACCOUNT}")
-
-  if [[ -z "$(account_id passwd "${ACCOUNT}")" ]]; then
-    if ! useradd "${prefix[@]}" --system --gid "${ACCOUNT}" --home-dir /nonexistent --no-create-home \
-      --shell "${shell}" --comment "minimta mail transfer agent" "${ACCOUNT}" 2>"${TMP}/useradd.err"; then
-      [[ -n "${ROOT}" ]] || die "useradd failed: $(cat "${TMP}/useradd.err")"
-      uid=${gid}
-      if cut -d: -f3 "${ROOT}/etc/passwd" | grep -qx "${uid}"; then uid=$(free_system_id); fi
-      append_line "${ROOT}/etc/passwd" "${ACCOUNT}:x:${uid}:${gid}:minimta mail transfer agent:/nonexistent:${shell}"
-      if [[ -f "${ROOT}/etc/shadow" ]]; then append_line "${ROOT}/etc/shadow" "${ACCOUNT}:!:::::::" 0640; fi
+    systemd_tool systemd-sysusers "$(r "${SYSUSERS}")" >"${TMP}/sysusers.out" 2>&1 ||
+      die "systemd-sysusers ${SYSUSERS} failed: $(cat "${TMP}/sysusers.out")"
+    [[ -n "$(account_id passwd "${ACCOUNT}")" ]] ||
+      die "systemd-sysusers ran but there is no user ${ACCOUNT}: $(cat "${TMP}/sysusers.out")"
+    if [[ -n "${ROOT}" ]]; then
+      user_line=$(grep "^${ACCOUNT}:" "${ROOT}/etc/passwd")
+    else
+      user_line=$(getent passwd "${ACCOUNT}")
     fi
-    did "created the system user ${ACCOUNT} (uid $(account_id passwd "${ACCOUNT}"), shell ${shell}, no home, no password)"
-  else
-    same "user ${ACCOUNT} exists (uid $(account_id passwd "${ACCOUNT}"))"
+    did "created the system user ${ACCOUNT} with systemd-sysusers (uid $(account_id passwd "${ACCOUNT}"), gid $(account_id group "${ACCOUNT}"), home $(cut -d: -f6 <<<"${user_line}"), shell $(cut -d: -f7 <<<"${user_line}"), no password)"
   fi
   MT_UID=$(account_id passwd "${ACCOUNT}")
-  MT_GID=${gid}
+  MT_GID=$(account_id group "${ACCOUNT}")
   [[ -n "${MT_UID}" && -n "${MT_GID}" ]] || die "could not find the ids of ${ACCOUNT}"
+}
+
+# Creates or fixes the folders of the tmpfiles.d drop-in and reports each change.
+ensure_dirs() {
+  local path paths before=() after i
+  mapfile -t paths < <(awk '$1 == "d" { print $2 }' "$(r "${TMPFILES}")")
+  for path in "${paths[@]}"; do before+=("$(stat -c '0%a %u:%g' "$(r "${path}")" 2>/dev/null || printf 'absent')"); done
+  systemd_tool systemd-tmpfiles --create "$(r "${TMPFILES}")" >"${TMP}/tmpfiles.out" 2>&1 ||
+    die "systemd-tmpfiles --create ${TMPFILES} failed: $(cat "${TMP}/tmpfiles.out")"
+  for i in "${!paths[@]}"; do
+    path=${paths[i]}
+    after=$(stat -c '0%a %u:%g' "$(r "${path}")" 2>/dev/null) || die "systemd-tmpfiles did not create ${path}"
+    if [[ "${before[i]}" == absent ]]; then
+      did "created ${path}/ (${after})"
+    elif [[ "${before[i]}" != "${after}" ]]; then
+      did "set ${path} to ${after} (was ${before[i]})"
+    fi
+  done
 }
 
 remove_accounts() {
   local prefix=()
   if [[ -n "${ROOT}" ]]; then prefix=(--prefix "${ROOT}"); fi
   if [[ -n "$(account_id passwd "${ACCOUNT}")" ]]; then
-    if ! userdel "${prefix[@]}" "${ACCOUNT}" 2>"${TMP}/userdel.err"; then
-      [[ -n "${ROOT}" ]] || die "userdel failed: $(cat "${TMP}/userdel.err")"
-      remove_lines passwd shadow
-    fi
+    userdel "${prefix[@]}" "${ACCOUNT}" 2>"${TMP}/userdel.err" || die "userdel failed: $(cat "${TMP}/userdel.err")"
     did "removed the user ${ACCOUNT}"
   fi
   if [[ -n "$(account_id group "${ACCOUNT}")" ]]; then
-    if ! groupdel "${prefix[@]}" "${ACCOUNT}" 2>"${TMP}/groupdel.err"; then
-      [[ -n "${ROOT}" ]] || die "groupdel failed: $(cat "${TMP}/groupdel.err")"
-      remove_lines group gshadow
-    fi
+    groupdel "${prefix[@]}" "${ACCOUNT}" 2>"${TMP}/groupdel.err" || die "groupdel failed: $(cat "${TMP}/groupdel.err")"
     did "removed the group ${ACCOUNT}"
   fi
 }
 
-remove_lines() { # DB...: drop the minimta line from DIR/etc/DB (keeping mode and owner)
-  local db file
-  for db in "$@"; do
-    file="${ROOT}/etc/${db}"
-    [[ -f "${file}" ]] || continue
-    grep -v "^${ACCOUNT}:" "${file}" >"${TMP}/${db}" || true
-    cat "${TMP}/${db}" >"${file}"
-  done
-}
-
 # ---------------------------------------------------------------------------
 # Files: create or fix, and say what changed.
-
-ensure_dir() { # PATH MODE UID GID
-  local path=$1 mode=$2 uid=$3 gid=$4 dir
-  dir=$(r "${path}")
-  if [[ ! -d "${dir}" ]]; then
-    mkdir -p "${dir}"
-    chown "${uid}:${gid}" "${dir}"
-    chmod "${mode}" "${dir}"
-    did "created ${path}/ (${mode} ${uid}:${gid})"
-    return
-  fi
-  fix_owner_mode "${path}" "${mode}" "${uid}" "${gid}"
-}
 
 fix_owner_mode() { # PATH MODE UID GID
   local path=$1 mode=$2 uid=$3 gid=$4 file have_mode have_uid have_gid
@@ -672,9 +637,7 @@ do_install() {
   say "Installing minimta${ROOT:+ into ${ROOT}}"
   ensure_accounts
   if [[ -n "${BINARY}" ]]; then install_binary; else build_from_source; fi
-  ensure_dir "${ETC}" 0750 0 "${MT_GID}"
-  ensure_dir "${ETC}/certs" 0750 0 "${MT_GID}"
-  ensure_dir "${SPOOL}" 0700 "${MT_UID}" "${MT_GID}"
+  ensure_dirs
   HOST=$(pick_hostname)
   if [[ "${HOST}" != *.* && ! -f "$(r "${CONFIG}")" ]]; then
     warn "host name \"${HOST}\" is not fully qualified; set server.hostname in ${CONFIG} (or use --hostname)"
@@ -703,7 +666,7 @@ do_uninstall() {
       did "stopped and disabled minimta.service"
     fi
   fi
-  for path in "${BIN}" "${LIB}" "${UNIT}" "${DOC}"; do
+  for path in "${BIN}" "${LIB}" "${UNIT}" "${DOC}" "${SYSUSERS}" "${TMPFILES}"; do
     if [[ -e "$(r "${path}")" || -L "$(r "${path}")" ]]; then
       rm -rf -- "$(r "${path}")"
       did "removed ${path}"

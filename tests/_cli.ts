@@ -13,8 +13,9 @@ import {
   type QueueEntry,
   ROOT,
   run,
+  spoolFixture,
 } from "./_harness.ts";
-import { type MessageMeta, Spool } from "../src/spool/mod.ts";
+import type { MessageMeta } from "../src/spool/mod.ts";
 
 /** Runs `minimta ARGS --config <mta's config>` to completion, with optional stdin. */
 export async function cli(
@@ -104,25 +105,13 @@ export async function spoolMessage(
   mta: Mta,
   msg: { from: string; to: string[]; subject: string; ageMs?: number },
 ): Promise<string> {
-  const when = new Date(Date.now() - (msg.ageMs ?? 0));
-  const spool = await Spool.open(mta.spoolDir, { now: () => when });
-  try {
-    const body = `From: <${msg.from}>\r\nTo: ${msg.to.join(", ")}\r\nSubject: ${msg.subject}\r\n` +
-      `Message-ID: <${crypto.randomUUID()}@ours.test>\r\n\r\nfixture body\r\n`;
-    const meta = await spool.create([new TextEncoder().encode(body)], {
-      from: msg.from,
-      recipients: msg.to,
-      message_id: null,
-      auth_user: null,
-      client_ip: null,
-      is_bounce: false,
-      smtputf8: false,
-      eight_bit: false,
-    });
-    return meta.id;
-  } finally {
-    spool.close();
-  }
+  const body = `From: <${msg.from}>\r\nTo: ${msg.to.join(", ")}\r\nSubject: ${msg.subject}\r\n` +
+    `Message-ID: <${crypto.randomUUID()}@ours.test>\r\n\r\nfixture body\r\n`;
+  return await spoolFixture(mta.spoolDir, new TextEncoder().encode(body), {
+    from: msg.from,
+    recipients: msg.to,
+    createdAt: new Date(Date.now() - (msg.ageMs ?? 0)),
+  });
 }
 
 /** Ids of a `queue list --json` answer, sorted. */

@@ -10,6 +10,7 @@
 import { writeSelfSignedCertificate } from "../src/cli/first_start.ts";
 import { hashPassword } from "../src/auth/mod.ts";
 import { generateDkimKey } from "../src/dkim/mod.ts";
+import { Spool } from "../src/spool/mod.ts";
 
 import { SmtpDriver } from "./_smtp_driver.ts";
 
@@ -21,6 +22,8 @@ export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$
 export const REQUIRE_INTEROP: boolean = Deno.env.get("MINIMTA_REQUIRE_INTEROP") === "1";
 /** The Debian system Python (TESTPLAN §5: not another interpreter earlier on PATH). */
 export const PYTHON = "/usr/bin/python3";
+/** Where the Python fakes live. */
+export const FAKES = `${ROOT}/tests/fakes`;
 
 /** Test users: alice may send as any @ours.test (the default policy), carol only as herself. */
 export const ALICE = { user: "alice@ours.test", pass: "alice-Secret-9f3k" };
@@ -222,6 +225,25 @@ export function requireTool(...tools: string[]): boolean {
 
 // ---------------------------------------------------------------- fixtures
 
+/** A users-file record for a test account (scrypt-hashed password, active); `extra` adds fields. */
+export async function userRecord(
+  account: { user: string; pass: string },
+  extra: Record<string, unknown> = {},
+): Promise<Record<string, unknown>> {
+  return {
+    username: account.user,
+    password: await hashPassword(account.pass),
+    email: account.user,
+    active: true,
+    ...extra,
+  };
+}
+
+/** The users every test daemon has: ALICE, and CAROL who may send only as herself. */
+export async function testUsers(): Promise<Record<string, unknown>[]> {
+  return [await userRecord(ALICE), await userRecord(CAROL, { allowed_senders: [CAROL.user] })];
+}
+
 interface Fixtures {
   certPem: string;
   keyPem: string;
@@ -237,21 +259,7 @@ function sharedFixtures(): Promise<Fixtures> {
     const dir = await Deno.makeTempDir({ prefix: "minimta-fixtures-" });
     try {
       await writeSelfSignedCertificate(`${dir}/cert.pem`, `${dir}/key.pem`, "localhost");
-      const users = [
-        {
-          username: ALICE.user,
-          password: await hashPassword(ALICE.pass),
-          email: ALICE.user,
-          active: true,
-        },
-        {
-          username: CAROL.user,
-          password: await hashPassword(CAROL.pass),
-          email: CAROL.user,
-          active: true,
-          allowed_senders: [CAROL.user],
-        },
-      ];
+      const users = await testUsers();
       return {
         certPem: await Deno.readTextFile(`${dir}/cert.pem`),
         keyPem: await Deno.readTextFile(`${dir}/key.pem`),
@@ -686,6 +694,55 @@ export function plainBlob(authzid: string, user: string, pass: string): string {
 /** Waits `ms` milliseconds. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls `probe` every 100 ms until it returns something other than
+ * `undefined`, `null` or `false`; throws with `what` and the last value after
+ * `timeoutMs`.
+ */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 15_000,
+  describe?: () => string | Promise<string>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const value = await probe();
+    if (value !== undefined && value !== null && value !== false) return value as T;
+    if (Date.now() > deadline) {
+      const extra = describe ? `\n${await describe()}` : "";
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${extra}`);
+    }
+    await delay(100);
+  }
+}
+
+/**
+ * Writes a message straight into a spool (the daemon must not be running):
+ * simulates legacy or corrupt content that bypassed the intake's rules, or
+ * (with `createdAt`) a message queued back then.
+ */
+export async function spoolFixture(
+  spoolDir: string,
+  body: Uint8Array,
+  envelope: { from: string; recipients: string[]; createdAt?: Date },
+): Promise<string> {
+  const { createdAt } = envelope;
+  const spool = await Spool.open(spoolDir, createdAt ? { now: () => createdAt } : {});
+  const meta = await spool.create([body], {
+    from: envelope.from,
+    recipients: envelope.recipients,
+    message_id: null,
+    auth_user: null,
+    client_ip: null,
+    is_bounce: false,
+    smtputf8: false,
+    eight_bit: false,
+  });
+  spool.close();
+  return meta.id;
 }
 
 /** The queue id in a `250 … queued as ID` reply text; throws when there is none. */

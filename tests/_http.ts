@@ -8,8 +8,7 @@
  * own (same path, written before the daemon starts): alice (submission, not
  * an admin) and ops (admin).
  */
-import { hashPassword } from "../src/auth/mod.ts";
-import { ALICE, CAROL, freePorts, Mta, type MtaOptions, ROOT } from "./_harness.ts";
+import { freePorts, Mta, type MtaOptions, ROOT, testUsers, userRecord } from "./_harness.ts";
 
 /** An admin of the web UI (users file entry with `"admin": true`). */
 export const ADMIN = { user: "ops@ours.test", pass: "ops-Secret-4kq8Zt" };
@@ -21,33 +20,9 @@ export const ARTIFACTS = `${ROOT}/tests/artifacts`;
 let usersJson: Promise<string> | null = null;
 
 function users(): Promise<string> {
-  usersJson ??= (async () =>
-    JSON.stringify(
-      [
-        {
-          username: ALICE.user,
-          password: await hashPassword(ALICE.pass),
-          email: ALICE.user,
-          active: true,
-        },
-        {
-          username: CAROL.user,
-          password: await hashPassword(CAROL.pass),
-          email: CAROL.user,
-          active: true,
-          allowed_senders: [CAROL.user],
-        },
-        {
-          username: ADMIN.user,
-          password: await hashPassword(ADMIN.pass),
-          email: ADMIN.user,
-          active: true,
-          admin: true,
-        },
-      ],
-      null,
-      2,
-    ))();
+  usersJson ??=
+    (async () =>
+      JSON.stringify([...await testUsers(), await userRecord(ADMIN, { admin: true })], null, 2))();
   return usersJson;
 }
 

@@ -8,19 +8,11 @@
  */
 import assert from "node:assert/strict";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { freePorts, Mta, PYTHON, requireTool, run } from "./_harness.ts";
-import {
-  deliveryConfig,
-  FakeDns,
-  FakeMx,
-  FAKES,
-  loopbackNet,
-  mxZone,
-  sleep,
-  submit,
-  unstuff,
-  waitFor,
-} from "./_mx.ts";
+import { delay, FAKES, freePorts, Mta, PYTHON, requireTool, run, waitFor } from "./_harness.ts";
+import { deliveryConfig, submit } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 import { assertCliError, cli, cliOk } from "./_cli.ts";
 
 const needs = requireTool("python3:dkim", "python3:dns");
@@ -113,7 +105,7 @@ Deno.test({
     };
 
     // Not yet in DNS: several checks go by, and the old key still signs.
-    await sleep(2_500);
+    await delay(2_500);
     assert.deepEqual(await verify(await delivered(1), both), [{ s: "srsa", ok: true }]);
 
     await dns.setZone({

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { Mta, requireTool } from "./_harness.ts";
-import { FakeDns, type Zone } from "./_mx.ts";
+import { FakeDns, type Zone } from "./_dns.ts";
 import { assertCliError, cli } from "./_cli.ts";
 import { generateDkimKey } from "../src/dkim/mod.ts";
 

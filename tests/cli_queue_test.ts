@@ -7,8 +7,10 @@
  * the spool lock and a daemon started afterwards sees them.
  */
 import assert from "node:assert/strict";
-import { contractProblems, delay, freePorts, Mta, requireTool } from "./_harness.ts";
-import { deliveryConfig, FakeDns, FakeMx, isGone, loopbackNet, mxZone, waitFor } from "./_mx.ts";
+import { contractProblems, delay, freePorts, Mta, requireTool, waitFor } from "./_harness.ts";
+import { deliveryConfig, isGone } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 import {
   assertCliError,
   cli,

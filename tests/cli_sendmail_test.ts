@@ -6,19 +6,12 @@
  * in the spool and is delivered after start.
  */
 import assert from "node:assert/strict";
-import { bareLineEnds, freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  dkimVerify,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mxZone,
-  text,
-  unstuff,
-  waitFor,
-} from "./_mx.ts";
+import { bareLineEnds, freePorts, Mta, requireTool, waitFor } from "./_harness.ts";
+import { deliveryConfig, isGone } from "./_delivery.ts";
+import { dkimVerify } from "./_dkim.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { text, unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 import { assertCliError, cli, lfMessage, queueJson, sendmail, showJson } from "./_cli.ts";
 import { type ControlRequest, ControlServer, socketRequest } from "../src/cli/control.ts";
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { stringify as toYaml } from "yaml";
 import { ALICE, CAROL, Mta, plainBlob, requireTool } from "./_harness.ts";
-import { FakeDns, type Zone } from "./_mx.ts";
+import { FakeDns, type Zone } from "./_dns.ts";
 import { assertCliError, cli, cliOk } from "./_cli.ts";
 
 const needsDns = requireTool("python3:dns");

@@ -5,21 +5,12 @@
  * connection; and the mail log tells the operator what happened.
  */
 import assert from "node:assert/strict";
-import { Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  dkimVerify,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mxZone,
-  submit,
-  text,
-  unstuff,
-  waitFor,
-} from "./_mx.ts";
+import { Mta, requireTool, waitFor } from "./_harness.ts";
+import { deliveryConfig, deliveryEvents, isGone, submit } from "./_delivery.ts";
+import { dkimVerify } from "./_dkim.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { text, unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 import { freePorts } from "./_harness.ts";
 
 const needs = requireTool("python3:dkim", "python3:dns");

@@ -6,22 +6,11 @@
  * restart storm (D14): repeated kill -9 under delivery and submission.
  */
 import assert from "node:assert/strict";
-import { freePorts, Mta, queuedId, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mxZone,
-  sleep,
-  spoolFixture,
-  submit,
-  text,
-  unstuff,
-  waitFor,
-} from "./_mx.ts";
+import { delay, freePorts, Mta, queuedId, requireTool, spoolFixture, waitFor } from "./_harness.ts";
+import { deliveryConfig, deliveryEvents, isGone, submit } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { text, unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 Deno.test({
   name: "kill -9 while the MX delays its reply to the final dot: after restart nothing is lost",
@@ -59,7 +48,7 @@ Deno.test({
           e.recipient === "c@other.test" && e.outcome === "delivered"
         ),
     );
-    await sleep(300); // its state write follows the log line
+    await delay(300); // its state write follows the log line
     await mta.kill9();
 
     await mta.launch();
@@ -140,8 +129,8 @@ Deno.test({
         bodies.set(messageId, body);
         // A pause after each, so the storm adds a few dozen messages, not hundreds.
         const done = submitRaw(mta, messageId, body).then(() => acknowledged.add(messageId))
-          .then(() => sleep(300));
-        const stop = sleep(Math.max(0, killAt - Date.now())).then(() => "kill");
+          .then(() => delay(300));
+        const stop = delay(Math.max(0, killAt - Date.now())).then(() => "kill");
         if (await Promise.race([done.then(() => "done", () => "failed"), stop]) === "kill") {
           await mta.kill9();
           await done.catch(() => {});

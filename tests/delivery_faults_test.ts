@@ -8,29 +8,12 @@
  * limit splits the transaction, and a reset after the 250 changes nothing.
  */
 import assert from "node:assert/strict";
-import { freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  dkimVerify,
-  FakeDns,
-  FakeMx,
-  header,
-  isGone,
-  loopbackNet,
-  mailEvents,
-  type MimePart,
-  type MxTransaction,
-  parseMime,
-  sleep,
-  SmtpSink,
-  spoolFixture,
-  submit,
-  text,
-  unstuff,
-  waitFor,
-  type Zone,
-} from "./_mx.ts";
+import { delay, freePorts, Mta, requireTool, spoolFixture, waitFor } from "./_harness.ts";
+import { deliveryConfig, deliveryEvents, isGone, mailEvents, submit } from "./_delivery.ts";
+import { dkimVerify } from "./_dkim.ts";
+import { FakeDns, type Zone } from "./_dns.ts";
+import { header, type MimePart, parseMime, text, unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet, type MxTransaction, SmtpSink } from "./_mx.ts";
 
 const needs = requireTool("python3:dns");
 
@@ -227,7 +210,7 @@ Deno.test({
     assert.deepEqual(order, ["bounced", "removed"]);
     await waitFor("the null-sender message to expire", () => isGone(mta, nullSender));
     assert.ok(mailEvents(mta, "expired").some((e) => e.queue_id === nullSender));
-    await sleep(1500);
+    await delay(1500);
     const dsns = await capture.accepted();
     assert.equal(dsns.length, 1, "exactly one DSN, and none for the null-sender message");
     assert.deepEqual(dsns[0].rcpts, ["alice@ours.test"]);
@@ -372,7 +355,7 @@ Deno.test({
     const id = await submit(mta, { to: ["nobody@dest.test"] });
     await waitFor("the message to leave the queue", () => isGone(mta, id));
     await waitFor("the spool to be empty", async () => (await mta.spoolFiles("meta")).length === 0);
-    await sleep(2000);
+    await delay(2000);
     assert.deepEqual(await mta.spoolFiles("meta"), [], "nothing new queued");
     assert.equal(mailEvents(mta, "bounced").length, 1, "one DSN made, none for the DSN");
     const dsnId = mailEvents(mta, "bounced")[0].dsn_id;
@@ -621,7 +604,7 @@ Deno.test({
     assert.equal(header(r3, "Status"), "5.1.1");
     assert.match(header(r3, "Diagnostic-Code") ?? "", /550 5\.1\.1 .*User unknown/);
     assert.doesNotMatch(dsn.human.text ?? "", /r[12]@dest\.test/);
-    await sleep(1500);
+    await delay(1500);
     assert.equal((await capture.accepted()).length, 1, "no further DSN after r2 was delivered");
   },
 });
@@ -808,7 +791,7 @@ Deno.test({
         // SIGTERM closes the pooled connection with QUIT (answered by a reset for on_quit).
         assert.equal(await mta.stop(), 0);
         await mta.launch();
-        await sleep(1500); // a retry would come within 1 s
+        await delay(1500); // a retry would come within 1 s
         assert.deepEqual(await mta.queueList(), []);
         const txs = await mx.accepted();
         assert.deepEqual(txs.map((t) => t.rcpts), [["one@dest.test"], ["two@dest.test"]]);

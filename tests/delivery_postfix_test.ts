@@ -14,19 +14,11 @@
  * them, a failure with MINIMTA_REQUIRE_INTEROP=1.
  */
 import assert from "node:assert/strict";
-import { freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  dkimVerify,
-  FakeDns,
-  isGone,
-  loopbackNet,
-  mxZone,
-  spoolFixture,
-  submit,
-  waitFor,
-} from "./_mx.ts";
+import { freePorts, Mta, requireTool, spoolFixture, waitFor } from "./_harness.ts";
+import { deliveryConfig, deliveryEvents, isGone, submit } from "./_delivery.ts";
+import { dkimVerify } from "./_dkim.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { loopbackNet } from "./_mx.ts";
 import {
   bytesToLatin1,
   latin1ToBytes,

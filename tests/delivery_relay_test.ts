@@ -7,8 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { SMTPServer } from "smtp-server";
-import { freePorts, Mta } from "./_harness.ts";
-import { isGone, loopbackNet, submit, waitFor } from "./_mx.ts";
+import { freePorts, Mta, waitFor } from "./_harness.ts";
+import { isGone, submit } from "./_delivery.ts";
+import { loopbackNet } from "./_mx.ts";
 import { writeSelfSignedCertificate } from "../src/cli/first_start.ts";
 
 interface RelaySeen {

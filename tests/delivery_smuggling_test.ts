@@ -12,20 +12,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { dkimVerify as dkimVerifyMailauth } from "mailauth/lib/dkim/verify.js";
-import { freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  bareCrLf,
-  deliveryConfig,
-  dkimVerify,
-  FakeDns,
-  FakeMx,
-  loopbackNet,
-  mxZone,
-  spoolFixture,
-  text,
-  unstuff,
-  waitFor,
-} from "./_mx.ts";
+import { bareLineEnds, freePorts, Mta, requireTool, spoolFixture, waitFor } from "./_harness.ts";
+import { deliveryConfig } from "./_delivery.ts";
+import { dkimVerify } from "./_dkim.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { text, unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 const encoder = new TextEncoder();
 const HEAD = "From: alice@ours.test\r\nTo: r@dest.test\r\nSubject: smuggling\r\n\r\n";
@@ -117,7 +109,7 @@ Deno.test({
       assert.ok(tx, `${c.name}: not received`);
       assert.deepEqual(tx.rcpts, [c.rcpt]);
       const data = text(tx.data);
-      assert.deepEqual(bareCrLf(tx.data), [], `${c.name}: bare CR or LF on the wire`);
+      assert.deepEqual(bareLineEnds(tx.data), [], `${c.name}: bare CR or LF on the wire`);
       assert.ok(!tx.data.includes(0), `${c.name}: NUL on the wire`);
       assert.equal(
         data.indexOf("\r\n.\r\n"),
@@ -197,7 +189,7 @@ Deno.test({
     const resolver = mailauthResolver(mta);
     for (const tx of txs) {
       const what = `${tx.rcpts[0]} (${JSON.stringify(EODS[Number(tx.rcpts[0].slice(3, -10))])})`;
-      assert.deepEqual(bareCrLf(tx.data), [], `${what}: bare CR or LF on the wire`);
+      assert.deepEqual(bareLineEnds(tx.data), [], `${what}: bare CR or LF on the wire`);
       const data = text(tx.data);
       assert.equal(data.indexOf("\r\n.\r\n"), data.length - 5, `${what}: one terminator`);
       const received = unstuff(tx.data);

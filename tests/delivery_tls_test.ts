@@ -6,22 +6,11 @@
  * unverified host; bytes injected after the STARTTLS 220 abort the attempt.
  */
 import assert from "node:assert/strict";
-import { freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  makeCerts,
-  type MxScript,
-  mxZone,
-  sleep,
-  submit,
-  type TestCerts,
-  waitFor,
-} from "./_mx.ts";
+import { delay, freePorts, Mta, requireTool, waitFor } from "./_harness.ts";
+import { makeCerts, type TestCerts } from "./_certs.ts";
+import { deliveryConfig, deliveryEvents, isGone, submit } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { FakeMx, loopbackNet, type MxScript } from "./_mx.ts";
 
 const needs = requireTool("python3:dns", "openssl");
 
@@ -170,7 +159,7 @@ Deno.test({
     }, { tls: "opportunistic" });
     const id = await submit(w.mta, { to: ["bob@dest.test"] });
     await assertDeferredTwice(w, id, /after its 220|STARTTLS/);
-    await sleep(200);
+    await delay(200);
     const tlsEvents = (await w.mx.events()).filter((e) => e.event === "tls");
     assert.ok(tlsEvents.every((e) => e.ok === false), "no TLS session was completed");
     assert.ok(!w.mta.stdout.includes("injected.example"), "the injected reply never surfaced");
@@ -197,7 +186,7 @@ Deno.test({
     assert.ok(txs.every((t) => t.tls), "both inside TLS");
     assert.ok(txs[0].dropped);
     assert.equal((await w.mx.accepted()).length, 1);
-    await sleep(1500); // a retry would come within 1 s
+    await delay(1500); // a retry would come within 1 s
     assert.deepEqual(deliveryEvents(w.mta, id).map((e) => [e.outcome, e.attempt]), [
       ["transient", 1],
       ["delivered", 2],

@@ -16,18 +16,13 @@ import {
   requireTool,
   ROOT,
   run,
+  waitFor,
 } from "./_harness.ts";
 import { ADMIN, httpBase, startWebMta, WebClient } from "./_http.ts";
 import { ControlServer, socketRequest } from "../src/cli/control.ts";
-import {
-  deliveryConfig,
-  FakeDns,
-  FakeMx,
-  loopbackNet,
-  mailEvents,
-  submit,
-  waitFor,
-} from "./_mx.ts";
+import { deliveryConfig, mailEvents, submit } from "./_delivery.ts";
+import { FakeDns } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 const needsDns = requireTool("python3:dns");
 

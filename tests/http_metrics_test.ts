@@ -7,18 +7,10 @@
  * latency histogram with one observation per attempt.
  */
 import assert from "node:assert/strict";
-import { freePorts, plainBlob, requireTool, run } from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mailEvents,
-  submit,
-  waitFor,
-} from "./_mx.ts";
+import { freePorts, plainBlob, requireTool, run, waitFor } from "./_harness.ts";
+import { deliveryConfig, deliveryEvents, isGone, mailEvents, submit } from "./_delivery.ts";
+import { FakeDns } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 import { ADMIN, httpBase, samples, startWebMta, storedState, value, WebClient } from "./_http.ts";
 
 const needs = requireTool("python3:dns", "promtool");

@@ -7,18 +7,10 @@
  * http_queue_scale_test.ts.
  */
 import assert from "node:assert/strict";
-import { ALICE, freePorts, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mxZone,
-  spoolFixture,
-  submit,
-  waitFor,
-} from "./_mx.ts";
+import { ALICE, freePorts, requireTool, spoolFixture, waitFor } from "./_harness.ts";
+import { deliveryConfig, isGone, submit } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 import {
   ADMIN,
   ADMIN_TOKEN,

@@ -7,14 +7,16 @@
  * from a snapshot of the source tree, so edits made meanwhile by others cannot
  * make the "second run changes nothing" check flaky.
  *
- * Needs root, bash, setpriv, unshare, mount and (for the unit) systemd-analyze.
+ * Needs root, bash, systemd-sysusers and systemd-tmpfiles (install.sh makes the
+ * user and folders with them), setpriv, unshare, mount and (for the unit)
+ * systemd-analyze.
  * Missing, they skip loudly; with MINIMTA_REQUIRE_INTEROP=1 they fail.
  */
 import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { verifyPassword } from "../src/auth/mod.ts";
 import { DEFAULTS, parseConfigText } from "../src/config/mod.ts";
-import { freePorts, REQUIRE_INTEROP, requireTool } from "./_harness.ts";
+import { type CliResult, freePorts, REQUIRE_INTEROP, requireTool, run } from "./_harness.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const FIXTURE_ETC = `${REPO}/tests/fixtures/install/etc`;
@@ -33,35 +35,7 @@ function interopTest(
   Deno.test({ name, ignore, fn });
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(
-  cmd: string,
-  args: string[],
-  options: { stdin?: string; cwd?: string } = {},
-): Promise<Run> {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: options.cwd ?? "/",
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function ok(result: Run, what: string): Run {
+function ok(result: CliResult, what: string): CliResult {
   assert.equal(
     result.code,
     0,
@@ -110,8 +84,8 @@ async function makeRoot(): Promise<string> {
   return dir;
 }
 
-async function installSh(src: string, args: string[]): Promise<Run> {
-  return await run("bash", [`${src}/install.sh`, ...args]);
+async function installSh(src: string, args: string[]): Promise<CliResult> {
+  return await run("bash", [`${src}/install.sh`, ...args], { cwd: "/" });
 }
 
 /** Field `field` of NAME's line in DIR/etc/DB, or null. */
@@ -205,7 +179,7 @@ function mappedConfig(text: string, root: string): string {
  * ReadOnlyPaths=/etc/minimta. First proves, as root, that the cache really
  * cannot be written there.
  */
-async function runHardened(root: string, args: string[]): Promise<Run> {
+async function runHardened(root: string, args: string[]): Promise<CliResult> {
   const { uid, gid } = await ids(root);
   const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
   const script = [
@@ -217,7 +191,9 @@ async function runHardened(root: string, args: string[]): Promise<Run> {
     `exec env -i PATH=/usr/bin:/bin HOME=/nonexistent setpriv --reuid=${uid} --regid=${gid} --clear-groups ` +
     `${q(`${root}/usr/local/bin/minimta`)} ${args.map(q).join(" ")}`,
   ].join("\n");
-  return await run("unshare", ["--mount", "--propagation", "private", "sh", "-c", script]);
+  return await run("unshare", ["--mount", "--propagation", "private", "sh", "-c", script], {
+    cwd: "/",
+  });
 }
 
 interopTest(
@@ -231,7 +207,20 @@ interopTest(
 
 interopTest(
   "install.sh --root: from source (launcher), idempotent, hardened launcher, --binary over it, --uninstall, --purge",
-  { root: true, tools: ["bash", "useradd", "groupadd", "setpriv", "unshare", "mount", "hostname"] },
+  {
+    root: true,
+    tools: [
+      "bash",
+      "systemd-sysusers",
+      "systemd-tmpfiles",
+      "userdel",
+      "groupdel",
+      "setpriv",
+      "unshare",
+      "mount",
+      "hostname",
+    ],
+  },
   async () => {
     const started = Date.now();
     const src = await snapshotSource();
@@ -255,10 +244,10 @@ interopTest(
       assert.match(first.stdout, /systemd: skipped \(--root\)/);
 
       const { uid, gid } = await ids(root);
-      assert.notEqual(uid, 999, "uid 999 is taken in DIR, so useradd --prefix read DIR's passwd");
+      assert.notEqual(uid, 999, "uid 999 is taken in DIR, so systemd-sysusers read DIR's passwd");
       assert.ok(uid > 0 && uid < 1000 && gid > 0 && gid < 1000, `system ids (${uid}:${gid})`);
       assert.match((await accountField(root, "passwd", "minimta", 6))!, /\/nologin$|\/false$/);
-      assert.equal(await accountField(root, "passwd", "minimta", 5), "/nonexistent");
+      assert.equal(await accountField(root, "passwd", "minimta", 5), "/var/spool/minimta");
       assert.ok((await accountField(root, "shadow", "minimta", 1))?.startsWith("!"), "no password");
       assert.equal(await sha256("/etc/passwd"), hostPasswd, "the host's /etc/passwd is untouched");
       assert.equal(await sha256("/etc/group"), hostGroup, "the host's /etc/group is untouched");
@@ -299,6 +288,14 @@ interopTest(
         await Deno.readTextFile(R("/etc/systemd/system/minimta.service")),
         await Deno.readTextFile(`${src}/systemd/minimta.service`),
       );
+      for (const [from, to] of [["sysusers", "sysusers.d"], ["tmpfiles", "tmpfiles.d"]]) {
+        const path = R(`/usr/local/lib/${to}/minimta.conf`);
+        await assertFile(path, { type: "file", mode: 0o644, uid: 0, gid: 0 });
+        assert.equal(
+          await Deno.readTextFile(path),
+          await Deno.readTextFile(`${src}/systemd/minimta.${from}`),
+        );
+      }
       assert.equal(
         await Deno.readTextFile(R("/usr/local/share/doc/minimta/minimta.example.yaml")),
         await Deno.readTextFile(`${src}/minimta.example.yaml`),
@@ -428,6 +425,8 @@ interopTest(
           "/usr/local/lib/minimta",
           "/etc/systemd/system/minimta.service",
           "/usr/local/share/doc/minimta",
+          "/usr/local/lib/sysusers.d/minimta.conf",
+          "/usr/local/lib/tmpfiles.d/minimta.conf",
         ]
       ) {
         assert.ok(!(await exists(R(gone))), `${gone} removed`);
@@ -531,7 +530,20 @@ function sections(text: string): Record<string, string> {
 
 interopTest(
   "install.sh on the real paths (overlay mount namespace): config check as minimta, idempotent, touches only its files",
-  { root: true, tools: ["bash", "unshare", "mount", "getent", "setpriv"] },
+  {
+    root: true,
+    tools: [
+      "bash",
+      "systemd-sysusers",
+      "systemd-tmpfiles",
+      "userdel",
+      "groupdel",
+      "unshare",
+      "mount",
+      "getent",
+      "setpriv",
+    ],
+  },
   async () => {
     for (const path of ["/etc/minimta", "/usr/local/bin/minimta", "/var/spool/minimta"]) {
       if (await exists(path)) {
@@ -556,7 +568,7 @@ interopTest(
         ovl,
         src,
         ...freePorts(2).map(String),
-      ]);
+      ], { cwd: "/" });
       const out = sections(result.stdout);
       assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
       assert.ok("end" in out, result.stdout);
@@ -569,7 +581,10 @@ interopTest(
       );
       assert.match(first, /systemd is not running here/);
       assert.equal(passwordsIn(first).length, 1);
-      assert.match(out.passwd, /^minimta:x:\d+:\d+:[^:]*:\/nonexistent:\S*(nologin|false)$/m);
+      assert.match(
+        out.passwd,
+        /^minimta:x:\d+:\d+:[^:]*:\/var\/spool\/minimta:\S*(nologin|false)$/m,
+      );
 
       // What install.sh wrote on the system: only its own files and the account databases.
       const touched = out.changes.trim().split("\n")
@@ -578,6 +593,7 @@ interopTest(
         "^(etc/(passwd|group|shadow|gshadow)-?|etc/\\.pwd\\.lock|etc/minimta(/.*)?" +
           "|etc/systemd(/system(/minimta\\.service)?)?" +
           "|usr_local/(bin|lib|share)(/minimta(/.*)?|/doc(/minimta(/.*)?)?)?" +
+          "|usr_local/lib/(sysusers|tmpfiles)\\.d(/minimta\\.conf)?" +
           "|var/spool(/minimta)?|var/log(/(lastlog|faillog))?)$",
       );
       for (const path of touched) assert.match(path, allowed, `install.sh wrote ${path}`);
@@ -646,7 +662,7 @@ esac
 
 interopTest(
   "install.sh --root --binary PATH: installs that file, creates config, cert and users with it",
-  { root: true, tools: ["bash", "useradd", "groupadd", "setpriv"] },
+  { root: true, tools: ["bash", "systemd-sysusers", "systemd-tmpfiles", "setpriv"] },
   async () => {
     const src = await snapshotSource();
     const root = await makeRoot();

@@ -6,17 +6,10 @@
  * one warning there.
  */
 import assert from "node:assert/strict";
-import { freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mxZone,
-  submit,
-  waitFor,
-} from "./_mx.ts";
+import { freePorts, Mta, requireTool, waitFor } from "./_harness.ts";
+import { deliveryConfig, isGone, submit } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 /** The files in `dir` whose names start with `base`, sorted. */
 async function logFiles(dir: string, base: string): Promise<string[]> {

@@ -30,19 +30,12 @@ import {
   requireTool,
   ROOT,
   startTask,
+  waitFor,
 } from "./_harness.ts";
 import { cli, lfMessage } from "./_cli.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mxZone,
-  submit,
-  waitFor,
-} from "./_mx.ts";
+import { deliveryConfig, deliveryEvents, isGone, submit } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 /** Upper bound for SIGTERM → exit with hung peers (issue 8: a stop is prompt). */
 const EXIT_BOUND_MS = 10_000;

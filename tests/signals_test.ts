@@ -5,8 +5,17 @@
 import assert from "node:assert/strict";
 import { generateDkimKey } from "../src/dkim/mod.ts";
 import { hashPassword } from "../src/auth/mod.ts";
-import { ALICE, Mta, plainBlob, PYTHON, queuedId, requireTool, run } from "./_harness.ts";
-import { FAKES, waitFor } from "./_mx.ts";
+import {
+  ALICE,
+  FAKES,
+  Mta,
+  plainBlob,
+  PYTHON,
+  queuedId,
+  requireTool,
+  run,
+  waitFor,
+} from "./_harness.ts";
 
 const DAVE = { user: "dave@ours.test", pass: "dave-Secret-77qq" };
 

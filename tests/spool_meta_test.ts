@@ -7,18 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { newQueueId } from "../src/spool/mod.ts";
-import { freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  FakeDns,
-  isGone,
-  loopbackNet,
-  mxZone,
-  SmtpSink,
-  spoolFixture,
-  submit,
-  waitFor,
-} from "./_mx.ts";
+import { freePorts, Mta, requireTool, spoolFixture, waitFor } from "./_harness.ts";
+import { deliveryConfig, isGone, submit } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { loopbackNet, SmtpSink } from "./_mx.ts";
 
 type Meta = Record<string, unknown> & { recipients: Record<string, unknown>[] };
 

@@ -11,8 +11,10 @@
  */
 import assert from "node:assert/strict";
 import { cliOk, lfMessage, sendmail } from "./_cli.ts";
-import { freePorts, Mta, requireTool, run } from "./_harness.ts";
-import { deliveryConfig, FakeDns, isGone, loopbackNet, mxZone, SmtpSink, waitFor } from "./_mx.ts";
+import { freePorts, Mta, requireTool, run, waitFor } from "./_harness.ts";
+import { deliveryConfig, isGone } from "./_delivery.ts";
+import { FakeDns, mxZone } from "./_dns.ts";
+import { loopbackNet, SmtpSink } from "./_mx.ts";
 
 const ignore = requireTool("root:", "setpriv", "smtp-sink", "python3:dns");
 

@@ -17,18 +17,12 @@ import {
   requireTool,
   run,
   type SmtpDriver,
-} from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  text,
-  unstuff,
   waitFor,
-} from "./_mx.ts";
+} from "./_harness.ts";
+import { deliveryConfig, deliveryEvents, isGone } from "./_delivery.ts";
+import { FakeDns } from "./_dns.ts";
+import { text, unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 async function greeted(mta: Mta): Promise<SmtpDriver> {
   const smtp = await mta.connect();

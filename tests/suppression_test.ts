@@ -9,10 +9,12 @@
  * page, and each addition is a signed `suppressed` webhook event.
  */
 import assert from "node:assert/strict";
-import { ALICE, freePorts, Mta, requireTool } from "./_harness.ts";
+import { ALICE, freePorts, Mta, requireTool, waitFor } from "./_harness.ts";
 import { assertCliError, cli, cliOk } from "./_cli.ts";
 import { ADMIN_TOKEN, hmacHex, startWebMta, WebClient, WebhookReceiver } from "./_http.ts";
-import { deliveryConfig, FakeDns, FakeMx, isGone, loopbackNet, submit, waitFor } from "./_mx.ts";
+import { deliveryConfig, isGone, submit } from "./_delivery.ts";
+import { FakeDns } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 const needs = requireTool("python3:dns");
 const SECRET = "whsec-" + crypto.randomUUID();

@@ -7,18 +7,11 @@
  * goes to that address with the original headers in text/rfc822-headers.
  */
 import assert from "node:assert/strict";
-import { CAROL, freePorts, Mta, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  FakeDns,
-  FakeMx,
-  header,
-  loopbackNet,
-  parseMime,
-  submit,
-  unstuff,
-  waitFor,
-} from "./_mx.ts";
+import { CAROL, freePorts, Mta, requireTool, waitFor } from "./_harness.ts";
+import { deliveryConfig, submit } from "./_delivery.ts";
+import { FakeDns } from "./_dns.ts";
+import { header, parseMime, unstuff } from "./_mime.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 
 const needs = requireTool("python3:dns");
 const VERP = "bounces+123-abc=example.org@ours.test";

@@ -7,19 +7,10 @@
  * delivery goes on meanwhile.
  */
 import assert from "node:assert/strict";
-import { freePorts, requireTool } from "./_harness.ts";
-import {
-  deliveryConfig,
-  deliveryEvents,
-  FakeDns,
-  FakeMx,
-  isGone,
-  loopbackNet,
-  mailEvents,
-  submit,
-  waitFor,
-  type Zone,
-} from "./_mx.ts";
+import { freePorts, requireTool, waitFor } from "./_harness.ts";
+import { deliveryConfig, deliveryEvents, isGone, mailEvents, submit } from "./_delivery.ts";
+import { FakeDns, type Zone } from "./_dns.ts";
+import { FakeMx, loopbackNet } from "./_mx.ts";
 import { hmacHex, type Received, startWebMta, WebhookReceiver } from "./_http.ts";
 import { type Pending, WebhookDispatcher, type WebhookEvent } from "../src/webhooks/mod.ts";
 import type { RecipientEvent } from "../src/events/mod.ts";

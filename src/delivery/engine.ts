@@ -12,9 +12,9 @@ import { DueQueue } from "./due_queue.ts";
 import { QueueIndex } from "./queue_index.ts";
 import { applyOperation } from "./operations.ts";
 import { bounceFailed } from "./dsn.ts";
-import { describe, local, type RecipientOutcome } from "./outcome.ts";
+import { describe, type RecipientOutcome } from "./outcome.ts";
+import { nextStep } from "./next_step.ts";
 import { recordOutcomes } from "./record_outcomes.ts";
-import { isExpired, retryDelay } from "./retry.ts";
 import { KeyedSemaphore, Semaphore } from "./semaphore.ts";
 import { suppressible } from "./suppress_policy.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
@@ -49,7 +49,7 @@ export interface DeliveryEngineOptions {
 
 const logger = log("delivery");
 const MAX_TIMER_MS = 60_000;
-/** The ± fraction of a retry step added as jitter (see {@linkcode retryDelay}). */
+/** The ± fraction of a retry step added as jitter (see `retryDelay` in retry.ts). */
 const RETRY_JITTER = 0.1;
 const LOCAL_RETRY_MS = 60_000;
 
@@ -448,53 +448,41 @@ export class DeliveryEngine {
     const now = this.#o.now();
     const op = this.#pendingOps.get(meta.id);
     this.#pendingOps.delete(meta.id);
-    if (op === "delete") {
-      await this.#o.spool.remove(meta.id, { durable: true });
-      this.index.delete(meta.id);
-      this.#o.emit({ type: "removed", queue_id: meta.id, by: "operator" });
-      return;
-    }
-    let open = meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred");
-    if (open.length && isExpired(new Date(meta.created_at), now, this.#o.maxQueueLifetimeMs)) {
-      this.#apply(
-        meta,
-        open.map((r) =>
-          local(
-            r.address,
-            "permanent",
-            "4.4.7",
-            `Message expired after ${
-              formatAge(this.#o.maxQueueLifetimeMs)
-            } in the queue; last error: ${r.last_error ?? "none"}`,
-            r.remote,
-          )
-        ),
-        { expired: true },
-      );
-      this.#o.emit({
-        type: "message_expired",
-        queue_id: meta.id,
-        recipients: open.map((r) => r.address),
-      });
-      open = [];
-    }
-    if (open.length && op === "hold") {
-      meta.state = "held";
-      await this.#o.spool.writeMeta(meta);
-      this.index.set(meta);
-      this.#o.emit({ type: "held", queue_id: meta.id });
-      return;
-    }
-    if (open.length) {
-      const attempts = Math.max(...open.map((r) => r.attempts));
-      meta.state = "deferred";
-      meta.next_attempt_at = new Date(
-        now.getTime() + retryDelay(attempts, this.#o.retrySchedule, RETRY_JITTER),
-      )
-        .toISOString();
-      await this.#o.spool.writeMeta(meta);
-      this.schedule(meta);
-      return;
+    const step = nextStep(meta, {
+      now,
+      op,
+      maxQueueLifetimeMs: this.#o.maxQueueLifetimeMs,
+      retrySchedule: this.#o.retrySchedule,
+      jitter: RETRY_JITTER,
+    });
+    switch (step.kind) {
+      case "delete":
+        await this.#o.spool.remove(meta.id, { durable: true });
+        this.index.delete(meta.id);
+        this.#o.emit({ type: "removed", queue_id: meta.id, by: "operator" });
+        return;
+      case "hold":
+        meta.state = "held";
+        await this.#o.spool.writeMeta(meta);
+        this.index.set(meta);
+        this.#o.emit({ type: "held", queue_id: meta.id });
+        return;
+      case "defer":
+        meta.state = "deferred";
+        meta.next_attempt_at = step.nextAttemptAt.toISOString();
+        await this.#o.spool.writeMeta(meta);
+        this.schedule(meta);
+        return;
+      case "expire":
+        this.#apply(meta, step.outcomes, { expired: true });
+        this.#o.emit({
+          type: "message_expired",
+          queue_id: meta.id,
+          recipients: step.outcomes.map((o) => o.address),
+        });
+        break;
+      case "bounce":
+        break;
     }
     await bounceFailed(this.#o.spool, meta, body, {
       hostname: this.#o.hostname,
@@ -508,13 +496,6 @@ export class DeliveryEngine {
 
   // One DSN for the failed recipients of a message; spooled before the
   // original is removed, so a crash in between duplicates, never loses it.
-}
-
-function formatAge(ms: number): string {
-  if (ms >= 86_400_000) return `${+(ms / 86_400_000).toFixed(1)} days`;
-  if (ms >= 3_600_000) return `${+(ms / 3_600_000).toFixed(1)} hours`;
-  if (ms >= 60_000) return `${+(ms / 60_000).toFixed(1)} minutes`;
-  return `${Math.round(ms / 1000)} seconds`;
 }
 
 function groupByDomain(recipients: RecipientState[]): Map<string, RecipientState[]> {
