@@ -3,7 +3,7 @@ import { log } from "../log/mod.ts";
 
 /** A request to the running daemon over its control socket. */
 export interface ControlRequest {
-  command: "ping" | "operate" | "retry-all" | "reload" | "submit" | "list";
+  command: "ping" | "operate" | "retry-all" | "reload" | "submit" | "list" | "providers";
   op?: "hold" | "release" | "retry" | "delete";
   ids?: string[];
   /** For "submit": the message and its envelope. */

@@ -16,6 +16,7 @@ import { recordOutcomes } from "./record_outcomes.ts";
 import { isExpired, retryDelay } from "./retry.ts";
 import { KeyedSemaphore, Semaphore } from "./semaphore.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
+import { isDeferral, type ProviderShaper, type ProviderStatus } from "./shaper.ts";
 
 /** Makes one delivery attempt for one message at one domain. */
 export interface Transport {
@@ -41,6 +42,8 @@ export interface DeliveryEngineOptions {
   emit: EmitEvent;
   /** The clock. @default () => new Date() */
   now?: () => Date;
+  /** Limits per mailbox provider and throttle rules; null for per-domain limits only. @default null */
+  shaper?: ProviderShaper | null;
 }
 
 const logger = log("delivery");
@@ -88,6 +91,7 @@ export class DeliveryEngine {
       retrySchedule: [300_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000],
       maxQueueLifetimeMs: 5 * 86_400_000,
       now: () => new Date(),
+      shaper: null,
       ...options,
     };
     this.#slots = new Semaphore(this.#o.concurrency);
@@ -114,6 +118,11 @@ export class DeliveryEngine {
   /** Delivery attempts (outbound transactions) running now. */
   get activeAttempts(): number {
     return this.#active;
+  }
+
+  /** Mailbox providers' connections, rates and suspensions (empty without a shaper). */
+  providerStatus(): ProviderStatus[] {
+    return this.#o.shaper?.status() ?? [];
   }
 
   /** Number of messages scheduled or in flight. */
@@ -251,6 +260,7 @@ export class DeliveryEngine {
       );
     }
     await this.#o.transport.close();
+    await this.#o.shaper?.flush();
   }
 
   /**
@@ -338,10 +348,12 @@ export class DeliveryEngine {
       meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred"),
     );
     let writes = Promise.resolve();
+    const notBefore = new Map<string, number | undefined>();
     await Promise.all([...groups].map(async ([domain, recipients]) => {
       const started = performance.now();
       const outcomes = await this.#attempt(meta, body, domain, recipients);
       if (this.#abandoned) return;
+      for (const o of outcomes) notBefore.set(o.address, o.notBefore);
       this.#apply(meta, outcomes, { durationMs: Math.round(performance.now() - started) });
       // Per-recipient results reach the disk after every attempt, one write
       // at a time; except when every recipient is now delivered: then the
@@ -353,7 +365,7 @@ export class DeliveryEngine {
       this.index.set(meta);
     }));
     if (this.#abandoned) return;
-    await this.#finish(meta, body);
+    await this.#finish(meta, body, notBefore);
   }
 
   async #attempt(
@@ -363,22 +375,36 @@ export class DeliveryEngine {
     recipients: RecipientState[],
   ): Promise<RecipientOutcome[]> {
     return await this.#domains.run(domain, async () => {
+      // The provider's turn is taken before a slot in all: a message that
+      // waits for its provider must not keep others' mail from going.
+      const ticket = this.#o.shaper ? await this.#o.shaper.enter(domain, meta.from) : null;
+      if (ticket && isDeferral(ticket)) {
+        return recipients.map((r) => ({
+          ...local(r.address, "transient", ticket.status, ticket.text),
+          notBefore: ticket.deferUntil,
+        }));
+      }
+      let outcomes: RecipientOutcome[] = [];
       await this.#slots.acquire();
       this.#active++;
       try {
         // Held or deleted by an operator while waiting for a slot: no attempt.
         if (this.#pendingOps.has(meta.id)) return [];
-        return await this.#o.transport.attempt({
+        outcomes = await this.#o.transport.attempt({
           from: meta.from,
           domain,
           recipients: recipients.map((r) => r.address),
           body,
           smtputf8: meta.smtputf8,
           eightBit: meta.eight_bit,
+          route: ticket?.route,
+          destination: ticket?.key,
         });
+        return outcomes;
       } finally {
         this.#active--;
         this.#slots.release();
+        ticket?.release(outcomes);
       }
     });
   }
@@ -396,7 +422,11 @@ export class DeliveryEngine {
     });
   }
 
-  async #finish(meta: MessageMeta, body: Uint8Array): Promise<void> {
+  async #finish(
+    meta: MessageMeta,
+    body: Uint8Array,
+    notBefore: Map<string, number | undefined> = new Map(),
+  ): Promise<void> {
     const now = this.#o.now();
     const op = this.#pendingOps.get(meta.id);
     this.#pendingOps.delete(meta.id);
@@ -440,8 +470,14 @@ export class DeliveryEngine {
     if (open.length) {
       const attempts = Math.max(...open.map((r) => r.attempts));
       meta.state = "deferred";
+      // Recipients held back by a suspension or a warm-up cap go when it
+      // ends; a retry on the schedule is never later than that for the rest.
+      const waits = open.map((r) => notBefore.get(r.address));
+      const retryAt = now.getTime() + retryDelay(attempts, this.#o.retrySchedule, RETRY_JITTER);
       meta.next_attempt_at = new Date(
-        now.getTime() + retryDelay(attempts, this.#o.retrySchedule, RETRY_JITTER),
+        waits.every((w) => w !== undefined)
+          ? Math.max(now.getTime(), Math.min(...(waits as number[])))
+          : retryAt,
       )
         .toISOString();
       await this.#o.spool.writeMeta(meta);
