@@ -13,7 +13,15 @@ export interface SuppressRequest {
 
 /** A request to the running daemon over its control socket. */
 export interface ControlRequest {
-  command: "ping" | "operate" | "retry-all" | "reload" | "submit" | "list" | "suppress";
+  command:
+    | "ping"
+    | "operate"
+    | "retry-all"
+    | "reload"
+    | "submit"
+    | "list"
+    | "suppress"
+    | "providers";
   op?: "hold" | "release" | "retry" | "delete";
   ids?: string[];
   suppress?: SuppressRequest;

@@ -37,6 +37,8 @@ export function controlHandler(
         return await local(req);
       case "list":
         return { ok: true, lines: [], data: engine.index.all() };
+      case "providers":
+        return { ok: true, lines: [], data: engine.providerStatus() };
       case "reload":
         await reloadAll();
         return { ok: true, lines: ["reloaded users and DKIM keys"] };

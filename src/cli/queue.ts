@@ -1,7 +1,13 @@
 import { writeMailLog } from "../events/mod.ts";
 import { parseArgs } from "node:util";
-import { type Config, parseDuration } from "../config/mod.ts";
-import { applyOperation, type Operation } from "../delivery/mod.ts";
+import { BUILTIN_PROVIDERS, type Config, parseDuration } from "../config/mod.ts";
+import {
+  applyOperation,
+  mergeProviders,
+  type Operation,
+  ProviderShaper,
+  type ProviderStatus,
+} from "../delivery/mod.ts";
 import { type MessageMeta, MessageNotFoundError, Spool } from "../spool/mod.ts";
 import { controlRequest } from "./control.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -26,7 +32,12 @@ export async function queueCommand(
     case "show":
       return await queueShow(() => openSpool(config), rest, out);
     case "stats":
-      return await queueStatsCommand(() => allMessages(config), rest, out);
+      return await queueStatsCommand(
+        () => allMessages(config),
+        () => providerStatus(config),
+        rest,
+        out,
+      );
     case "retry":
     case "hold":
     case "release":
@@ -54,6 +65,27 @@ async function allMessages(config: Config): Promise<MessageMeta[]> {
   const answer = await controlRequest(config.queue.dir, { command: "list" });
   if (answer?.ok && Array.isArray(answer.data)) return answer.data as MessageMeta[];
   return await (await openSpool(config)).list();
+}
+
+/**
+ * The providers' state: the running daemon's, else what the spool keeps
+ * across restarts (suspensions and warm-up counts; no connections open).
+ */
+async function providerStatus(config: Config): Promise<ProviderStatus[]> {
+  const answer = await controlRequest(config.queue.dir, { command: "providers" });
+  if (answer?.ok && Array.isArray(answer.data)) return answer.data as ProviderStatus[];
+  const spool = await openSpool(config);
+  const d = config.delivery;
+  const shaper = new ProviderShaper({
+    providers: mergeProviders(structuredClone(BUILTIN_PROVIDERS), structuredClone(d.providers)),
+    rules: [],
+    warmup: d.warmup.map((w) => ({ ...w })),
+    route: () => Promise.resolve({ kind: "temporary", status: "4.4.3", text: "offline" }),
+    store: { read: () => spool.readState("throttle"), write: () => Promise.resolve() },
+    emit: () => {},
+  });
+  await shaper.load();
+  return shaper.status();
 }
 
 async function queueList(
@@ -123,11 +155,12 @@ async function queueShow(open: () => Promise<Spool>, args: string[], out: Out): 
 
 async function queueStatsCommand(
   load: () => Promise<MessageMeta[]>,
+  providers: () => Promise<ProviderStatus[]>,
   args: string[],
   out: Out,
 ): Promise<number> {
   const { values } = parseArgs({ args, options: { json: { type: "boolean" } }, strict: true });
-  const stats = queueStats(await load(), new Date());
+  const stats = queueStats(await load(), new Date(), await providers());
   out(values.json ? JSON.stringify(stats, null, 2) : formatStats(stats));
   return 0;
 }

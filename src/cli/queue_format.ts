@@ -1,4 +1,5 @@
 import type { MessageMeta } from "../spool/mod.ts";
+import type { ProviderStatus } from "../delivery/mod.ts";
 
 /** The fields of the `queue list --json` contract, in a stable order. */
 export function summary(meta: MessageMeta): Record<string, unknown> {
@@ -69,10 +70,16 @@ export interface QueueStats {
   by_state: Record<string, number>;
   recipients_by_domain: Record<string, number>;
   oldest: { id: string; created_at: string; age_seconds: number } | null;
+  /** Mailbox providers: connections in use, rate, suspended until and why. */
+  providers: ProviderStatus[];
 }
 
 /** Counts by state and by recipient domain (recipients still to deliver), and the oldest message. */
-export function queueStats(messages: MessageMeta[], now: Date): QueueStats {
+export function queueStats(
+  messages: MessageMeta[],
+  now: Date,
+  providers: ProviderStatus[] = [],
+): QueueStats {
   const byState: Record<string, number> = { queued: 0, deferred: 0, held: 0 };
   const byDomain: Record<string, number> = {};
   for (const m of messages) {
@@ -97,6 +104,7 @@ export function queueStats(messages: MessageMeta[], now: Date): QueueStats {
       created_at: oldest.created_at,
       age_seconds: Math.round((now.getTime() - Date.parse(oldest.created_at)) / 1000),
     },
+    providers,
   };
 }
 
@@ -112,6 +120,14 @@ export function formatStats(stats: QueueStats): string {
     "recipients to deliver by domain:",
     ...Object.entries(stats.recipients_by_domain).slice(0, 50).map(([d, n]) =>
       `  ${String(n).padStart(7)}  ${d}`
+    ),
+    "providers:",
+    ...stats.providers.map((p) =>
+      `  ${p.name.padEnd(12)} connections ${p.connections}${
+        p.connections_limit === null ? "" : `/${p.connections_limit}`
+      }  rate ${p.reduced_rate ?? (p.rate || "-")}${
+        p.suspended_until ? `  suspended until ${p.suspended_until}: ${p.suspended_reason}` : ""
+      }`
     ),
   ];
   return lines.join("\n");

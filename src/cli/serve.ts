@@ -1,5 +1,7 @@
 import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../auth/mod.ts";
 import {
+  BUILTIN_PROVIDERS,
+  BUILTIN_THROTTLE_RULES,
   type Config,
   ConfigError,
   loadConfig,
@@ -7,14 +9,20 @@ import {
   reason,
   splitHostPort,
 } from "../config/mod.ts";
-import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
+import {
+  DeliveryEngine,
+  mergeProviders,
+  ProviderShaper,
+  SmtpTransport,
+  type SmtpTransportOptions,
+} from "../delivery/mod.ts";
 import {
   DkimSigner,
   rotatingKeyConfig,
   ROTATION_STATE_FILE,
   RotationWatcher,
 } from "../dkim/mod.ts";
-import { EventStream, writeMailLog } from "../events/mod.ts";
+import { type EmitEvent, EventStream, writeMailLog } from "../events/mod.ts";
 import { Metrics } from "../http/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, reopenLogFile, setupLogging } from "../log/mod.ts";
@@ -131,9 +139,14 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     idleTimeoutMs: config.server.idle_timeout,
     transactionTimeoutMs: config.server.transaction_timeout,
   });
+  const transport = transportOptions(config, parts.caCerts);
+  const shaper = buildShaper(config, transport, spool, events.emit);
+  await shaper?.load();
+  transport.shaper = shaper;
   const engine = new DeliveryEngine({
     spool,
-    transport: new SmtpTransport(transportOptions(config, parts.caCerts)),
+    transport: new SmtpTransport(transport),
+    shaper,
     hostname: config.server.hostname,
     concurrency: config.delivery.concurrency,
     perDomainConcurrency: config.delivery.per_domain_concurrency,
@@ -339,6 +352,35 @@ async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
       error: (error as Error).message,
     });
   }
+}
+
+/**
+ * Limits per mailbox provider and throttle rules over the transport's
+ * resolver; none with a smarthost, which shapes its own traffic. State that
+ * outlives a restart (suspensions, warm-up counts) is the spool's
+ * `throttle.json`.
+ */
+function buildShaper(
+  config: Config,
+  transport: SmtpTransportOptions,
+  spool: Spool,
+  emit: EmitEvent,
+): ProviderShaper | null {
+  const d = config.delivery;
+  if (d.relay_host) return null;
+  return new ProviderShaper({
+    providers: mergeProviders(structuredClone(BUILTIN_PROVIDERS), structuredClone(d.providers)),
+    rules: [...d.throttle_rules, ...BUILTIN_THROTTLE_RULES].map((r) => ({ ...r })),
+    perDomainConcurrency: d.per_domain_concurrency,
+    probeIntervalMs: d.retry_schedule[0],
+    warmup: d.warmup.map((w) => ({ ...w })),
+    route: (domain) => transport.resolver.route(domain, { allowLoopback: d.allow_loopback }),
+    store: {
+      read: () => spool.readState("throttle"),
+      write: (value) => spool.writeState("throttle", value),
+    },
+    emit,
+  });
 }
 
 function transportOptions(config: Config, caCerts: string[]): SmtpTransportOptions {

@@ -46,6 +46,7 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
           : 0,
         connectionsIn: r.submission.connections,
         connectionsOut: r.engine.activeAttempts,
+        providers: r.engine.providerStatus(),
       };
     },
     ready: async () => ({

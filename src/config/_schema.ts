@@ -16,7 +16,10 @@ type Leaf =
   | { t: "nameservers" }
   | { t: "cidrs" }
   | { t: "dkim" }
-  | { t: "webhooks" };
+  | { t: "webhooks" }
+  | { t: "providers" }
+  | { t: "throttle_rules" }
+  | { t: "warmup" };
 
 type Schema = { [key: string]: Leaf | Schema };
 
@@ -64,6 +67,9 @@ export const SCHEMA: Schema = {
     command_timeout: { t: "duration", min: 1_000 },
     data_timeout: { t: "duration", min: 1_000 },
     tls_ca_file: { t: "string" },
+    providers: { t: "providers" },
+    throttle_rules: { t: "throttle_rules" },
+    warmup: { t: "warmup" },
   },
   dkim: { t: "dkim" },
   dkim_rotation_check: { t: "duration", min: 1_000 },
@@ -173,6 +179,15 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       return checkDkim(value, key);
     case "webhooks":
       return checkWebhooks(value, key);
+    case "providers":
+      return checkList(value, key, "{name, mx, connections, messages_per_connection, rate}")
+        .map((e, i) => checkProvider(e, `${key}[${i}]`));
+    case "throttle_rules":
+      return checkList(value, key, "{match, suspend} or {match, rate, for}")
+        .map((e, i) => checkThrottleRule(e, `${key}[${i}]`));
+    case "warmup":
+      return checkList(value, key, "{domain, start, growth, per}")
+        .map((e, i) => checkWarmup(e, `${key}[${i}]`));
   }
 }
 
@@ -359,4 +374,101 @@ function checkRetired(value: unknown, key: string): { selector: string; until: s
     }
     return { selector: e.selector, until };
   });
+}
+
+/** A list of mappings with only the `allowed` keys, each entry checked by the caller. */
+function checkList(value: unknown, key: string, shape: string): Record<string, unknown>[] {
+  if (!Array.isArray(value)) fail(key, `a list of ${shape}`, value);
+  return value.map((entry, i) => {
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      fail(`${key}[${i}]`, `a mapping ${shape}`, entry);
+    }
+    return entry as Record<string, unknown>;
+  });
+}
+
+function onlyKeys(e: Record<string, unknown>, at: string, allowed: string[]): void {
+  for (const k of Object.keys(e)) {
+    if (!allowed.includes(k)) throw new ConfigKeyError(`${at}.${k}`, "unknown key");
+  }
+}
+
+const RATE = /^\d+(?:\.\d+)?\/(?:s|m|h)$/;
+
+function checkRate(value: unknown, key: string): string {
+  if (typeof value !== "string" || !RATE.test(value) || parseFloat(value) <= 0) {
+    fail(key, 'a rate like "600/m" ("N/s", "N/m" or "N/h")', value);
+  }
+  return value;
+}
+
+function checkProvider(e: Record<string, unknown>, at: string): unknown {
+  onlyKeys(e, at, ["name", "mx", "connections", "messages_per_connection", "rate"]);
+  if (typeof e.name !== "string" || !/^[a-z0-9][a-z0-9_.-]*$/i.test(e.name)) {
+    fail(`${at}.name`, "a name of letters, digits, '.', '_' or '-'", e.name);
+  }
+  const mx = checkStrings(e.mx ?? [], `${at}.mx`);
+  mx.forEach((m, j) => {
+    if (!isHostName(m.replace(/^\./, ""))) {
+      fail(`${at}.mx[${j}]`, 'a host name suffix like ".mx.example"', m);
+    }
+  });
+  const int = (k: string, d: number) =>
+    e[k] === undefined ? d : checkLeaf({ t: "int", min: 1 }, e[k], `${at}.${k}`) as number;
+  return {
+    name: e.name,
+    mx,
+    connections: int("connections", 5),
+    messages_per_connection: int("messages_per_connection", 100),
+    rate: e.rate === undefined || e.rate === "" ? "" : checkRate(e.rate, `${at}.rate`),
+  };
+}
+
+function checkThrottleRule(e: Record<string, unknown>, at: string): unknown {
+  onlyKeys(e, at, ["match", "suspend", "rate", "for", "provider"]);
+  if (typeof e.match !== "string" || e.match === "") {
+    fail(`${at}.match`, "a regular expression", e.match);
+  }
+  try {
+    new RegExp(e.match, "i");
+  } catch (error) {
+    throw new ConfigKeyError(
+      `${at}.match`,
+      `not a regular expression: ${(error as Error).message}`,
+    );
+  }
+  if (e.provider !== undefined && typeof e.provider !== "string") {
+    fail(`${at}.provider`, "a provider name", e.provider);
+  }
+  const rule: Record<string, unknown> = { match: e.match };
+  if (e.provider !== undefined) rule.provider = e.provider;
+  if (e.suspend !== undefined) {
+    if (e.rate !== undefined || e.for !== undefined) {
+      throw new ConfigKeyError(at, "either suspend, or rate with for, not both");
+    }
+    rule.suspend = checkDuration(e.suspend, `${at}.suspend`, 1_000);
+  } else if (e.rate !== undefined) {
+    rule.rate = checkRate(e.rate, `${at}.rate`);
+    if (e.for === undefined) {
+      throw new ConfigKeyError(`${at}.for`, "missing (how long the rate lasts)");
+    }
+    rule.for = checkDuration(e.for, `${at}.for`, 1_000);
+  } else {
+    throw new ConfigKeyError(at, "needs suspend, or rate with for");
+  }
+  return rule;
+}
+
+function checkWarmup(e: Record<string, unknown>, at: string): unknown {
+  onlyKeys(e, at, ["domain", "start", "growth", "per"]);
+  if (typeof e.domain !== "string" || !isHostName(e.domain)) {
+    fail(`${at}.domain`, "a domain", e.domain);
+  }
+  const start = checkLeaf({ t: "int", min: 1 }, e.start, `${at}.start`);
+  const growth = e.growth ?? 1.5;
+  if (typeof growth !== "number" || !(growth >= 1) || growth > 100) {
+    fail(`${at}.growth`, "a number from 1 to 100", growth);
+  }
+  const per = checkDuration(e.per ?? "1d", `${at}.per`, 1_000);
+  return { domain: e.domain.toLowerCase(), start, growth, per };
 }

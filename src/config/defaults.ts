@@ -1,4 +1,4 @@
-import type { Config } from "./types.ts";
+import type { Config, ProviderConfig, ThrottleRuleConfig } from "./types.ts";
 
 /**
  * Production defaults, as documented in the README's configuration
@@ -46,6 +46,9 @@ export const DEFAULTS: Config = {
     command_timeout: 300_000,
     data_timeout: 600_000,
     tls_ca_file: "",
+    providers: [],
+    throttle_rules: [],
+    warmup: [],
   },
   dkim: [],
   dkim_rotation_check: 600_000,
@@ -75,3 +78,66 @@ export function embeddedDefault(dataDir: string): Record<string, unknown> {
     http: { listen_addr: "127.0.0.1:2580" },
   };
 }
+
+/**
+ * The mailbox providers minimta knows without configuration; an entry of
+ * `delivery.providers` with the same name replaces one. Limits follow
+ * published practice: KumoMTA's shipped shaping rules give Google 5
+ * connections and 50 messages per connection, Yahoo 20 messages per
+ * connection and Apple 5 (iCloud closes longer sessions with 4.7.x
+ * replies). Microsoft publishes no per-sender figure for its inbound
+ * (Exchange Online Protection) hosts; 5 connections and 100 messages a
+ * connection stays well under the connection counts its 4.7.500 "server
+ * busy" replies start at. No provider publishes a message rate for an IP,
+ * so none is set: the throttle rules below slow down when one says so.
+ */
+export const BUILTIN_PROVIDERS: ProviderConfig[] = [
+  {
+    name: "google",
+    mx: [".google.com", ".googlemail.com"],
+    connections: 5,
+    messages_per_connection: 50,
+    rate: "",
+  },
+  {
+    name: "microsoft",
+    mx: [".protection.outlook.com", ".mx.microsoft"],
+    connections: 5,
+    messages_per_connection: 100,
+    rate: "",
+  },
+  { name: "yahoo", mx: [".yahoodns.net"], connections: 5, messages_per_connection: 20, rate: "" },
+  {
+    name: "apple",
+    mx: [".icloud.com", ".me.com"],
+    connections: 5,
+    messages_per_connection: 5,
+    rate: "",
+  },
+];
+
+/**
+ * The throttling and reputation replies of the big providers, tried after
+ * `delivery.throttle_rules`. Each defers the recipient (a 5xx too) and
+ * suspends the whole provider, or lowers its rate for a while:
+ * - Gmail `421 4.7.28 … unusual rate of unsolicited mail`: Google asks the
+ *   sender to slow down; new mail at once only draws more of them.
+ * - Yahoo `[TS01]`–`[TS04]` / `[TSS04]` "temporarily deferred due to
+ *   unexpected volume or user complaints": Yahoo's sender help says to
+ *   retry later; TS03 is their 554 "permanently deferred" reputation reply.
+ * - Microsoft `4.7.500` "Server busy", `4.7.650`/`4.7.651` "temporarily rate
+ *   limited due to IP reputation", and "exceeded the maximum number of
+ *   connections" (slowed rather than stopped: fewer connections help).
+ */
+export const BUILTIN_THROTTLE_RULES: ThrottleRuleConfig[] = [
+  { provider: "google", match: "\\b4\\.7\\.28\\b|unusual rate", suspend: 15 * 60_000 },
+  { provider: "yahoo", match: "\\[?TSS?0[1-4]\\]?", suspend: 30 * 60_000 },
+  { provider: "microsoft", match: "\\b4\\.7\\.65[01]\\b", suspend: 30 * 60_000 },
+  { provider: "microsoft", match: "\\b4\\.7\\.500\\b", suspend: 5 * 60_000 },
+  {
+    provider: "microsoft",
+    match: "maximum number of (concurrent )?connections|too many connections",
+    rate: "60/m",
+    for: 10 * 60_000,
+  },
+];

@@ -1,3 +1,22 @@
+/** `delivery.providers[]`: a mailbox provider by the suffixes of its MX host names. */
+export interface ProviderConfig {
+  name: string;
+  mx: string[];
+  connections: number;
+  messages_per_connection: number;
+  /** `"N/s"`, `"N/m"`, `"N/h"`, or `""` for no limit. */
+  rate: string;
+}
+
+/** `delivery.throttle_rules[]`; durations in ms. */
+export interface ThrottleRuleConfig {
+  match: string;
+  provider?: string;
+  suspend?: number;
+  rate?: string;
+  for?: number;
+}
+
 /** The effective configuration, after defaults and validation. Durations are milliseconds. */
 export interface Config {
   server: {
@@ -42,6 +61,11 @@ export interface Config {
     command_timeout: number;
     data_timeout: number;
     tls_ca_file: string;
+    /** Mailbox providers laid over the built-ins by name (see `BUILTIN_PROVIDERS`). */
+    providers: ProviderConfig[];
+    /** Throttling replies, tried before the built-ins (see `BUILTIN_THROTTLE_RULES`). */
+    throttle_rules: ThrottleRuleConfig[];
+    warmup: { domain: string; start: number; growth: number; per: number }[];
   };
   dkim: {
     domain: string;

@@ -12,12 +12,13 @@ import { DueQueue } from "./due_queue.ts";
 import { QueueIndex } from "./queue_index.ts";
 import { applyOperation } from "./operations.ts";
 import { bounceFailed } from "./dsn.ts";
-import { describe, type RecipientOutcome } from "./outcome.ts";
+import { describe, local, type RecipientOutcome } from "./outcome.ts";
 import { nextStep } from "./next_step.ts";
 import { recordOutcomes } from "./record_outcomes.ts";
 import { KeyedSemaphore, Semaphore } from "./semaphore.ts";
 import { suppressible } from "./suppress_policy.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
+import { isDeferral, type ProviderShaper, type ProviderStatus } from "./shaper.ts";
 
 /** Makes one delivery attempt for one message at one domain. */
 export interface Transport {
@@ -45,6 +46,8 @@ export interface DeliveryEngineOptions {
   suppressions?: SuppressionList | null;
   /** The clock. @default () => new Date() */
   now?: () => Date;
+  /** Limits per mailbox provider and throttle rules; null for per-domain limits only. @default null */
+  shaper?: ProviderShaper | null;
 }
 
 const logger = log("delivery");
@@ -93,6 +96,7 @@ export class DeliveryEngine {
       maxQueueLifetimeMs: 5 * 86_400_000,
       suppressions: null,
       now: () => new Date(),
+      shaper: null,
       ...options,
     };
     this.#slots = new Semaphore(this.#o.concurrency);
@@ -119,6 +123,11 @@ export class DeliveryEngine {
   /** Delivery attempts (outbound transactions) running now. */
   get activeAttempts(): number {
     return this.#active;
+  }
+
+  /** Mailbox providers' connections, rates and suspensions (empty without a shaper). */
+  providerStatus(): ProviderStatus[] {
+    return this.#o.shaper?.status() ?? [];
   }
 
   /** Number of messages scheduled or in flight. */
@@ -256,6 +265,7 @@ export class DeliveryEngine {
       );
     }
     await this.#o.transport.close();
+    await this.#o.shaper?.flush();
   }
 
   /**
@@ -343,10 +353,12 @@ export class DeliveryEngine {
       meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred"),
     );
     let writes = Promise.resolve();
+    const notBefore = new Map<string, number | undefined>();
     await Promise.all([...groups].map(async ([domain, recipients]) => {
       const started = performance.now();
       const outcomes = await this.#attempt(meta, body, domain, recipients);
       if (this.#abandoned) return;
+      for (const o of outcomes) notBefore.set(o.address, o.notBefore);
       this.#apply(meta, outcomes, { durationMs: Math.round(performance.now() - started) });
       // Before the metadata: a crash in between retries the recipient and
       // meets the same bounce, instead of losing the suppression.
@@ -361,7 +373,7 @@ export class DeliveryEngine {
       this.index.set(meta);
     }));
     if (this.#abandoned) return;
-    await this.#finish(meta, body);
+    await this.#finish(meta, body, notBefore);
   }
 
   async #attempt(
@@ -371,22 +383,36 @@ export class DeliveryEngine {
     recipients: RecipientState[],
   ): Promise<RecipientOutcome[]> {
     return await this.#domains.run(domain, async () => {
+      // The provider's turn is taken before a slot in all: a message that
+      // waits for its provider must not keep others' mail from going.
+      const ticket = this.#o.shaper ? await this.#o.shaper.enter(domain, meta.from) : null;
+      if (ticket && isDeferral(ticket)) {
+        return recipients.map((r) => ({
+          ...local(r.address, "transient", ticket.status, ticket.text),
+          notBefore: ticket.deferUntil,
+        }));
+      }
+      let outcomes: RecipientOutcome[] = [];
       await this.#slots.acquire();
       this.#active++;
       try {
         // Held or deleted by an operator while waiting for a slot: no attempt.
         if (this.#pendingOps.has(meta.id)) return [];
-        return await this.#o.transport.attempt({
+        outcomes = await this.#o.transport.attempt({
           from: meta.from,
           domain,
           recipients: recipients.map((r) => r.address),
           body,
           smtputf8: meta.smtputf8,
           eightBit: meta.eight_bit,
+          route: ticket?.route,
+          destination: ticket?.key,
         });
+        return outcomes;
       } finally {
         this.#active--;
         this.#slots.release();
+        ticket?.release(outcomes);
       }
     });
   }
@@ -444,7 +470,11 @@ export class DeliveryEngine {
     }
   }
 
-  async #finish(meta: MessageMeta, body: Uint8Array): Promise<void> {
+  async #finish(
+    meta: MessageMeta,
+    body: Uint8Array,
+    notBefore: Map<string, number | undefined> = new Map(),
+  ): Promise<void> {
     const now = this.#o.now();
     const op = this.#pendingOps.get(meta.id);
     this.#pendingOps.delete(meta.id);
@@ -454,6 +484,7 @@ export class DeliveryEngine {
       maxQueueLifetimeMs: this.#o.maxQueueLifetimeMs,
       retrySchedule: this.#o.retrySchedule,
       jitter: RETRY_JITTER,
+      notBefore,
     });
     switch (step.kind) {
       case "delete":

@@ -23,3 +23,19 @@ export { suppressible } from "./suppress_policy.ts";
 export { type IndexEntry, QueueIndex, type SearchOptions } from "./queue_index.ts";
 export { SessionPool, type SessionPoolOptions } from "./session_pool.ts";
 export { Semaphore } from "./semaphore.ts";
+export {
+  isDeferral,
+  ProviderShaper,
+  type ProviderShaperOptions,
+  type ProviderStatus,
+  type Warmup,
+} from "./shaper.ts";
+export {
+  hostMatches,
+  matchRule,
+  mergeProviders,
+  parseRate,
+  type Provider,
+  providerFor,
+  type ThrottleRule,
+} from "./shaping.ts";

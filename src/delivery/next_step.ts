@@ -23,6 +23,11 @@ export interface NextStepOptions {
   jitter: number;
   /** For the jitter; `Math.random` unless a test fixes it. */
   random?: () => number;
+  /**
+   * Per recipient, the time (ms) before which it must not be tried: a
+   * provider's suspension or warm-up cap held it back in this attempt.
+   */
+  notBefore?: ReadonlyMap<string, number | undefined>;
 }
 
 /**
@@ -66,6 +71,12 @@ export function nextStep(meta: MessageMeta, options: NextStepOptions): NextStep 
   }
   if (op === "hold") return { kind: "hold" };
   const attempts = Math.max(...open.map((r) => r.attempts));
+  // Recipients held back by a suspension or a warm-up cap go when it ends;
+  // when every open one was, that is the next attempt, else the schedule's.
+  const waits = open.map((r) => options.notBefore?.get(r.address));
+  if (waits.every((w): w is number => w !== undefined)) {
+    return { kind: "defer", nextAttemptAt: new Date(Math.max(now.getTime(), Math.min(...waits))) };
+  }
   const delayMs = retryDelay(attempts, options.retrySchedule, options.jitter, options.random);
   return { kind: "defer", nextAttemptAt: new Date(now.getTime() + delayMs) };
 }

@@ -12,6 +12,12 @@ export interface RecipientOutcome {
   /** "mx.example.com[192.0.2.1]" when a server was reached. */
   remote: string | null;
   tls: TlsInfo | null;
+  /**
+   * No attempt before this time (ms since the epoch): the destination is
+   * suspended or over a warm-up cap, so the retry waits for it rather than
+   * the retry schedule.
+   */
+  notBefore?: number;
 }
 
 /**

@@ -48,9 +48,21 @@ export class SessionPool {
     return null;
   }
 
-  /** Keeps a connection after a transaction, or closes it when it is worn out or the pool is full. */
-  give(key: string, session: SmtpSession, used: number): void {
-    if (!session.usable || used >= this.#maxMessages || this.#count >= this.#maxIdle) {
+  /** Takes an idle connection of any key starting with `prefix` (to close it and make room). */
+  takeAny(prefix: string): { session: SmtpSession; used: number } | null {
+    for (const key of this.#idle.keys()) {
+      if (key.startsWith(prefix)) return this.take(key) ?? this.takeAny(prefix);
+    }
+    return null;
+  }
+
+  /**
+   * Keeps a connection after a transaction, or closes it when it is worn
+   * out (`maxMessages`, default the pool's) or the pool is full.
+   */
+  give(key: string, session: SmtpSession, used: number, maxMessages?: number): void {
+    const most = maxMessages ?? this.#maxMessages;
+    if (!session.usable || used >= most || this.#count >= this.#maxIdle) {
       void session.quit();
       return;
     }

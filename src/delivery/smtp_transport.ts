@@ -10,6 +10,8 @@ import {
 } from "../smtp_client/mod.ts";
 import { fromReply, local, type Peer, type RecipientOutcome } from "./outcome.ts";
 import { SessionPool } from "./session_pool.ts";
+import type { ProviderShaper } from "./shaper.ts";
+import type { ReplyLike } from "./shaping.ts";
 
 /** The part of the resolver the transport needs (see `src/dns`). */
 export interface RouteLookup {
@@ -46,6 +48,8 @@ export interface SmtpTransportOptions {
   /** The SMTP client edge. @default openSession */
   openSession?: (options: SessionOptions) => Promise<SmtpSession>;
   pool?: SessionPool;
+  /** Provider limits and throttle rules (not used with a relay). @default null */
+  shaper?: ProviderShaper | null;
 }
 
 /** One message's recipients at one destination domain. */
@@ -56,6 +60,10 @@ export interface AttemptRequest {
   body: Uint8Array;
   smtputf8: boolean;
   eightBit: boolean;
+  /** The domain's route when already resolved (by the shaper). */
+  route?: RouteResult;
+  /** The shaper's destination, `provider:NAME` or `domain:DOMAIN`. */
+  destination?: string;
 }
 
 interface Address {
@@ -87,19 +95,28 @@ export class SmtpTransport {
 
   /** One attempt; never throws. */
   async attempt(req: AttemptRequest): Promise<RecipientOutcome[]> {
-    const key = this.#o.relay ? `relay:${this.#o.relay.host}` : req.domain;
-    const pooled = this.#pool.take(key);
-    if (pooled) {
+    const shaped = !this.#o.relay && req.destination?.startsWith("provider:") &&
+      req.route?.kind === "ok";
+    // A provider's connections are shared by all its domains: one to an MX
+    // host carries mail for any domain that has that host as its MX.
+    const keys = shaped && req.route?.kind === "ok"
+      ? req.route.targets.map((t) => `${req.destination}|${t.host}`)
+      : [this.#o.relay ? `relay:${this.#o.relay.host}` : req.domain];
+    for (const key of keys) {
+      const pooled = this.#pool.take(key);
+      if (!pooled) continue;
       const outcomes = await this.#tryPooled(key, pooled, req);
       if (outcomes) return outcomes;
+      break;
     }
-    const route = await this.#addresses(req.domain);
+    const route = await this.#addresses(req.domain, req.route);
     if (!Array.isArray(route)) {
       return req.recipients.map((r) => local(r, route.kind, route.status, route.text));
     }
     let last = local("", "transient", "4.4.1", "No MX host could be reached");
     for (const address of route.slice(0, this.#o.maxAddresses ?? 5)) {
-      const session = await this.#connect(address).catch((error) => {
+      const key = shaped ? `${req.destination}|${address.host}` : keys[0];
+      const session = await this.#connect(address, req.destination).catch((error) => {
         last = local(
           "",
           "transient",
@@ -107,8 +124,13 @@ export class SmtpTransport {
           messageOf(error),
           `${address.host}[${address.ip}]`,
         );
+        if (error instanceof SmtpError && error.reply) {
+          const throttled = this.#throttled(req, req.recipients, error.reply, last.remote);
+          if (throttled) return throttled;
+        }
         return null;
       });
+      if (Array.isArray(session)) return session;
       if (!session) continue;
       const outcomes = await this.#transact(key, session, 0, req);
       if (outcomes) return outcomes;
@@ -121,6 +143,34 @@ export class SmtpTransport {
       );
     }
     return req.recipients.map((r) => ({ ...last, address: r }));
+  }
+
+  /**
+   * When a rule names `reply` as throttling: the destination is suspended or
+   * slowed by the shaper and `recipients` are deferred (never bounced, even
+   * on a 5xx), until the suspension ends when there is one. Null otherwise.
+   */
+  #throttled(
+    req: AttemptRequest,
+    recipients: string[],
+    reply: ReplyLike,
+    remote: string | null,
+  ): RecipientOutcome[] | null {
+    const shaper = this.#o.shaper;
+    if (!shaper || !req.destination || this.#o.relay) return null;
+    const hit = shaper.observe(req.destination, reply, remote);
+    if (!hit) return null;
+    return recipients.map((address) => ({
+      ...local(
+        address,
+        "transient",
+        reply.enhanced?.replace(/^5/, "4") ?? "4.7.0",
+        reply.text,
+        remote,
+      ),
+      code: reply.code,
+      notBefore: hit.notBefore ?? undefined,
+    }));
   }
 
   async #tryPooled(
@@ -162,9 +212,15 @@ export class SmtpTransport {
         sent++;
         if (reused && sent === 1 && result.mail.code === 421) {
           session.close();
-          return null;
+          return this.#throttled(req, req.recipients, result.mail, peer.remote);
         }
-        const round = outcomesOf(result, peer);
+        const round = this.#checkThrottle(req, outcomesOf(result, peer));
+        if (round.some((o) => o.notBefore !== undefined)) {
+          // Told to back off: this connection carries nothing more now.
+          session.close();
+          for (const outcome of round) done.set(outcome.address, outcome);
+          return req.recipients.map((r) => done.get(r) ?? { ...round[0], address: r });
+        }
         for (const outcome of round) done.set(outcome.address, outcome);
         // RFC 5321 §4.5.3.1.10: a server that takes fewer recipients per
         // transaction answers 452 to the rest; they go in another
@@ -173,16 +229,38 @@ export class SmtpTransport {
         if (!over.length || !round.some((o) => o.kind === "delivered") || !session.usable) break;
         rest = over.map((o) => o.address);
       }
-      this.#pool.give(key, session, used + sent);
+      this.#pool.give(key, session, used + sent, this.#maxMessages(req));
       return req.recipients.map((r) => done.get(r)!);
     } catch (error) {
       session.close();
+      if (error instanceof SmtpError && error.reply) {
+        const throttled = this.#throttled(req, rest, error.reply, peer.remote);
+        if (throttled) {
+          for (const outcome of throttled) done.set(outcome.address, outcome);
+          return req.recipients.map((r) => done.get(r)!);
+        }
+      }
       return afterFailure(error, { recipients: req.recipients, done, open: rest, peer });
     }
   }
 
+  /** Outcomes with each reply a rule names as throttling turned into a deferral. */
+  #checkThrottle(req: AttemptRequest, outcomes: RecipientOutcome[]): RecipientOutcome[] {
+    return outcomes.map((o) => {
+      if (o.code === null || o.code < 400) return o;
+      const reply = { code: o.code, enhanced: o.status, text: o.text };
+      return this.#throttled(req, [o.address], reply, o.remote)?.[0] ?? o;
+    });
+  }
+
+  #maxMessages(req: AttemptRequest): number | undefined {
+    if (!req.destination || !this.#o.shaper) return undefined;
+    return this.#o.shaper.messagesPerConnection(req.destination) ?? undefined;
+  }
+
   async #addresses(
     domain: string,
+    known?: RouteResult,
   ): Promise<Address[] | { kind: "transient" | "permanent"; status: string; text: string }> {
     const relay = this.#o.relay;
     if (relay) {
@@ -192,7 +270,8 @@ export class SmtpTransport {
       }
       return host.addresses.map((ip) => ({ host: relay.host, ip }));
     }
-    const route = await this.#o.resolver.route(domain, { allowLoopback: this.#o.allowLoopback });
+    const route = known ??
+      await this.#o.resolver.route(domain, { allowLoopback: this.#o.allowLoopback });
     if (route.kind === "permanent") {
       return { kind: "permanent", status: route.status, text: route.text };
     }
@@ -202,7 +281,36 @@ export class SmtpTransport {
     return route.targets.flatMap((t) => t.addresses.map((ip) => ({ host: t.host, ip })));
   }
 
-  #connect(address: Address): Promise<SmtpSession> {
+  /**
+   * Opens a connection; to a provider only once it has a free connection
+   * (idle ones of the provider are closed to make room), given back when
+   * the session closes.
+   */
+  async #connect(address: Address, destination?: string): Promise<SmtpSession> {
+    const shaper = this.#o.shaper;
+    if (!shaper || !destination || this.#o.relay) return await this.#dial(address);
+    const release = await shaper.connection(destination, async () => {
+      const idle = this.#pool.takeAny(`${destination}|`);
+      if (!idle) return false;
+      await idle.session.quit();
+      return true;
+    });
+    let session: SmtpSession;
+    try {
+      session = await this.#dial(address);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    const close = session.close.bind(session);
+    session.close = () => {
+      close();
+      release();
+    };
+    return session;
+  }
+
+  #dial(address: Address): Promise<SmtpSession> {
     const relay = this.#o.relay;
     return this.#open({
       host: address.host,

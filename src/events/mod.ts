@@ -159,6 +159,24 @@ export interface UnsuppressedEvent {
   recipient: string;
 }
 
+/**
+ * A throttling reply suspended delivery to a mailbox provider (or, when the
+ * destination is no provider, to a domain): one event per suspension.
+ */
+export interface ProviderSuspendedEvent {
+  type: "provider_suspended";
+  /** The provider's name, or the recipient domain. */
+  provider: string;
+  /** When new transactions may start again. */
+  until: string;
+  /** The reply that caused it: code, enhanced status and text. */
+  reply: string;
+  /** `mx.example.com[192.0.2.1]` the reply came from. */
+  relay: string | null;
+  /** The `match` of the rule that named the reply. */
+  rule: string;
+}
+
 /** Everything the intake emits. */
 export type IntakeEvent =
   | ConnectEvent
@@ -176,7 +194,8 @@ export type DeliveryEvent =
   | BouncedEvent
   | MessageStateEvent
   | SuppressedEvent
-  | UnsuppressedEvent;
+  | UnsuppressedEvent
+  | ProviderSuspendedEvent;
 
 /** Any mail event. */
 export type MailEvent = IntakeEvent | DeliveryEvent;

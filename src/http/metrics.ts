@@ -1,4 +1,5 @@
 import type { MailEvent, RecipientEvent } from "../events/mod.ts";
+import type { ProviderStatus } from "../delivery/mod.ts";
 
 /** Values read at scrape time from the running parts. */
 export interface Gauges {
@@ -6,6 +7,8 @@ export interface Gauges {
   oldestAgeSeconds: number;
   connectionsIn: number;
   connectionsOut: number;
+  /** Mailbox providers and suspended destinations (see `ProviderShaper.status`). @default [] */
+  providers?: ProviderStatus[];
 }
 
 /** One minute of traffic, for the dashboard's chart. */
@@ -138,6 +141,21 @@ export class Metrics {
     out.push(`minimta_smtp_connections_in ${gauges.connectionsIn}`);
     family("minimta_smtp_connections_out", "gauge", "Outbound delivery transactions in progress.");
     out.push(`minimta_smtp_connections_out ${gauges.connectionsOut}`);
+    const providers = gauges.providers ?? [];
+    family("minimta_provider_suspended", "gauge", "1 while delivery to a provider is suspended.");
+    for (const p of providers) {
+      out.push(
+        `minimta_provider_suspended{provider="${label(p.name)}"} ${p.suspended_until ? 1 : 0}`,
+      );
+    }
+    family(
+      "minimta_throttle_replies_total",
+      "counter",
+      "Replies a throttle rule matched, by provider (or destination).",
+    );
+    for (const p of providers) {
+      out.push(`minimta_throttle_replies_total{provider="${label(p.name)}"} ${p.throttle_replies}`);
+    }
     family(
       "minimta_delivery_attempt_duration_seconds",
       "histogram",
@@ -194,4 +212,9 @@ function seriesKey(name: string, labels: Record<string, string>): string {
     `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
   );
   return `${name}{${escaped.join(",")}}`;
+}
+
+/** A label value escaped for the exposition format. */
+function label(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }

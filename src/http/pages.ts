@@ -1,4 +1,4 @@
-import type { IndexEntry } from "../delivery/mod.ts";
+import type { IndexEntry, ProviderStatus } from "../delivery/mod.ts";
 import type { MessageMeta } from "../spool/mod.ts";
 import { type Html, html } from "./html.ts";
 import type { MinuteCounts } from "./metrics.ts";
@@ -11,6 +11,8 @@ export interface DashboardData {
   lastDay: MinuteCounts[];
   topDeferred: { domain: string; recipients: number; last_error: string | null }[];
   now: number;
+  /** @default [] */
+  providers?: ProviderStatus[];
 }
 
 const KINDS = ["received", "delivered", "deferred", "bounced"] as const;
@@ -43,6 +45,7 @@ export function dashboardPage(d: DashboardData): Html {
         d.oldest.from || "<>"
       }, queued ${d.oldest.created_at}</p>`
       : html``}
+    ${providersSection(d.providers ?? [])}
     <h2>Top deferred domains</h2>
     ${d.topDeferred.length === 0 ? html`<p>None.</p>` : html`
       <div class="scroll">
@@ -257,4 +260,33 @@ function age(ms: number): string {
   if (s < 7200) return `${Math.round(s / 60)}m`;
   if (s < 172_800) return `${Math.round(s / 3600)}h`;
   return `${Math.round(s / 86_400)}d`;
+}
+
+/** Mailbox providers: connections, rate, suspensions and warm-up counts. */
+function providersSection(providers: ProviderStatus[]): Html {
+  if (!providers.length) return html``;
+  return html`
+    <h2>Providers</h2>
+    <div class="scroll">
+      <table><tr><th>provider</th><th>connections</th><th>rate</th><th>suspended until</th><th>why</th><th>throttle replies</th><th>warm-up</th></tr>
+        ${providers.map((p) =>
+          html`
+            <tr>
+              <td>${p.name}</td>
+              <td>${p.connections}${p.connections_limit === null
+                ? ""
+                : ` / ${p.connections_limit}`}</td>
+              <td>${p.reduced_rate
+                ? `${p.reduced_rate} until ${p.reduced_until}`
+                : p.rate || "-"}</td>
+              <td>${p.suspended_until ?? "-"}</td>
+              <td>${p.suspended_reason ?? ""}</td>
+              <td>${p.throttle_replies}</td>
+              <td>${p.warmup.map((w) => `${w.domain} ${w.sent}/${w.cap}`).join(", ")}</td>
+            </tr>
+          `
+        )}
+      </table>
+    </div>
+  `;
 }

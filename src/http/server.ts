@@ -143,6 +143,7 @@ class StatusApp {
         lastDay,
         topDeferred: d.index.topDeferredDomains(10),
         now,
+        providers: d.gauges().providers ?? [],
       };
       return page("Dashboard", dashboardPage(data), session);
     }

@@ -174,7 +174,8 @@ export type MailLogName =
   | "held"
   | "released"
   | "suppressed"
-  | "unsuppressed";
+  | "unsuppressed"
+  | "provider_suspended";
 
 /**
  * Writes one mail-log event. `fields` should carry `queue_id` whenever the
@@ -182,7 +183,9 @@ export type MailLogName =
  */
 export function mailLog(event: MailLogName, fields: Record<string, unknown>): void {
   const logger = getLogger(["minimta", "mail"]);
-  const level = event === "rejected" || event === "auth_failure" ? "warning" : "info";
+  const level = event === "rejected" || event === "auth_failure" || event === "provider_suspended"
+    ? "warning"
+    : "info";
   logger[level](event, { event, ...fields });
 }
 

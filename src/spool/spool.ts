@@ -50,6 +50,7 @@ export class Spool {
   #now: () => Date;
   #msgSync: DirSync;
   #metaSync: DirSync;
+  #topSync: DirSync | undefined;
   #lock: Deno.FsFile | null = null;
   #listeners: ((meta: MessageMeta) => void)[] = [];
   #owner: SpoolOwner;
@@ -146,12 +147,40 @@ export class Spool {
     });
   }
 
+  /**
+   * Replaces `<spool>/<name>.json` (small state the daemon keeps across
+   * restarts, e.g. provider suspensions) atomically and durably: written and
+   * fsynced under tmp/, renamed into place, the spool folder fsynced.
+   */
+  async writeState(name: string, value: unknown): Promise<void> {
+    if (!/^[a-z_]+$/.test(name)) throw new RangeError(`Invalid state name "${name}"`);
+    const tmp = `${this.dir}/tmp/${name}.${crypto.randomUUID().slice(0, 8)}.json`;
+    try {
+      await this.#writeFile(tmp, [new TextEncoder().encode(JSON.stringify(value))]);
+      await Deno.rename(tmp, `${this.dir}/${name}.json`);
+      if (this.#fsync) await (this.#topSync ??= new DirSync(this.dir)).sync();
+    } catch (error) {
+      await this.#discard([tmp]);
+      throw wrapWriteError(error, `${name}.json`);
+    }
+  }
+
+  /** Reads what {@linkcode writeState} wrote; null when there is none or it is not JSON. */
+  async readState(name: string): Promise<unknown> {
+    try {
+      return JSON.parse(await Deno.readTextFile(`${this.dir}/${name}.json`));
+    } catch {
+      return null;
+    }
+  }
+
   /** Releases the lock taken by {@linkcode lock}. */
   close(): void {
     this.#lock?.close();
     this.#lock = null;
     this.#msgSync.close();
     this.#metaSync.close();
+    this.#topSync?.close();
   }
 
   /**
