@@ -29,14 +29,14 @@ export interface DeliveryEngineOptions {
   transport: Transport;
   /** Our name, for DSNs. */
   hostname: string;
-  /** Outbound transactions in all. @default 50 */
-  concurrency?: number;
-  /** Outbound transactions per recipient domain. @default 5 */
-  perDomainConcurrency?: number;
-  /** Waits between attempts, the last repeating. @default [5m, 10m, 30m, 1h, 2h, 4h] */
-  retrySchedule?: number[];
-  /** Deferred recipients fail after this long in the queue. @default 5d */
-  maxQueueLifetimeMs?: number;
+  /** Outbound transactions in all (`delivery.concurrency`). */
+  concurrency: number;
+  /** Outbound transactions per recipient domain (`delivery.per_domain_concurrency`). */
+  perDomainConcurrency: number;
+  /** Waits between attempts, the last repeating (`delivery.retry_schedule`). */
+  retrySchedule: number[];
+  /** Deferred recipients fail after this long in the queue (`delivery.max_queue_lifetime`). */
+  maxQueueLifetimeMs: number;
   /** Where delivery events (attempts, bounces, expiry, operator actions) go. */
   emit: EmitEvent;
   /** The clock. @default () => new Date() */
@@ -82,14 +82,7 @@ export class DeliveryEngine {
   readonly index: QueueIndex = new QueueIndex();
 
   constructor(options: DeliveryEngineOptions) {
-    this.#o = {
-      concurrency: 50,
-      perDomainConcurrency: 5,
-      retrySchedule: [300_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000],
-      maxQueueLifetimeMs: 5 * 86_400_000,
-      now: () => new Date(),
-      ...options,
-    };
+    this.#o = { now: () => new Date(), ...options };
     this.#slots = new Semaphore(this.#o.concurrency);
     this.#domains = new KeyedSemaphore(this.#o.perDomainConcurrency);
     this.#gate = new DomainGate(this.#o.perDomainConcurrency * 2);

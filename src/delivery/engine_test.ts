@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DEFAULTS } from "../config/mod.ts";
 import { Spool } from "../spool/mod.ts";
 import { DeliveryEngine, type DeliveryEngineOptions, type Transport } from "./engine.ts";
 import type { RecipientOutcome } from "./outcome.ts";
@@ -54,20 +55,33 @@ function message(from: string, recipients: string[]) {
   };
 }
 
+/** An engine with the default config's delivery settings, but for `options`. */
+function testEngine(
+  spool: Spool,
+  transport: Transport,
+  options: Partial<DeliveryEngineOptions> = {},
+): DeliveryEngine {
+  const d = DEFAULTS.delivery;
+  return new DeliveryEngine({
+    spool,
+    transport,
+    hostname: "mx.ours.test",
+    emit: () => {},
+    concurrency: d.concurrency,
+    perDomainConcurrency: d.per_domain_concurrency,
+    retrySchedule: d.retry_schedule,
+    maxQueueLifetimeMs: d.max_queue_lifetime,
+    ...options,
+  });
+}
+
 /** An engine retrying every 300 ms. */
 function fastRetries(
   spool: Spool,
   transport: Transport,
   options: Partial<DeliveryEngineOptions> = {},
 ): DeliveryEngine {
-  return new DeliveryEngine({
-    spool,
-    transport,
-    hostname: "mx.ours.test",
-    emit: () => {},
-    retrySchedule: [300],
-    ...options,
-  });
+  return testEngine(spool, transport, { retrySchedule: [300], ...options });
 }
 
 async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
@@ -81,12 +95,7 @@ async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
 Deno.test("engine sends one transaction per domain and removes a fully delivered message", async () => {
   await withSpool(async (spool) => {
     const transport = scripted(() => "delivered");
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     await spool.create([body], message("a@ours.test", ["x@one.test", "y@one.test", "z@two.test"]));
     await until(async () => (await spool.ids()).length === 0);
@@ -132,12 +141,7 @@ Deno.test("engine bounces permanent failures with one DSN to the sender", async 
     const transport = scripted((
       req,
     ) => (req.recipients[0].startsWith("bad") ? "permanent" : "delivered"));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     const original = await spool.create(
       [body],
@@ -161,12 +165,7 @@ Deno.test("engine bounces permanent failures with one DSN to the sender", async 
 Deno.test("engine never bounces a message with the null sender", async () => {
   await withSpool(async (spool) => {
     const transport = scripted(() => "permanent");
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     await spool.create([body], { ...message("", ["bad@one.test"]), is_bounce: true });
     await until(async () => (await spool.ids()).length === 0);
@@ -179,11 +178,7 @@ Deno.test("engine never bounces a message with the null sender", async () => {
 Deno.test("engine fails recipients still deferred after the queue lifetime", async () => {
   await withSpool(async (spool) => {
     const transport = scripted((req) => (req.from === "" ? "delivered" : "transient"));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
+    const engine = testEngine(spool, transport, {
       retrySchedule: [100],
       maxQueueLifetimeMs: 250,
     });
@@ -204,12 +199,7 @@ Deno.test("engine rebuilds its schedule from the spool and skips held messages",
     await spool.writeMeta({ ...held, state: "held" });
     await spool.create([body], message("a@ours.test", ["q@two.test"]));
     const transport = scripted(() => "delivered");
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     await until(async () => (await spool.ids()).length === 1);
     await new Promise((r) => setTimeout(r, 50));
@@ -242,11 +232,7 @@ Deno.test("engine keeps a small domain moving behind a large backlog to one doma
       await spool.create([body], message("a@ours.test", [`u${i}@big.test`]));
     }
     await spool.create([body], message("a@ours.test", ["reset@small.test"]));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
+    const engine = testEngine(spool, transport, {
       concurrency: 10,
       perDomainConcurrency: 2,
     });
@@ -338,11 +324,7 @@ async function gateScene(spool: Spool) {
     },
     close: () => Promise.resolve(),
   };
-  const engine = new DeliveryEngine({
-    spool,
-    transport,
-    hostname: "mx.ours.test",
-    emit: () => {},
+  const engine = testEngine(spool, transport, {
     perDomainConcurrency: 1,
   });
   await engine.start();

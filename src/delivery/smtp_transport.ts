@@ -29,18 +29,20 @@ export interface Relay {
 export interface SmtpTransportOptions {
   resolver: RouteLookup;
   heloName: string;
-  /** Remote port for MX delivery. @default 25 */
-  port?: number;
-  /** @default "opportunistic" */
-  tls?: TlsPolicy;
-  /** @default "" */
-  sourceAddress?: string;
-  /** @default null */
-  relay?: Relay | null;
-  /** Deliver to loopback and own addresses (tests). @default false */
-  allowLoopback?: boolean;
-  timeouts?: Partial<Timeouts>;
-  caCerts?: string[];
+  /** Remote port for MX delivery (`delivery.port`). */
+  port: number;
+  /** `delivery.tls`. */
+  tls: TlsPolicy;
+  /** Local address to send from, "" for any (`delivery.source_address`). */
+  sourceAddress: string;
+  /** The smarthost, or null for MX delivery (`delivery.relay_host` and its credentials). */
+  relay: Relay | null;
+  /** Deliver to loopback and own addresses (tests; `delivery.allow_loopback`). */
+  allowLoopback: boolean;
+  /** Per-stage deadlines (see `stageTimeouts` in src/smtp_client). */
+  timeouts: Partial<Timeouts>;
+  /** Extra PEM CA certificates (`delivery.tls_ca_file`). */
+  caCerts: string[];
   /** Addresses tried per attempt, like Postfix's smtp_mx_address_limit. @default 5 */
   maxAddresses?: number;
   /** The SMTP client edge. @default openSession */
@@ -207,13 +209,11 @@ export class SmtpTransport {
     return this.#open({
       host: address.host,
       ip: address.ip,
-      port: relay ? relay.port : this.#o.port ?? 25,
+      port: relay ? relay.port : this.#o.port,
       heloName: this.#o.heloName,
       sourceAddress: this.#o.sourceAddress || undefined,
       // A smarthost with credentials always gets TLS: AUTH never goes in plaintext.
-      tls: relay?.username && (this.#o.tls ?? "opportunistic") === "opportunistic"
-        ? "required"
-        : this.#o.tls ?? "opportunistic",
+      tls: relay?.username && this.#o.tls === "opportunistic" ? "required" : this.#o.tls,
       implicitTls: relay ? relay.port === 465 : false,
       auth: relay?.username ? { username: relay.username, password: relay.password } : undefined,
       timeouts: this.#o.timeouts,

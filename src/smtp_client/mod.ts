@@ -27,7 +27,13 @@ export type { SmtpSession, TlsInfo, Transaction, TransactionResult } from "./smt
 export { classifyReply, type ReplyClass, type SmtpReply } from "./smtp_reply.ts";
 export { SmtpError, type SmtpErrorOptions, type SmtpStage } from "./smtp_error.ts";
 export { DotStuffer, prepareBody } from "./prepare_body.ts";
-export { DEFAULT_TIMEOUTS, type Timeouts } from "./timeouts.ts";
+export {
+  DEFAULT_TIMEOUTS,
+  stageTimeouts,
+  TIMEOUT_CAPS,
+  type Timeouts,
+  type TimeoutSettings,
+} from "./timeouts.ts";
 export {
   type Connector,
   connectTcp,

@@ -24,10 +24,10 @@ export interface IntakeOptions {
   spool: Spool;
   /** DKIM signing; no signing when absent. */
   sign?: SignFunction;
-  /** @default 10485760 */
-  maxMessageSize?: number;
-  /** @default "normalize" */
-  bareNewline?: "normalize" | "reject";
+  /** `server.max_message_size`. */
+  maxMessageSize: number;
+  /** `server.bare_newline`. */
+  bareNewline: "normalize" | "reject";
   /** Receives the `received`, `signed` and `queued` events. */
   emit: EmitEvent;
   /** The clock. @default () => new Date() */
@@ -64,12 +64,7 @@ export class Intake {
   #o: Required<Omit<IntakeOptions, "sign">> & IntakeOptions;
 
   constructor(options: IntakeOptions) {
-    this.#o = {
-      maxMessageSize: 10 * 1024 * 1024,
-      bareNewline: "normalize",
-      now: () => new Date(),
-      ...options,
-    };
+    this.#o = { now: () => new Date(), ...options };
   }
 
   /** Replaces the signing function (SIGHUP reloads keys). */
