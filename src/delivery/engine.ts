@@ -17,8 +17,8 @@ import { isExpired, retryDelay } from "./retry.ts";
 import { KeyedSemaphore, Semaphore } from "./semaphore.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
 
-/** Makes one delivery attempt for one message at one domain. */
-export interface Transport {
+/** What the engine delivers through: one attempt for one message at one domain (`SmtpTransport`). */
+export interface DeliveryTransport {
   attempt(req: AttemptRequest): Promise<RecipientOutcome[]>;
   close(): Promise<void>;
 }
@@ -26,7 +26,7 @@ export interface Transport {
 /** Options for {@linkcode DeliveryEngine}. */
 export interface DeliveryEngineOptions {
   spool: Spool;
-  transport: Transport;
+  transport: DeliveryTransport;
   /** Our name, for DSNs. */
   hostname: string;
   /** Outbound transactions in all (`delivery.concurrency`). */

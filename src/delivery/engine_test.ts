@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DEFAULTS } from "../config/mod.ts";
 import { Spool } from "../spool/mod.ts";
-import { DeliveryEngine, type DeliveryEngineOptions, type Transport } from "./engine.ts";
+import { DeliveryEngine, type DeliveryEngineOptions, type DeliveryTransport } from "./engine.ts";
 import type { RecipientOutcome } from "./outcome.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
 
@@ -9,7 +9,7 @@ type Script = (req: AttemptRequest, call: number) => RecipientOutcome["kind"];
 
 // A transport scripted per test: the engine's decisions are what is under
 // test here; the real SMTP transport is covered by tests/delivery_*.
-function scripted(script: Script): Transport & { calls: AttemptRequest[] } {
+function scripted(script: Script): DeliveryTransport & { calls: AttemptRequest[] } {
   const calls: AttemptRequest[] = [];
   return {
     calls,
@@ -19,8 +19,8 @@ function scripted(script: Script): Transport & { calls: AttemptRequest[] } {
       return Promise.resolve(req.recipients.map((address) => ({
         address,
         kind,
-        code: kind === "delivered" ? 250 : kind === "transient" ? 451 : 550,
-        status: kind === "delivered" ? "2.0.0" : kind === "transient" ? "4.3.0" : "5.1.1",
+        code: kind === "delivered" ? 250 : kind === "temporary" ? 451 : 550,
+        status: kind === "delivered" ? "2.0.0" : kind === "temporary" ? "4.3.0" : "5.1.1",
         text: kind === "permanent" ? "No such user" : "scripted",
         remote: `mx.${req.domain}[192.0.2.1]`,
         tls: null,
@@ -58,7 +58,7 @@ function message(from: string, recipients: string[]) {
 /** An engine with the default config's delivery settings, but for `options`. */
 function testEngine(
   spool: Spool,
-  transport: Transport,
+  transport: DeliveryTransport,
   options: Partial<DeliveryEngineOptions> = {},
 ): DeliveryEngine {
   const d = DEFAULTS.delivery;
@@ -78,7 +78,7 @@ function testEngine(
 /** An engine retrying every 300 ms. */
 function fastRetries(
   spool: Spool,
-  transport: Transport,
+  transport: DeliveryTransport,
   options: Partial<DeliveryEngineOptions> = {},
 ): DeliveryEngine {
   return testEngine(spool, transport, { retrySchedule: [300], ...options });
@@ -107,7 +107,7 @@ Deno.test("engine sends one transaction per domain and removes a fully delivered
 
 Deno.test("engine defers a temporary failure, records it, and retries on schedule", async () => {
   await withSpool(async (spool) => {
-    const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
+    const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport);
     await engine.start();
     const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
@@ -126,7 +126,7 @@ Deno.test("engine defers a temporary failure, records it, and retries on schedul
 Deno.test("engine keeps retrying when the next retry is due before the attempt's metadata write ends", async () => {
   await withSpool(async (spool) => {
     // A 0 ms step: the retry is due while the message is still in flight.
-    const transport = scripted((_req, call) => (call <= 3 ? "transient" : "delivered"));
+    const transport = scripted((_req, call) => (call <= 3 ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport, { retrySchedule: [0] });
     await engine.start();
     await spool.create([body], message("a@ours.test", ["x@one.test"]));
@@ -177,7 +177,7 @@ Deno.test("engine never bounces a message with the null sender", async () => {
 
 Deno.test("engine fails recipients still deferred after the queue lifetime", async () => {
   await withSpool(async (spool) => {
-    const transport = scripted((req) => (req.from === "" ? "delivered" : "transient"));
+    const transport = scripted((req) => (req.from === "" ? "delivered" : "temporary"));
     const engine = testEngine(spool, transport, {
       retrySchedule: [100],
       maxQueueLifetimeMs: 250,
@@ -212,7 +212,7 @@ Deno.test("engine rebuilds its schedule from the spool and skips held messages",
 Deno.test("engine keeps a small domain moving behind a large backlog to one domain", async () => {
   await withSpool(async (spool) => {
     const order: string[] = [];
-    const transport: Transport = {
+    const transport: DeliveryTransport = {
       async attempt(req) {
         await new Promise((r) => setTimeout(r, req.domain === "big.test" ? 30 : 1));
         order.push(req.domain);
@@ -267,7 +267,7 @@ Deno.test("D15: retries written under a clock two days ahead are not left waitin
 Deno.test("D15: a clock that goes back two days while running does not stall the next retry", async () => {
   await withSpool(async (spool) => {
     let offset = TWO_DAYS;
-    const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
+    const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport, { now: () => new Date(Date.now() + offset) });
     await engine.start();
     const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
@@ -285,7 +285,7 @@ Deno.test("D15: after a jump two days forward, an over-age message gets one last
     meta.state = "deferred";
     meta.next_attempt_at = new Date(Date.now() + 3_600_000).toISOString();
     await spool.writeMeta(meta);
-    const transport = scripted((req) => (req.domain === "one.test" ? "transient" : "delivered"));
+    const transport = scripted((req) => (req.domain === "one.test" ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport, {
       maxQueueLifetimeMs: 86_400_000,
       now: () => new Date(Date.now() + TWO_DAYS),
@@ -308,7 +308,7 @@ async function gateScene(spool: Spool) {
   let letA!: () => void;
   const aMayFinish = new Promise<void>((r) => (letA = r));
   const calls: string[] = [];
-  const transport: Transport = {
+  const transport: DeliveryTransport = {
     async attempt(req) {
       calls.push(req.recipients[0]);
       if (req.recipients[0] === "a@one.test") await aMayFinish;

@@ -99,12 +99,12 @@ export class SmtpTransport {
     if (!Array.isArray(route)) {
       return req.recipients.map((r) => local(r, route.kind, route.status, route.text));
     }
-    let last = local("", "transient", "4.4.1", "No MX host could be reached");
+    let last = local("", "temporary", "4.4.1", "No MX host could be reached");
     for (const address of route.slice(0, this.#o.maxAddresses ?? 5)) {
       const session = await this.#connect(address).catch((error) => {
         last = local(
           "",
-          "transient",
+          "temporary",
           statusOf(error),
           messageOf(error),
           `${address.host}[${address.ip}]`,
@@ -116,7 +116,7 @@ export class SmtpTransport {
       if (outcomes) return outcomes;
       last = local(
         "",
-        "transient",
+        "temporary",
         "4.4.2",
         "Connection lost during the transaction",
         `${address.host}[${address.ip}]`,
@@ -185,12 +185,12 @@ export class SmtpTransport {
 
   async #addresses(
     domain: string,
-  ): Promise<Address[] | { kind: "transient" | "permanent"; status: string; text: string }> {
+  ): Promise<Address[] | { kind: "temporary" | "permanent"; status: string; text: string }> {
     const relay = this.#o.relay;
     if (relay) {
       const host = await this.#o.resolver.resolveHost(relay.host);
       if (host.kind !== "ok") {
-        return { kind: "transient", status: host.status, text: `Relay host: ${host.text}` };
+        return { kind: "temporary", status: host.status, text: `Relay host: ${host.text}` };
       }
       return host.addresses.map((ip) => ({ host: relay.host, ip }));
     }
@@ -199,7 +199,7 @@ export class SmtpTransport {
       return { kind: "permanent", status: route.status, text: route.text };
     }
     if (route.kind === "temporary") {
-      return { kind: "transient", status: route.status, text: route.text };
+      return { kind: "temporary", status: route.status, text: route.text };
     }
     return route.targets.flatMap((t) => t.addresses.map((ip) => ({ host: t.host, ip })));
   }
@@ -244,7 +244,7 @@ function afterFailure(
   if (done.size === 0) return refusal ? recipients.map((r) => fromReply(r, refusal, peer)) : null;
   const lost = local(
     "",
-    "transient",
+    "temporary",
     "4.4.2",
     "Connection lost during the transaction",
     peer.remote,
