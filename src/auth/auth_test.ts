@@ -2,16 +2,13 @@ import assert from "node:assert/strict";
 import {
   Authenticator,
   AuthThrottle,
-  formatUsers,
   hashPassword,
-  parseJsonUsers,
-  parseTxtUsers,
   senderAllowed,
   type User,
-  UsersFileError,
   verifyPassword,
   writeUsersFile,
 } from "./mod.ts";
+import { formatUsers, parseJsonUsers, parseTxtUsers, UsersFileError } from "./users.ts";
 import { DEFAULTS } from "../config/mod.ts";
 
 /** The throttle settings of the default config; each test overrides what it checks. */

@@ -134,11 +134,6 @@ export class DeliveryEngine {
     this.#pump();
   }
 
-  /** Forgets a message (deleted or held by an operator). */
-  unschedule(id: string): void {
-    this.#due.delete(id);
-  }
-
   /**
    * Operator action on one message (`minimta queue hold|release|retry|delete`).
    * A message in flight finishes its attempt first: hold and delete are then
@@ -441,6 +436,8 @@ export class DeliveryEngine {
       this.schedule(meta);
       return;
     }
+    // One DSN for the failed recipients of a message; spooled before the
+    // original is removed, so a crash in between duplicates, never loses it.
     await bounceFailed(this.#o.spool, meta, body, {
       hostname: this.#o.hostname,
       now,
@@ -450,9 +447,6 @@ export class DeliveryEngine {
     this.index.delete(meta.id);
     this.#o.emit({ type: "removed", queue_id: meta.id });
   }
-
-  // One DSN for the failed recipients of a message; spooled before the
-  // original is removed, so a crash in between duplicates, never loses it.
 }
 
 function formatAge(ms: number): string {

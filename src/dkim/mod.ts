@@ -15,26 +15,8 @@
  *
  * @module
  */
-export { type DkimKey, type DkimKeyConfig, loadDkimKeys } from "./dkim_key.ts";
-export {
-  DkimSigner,
-  type DkimSignerOptions,
-  type DkimSignResult,
-  OVERSIGNED_HEADERS,
-  SIGNED_HEADERS,
-} from "./dkim_signer.ts";
+export { type DkimKey, loadDkimKeys } from "./dkim_key.ts";
+export { DkimSigner } from "./dkim_signer.ts";
 export { parseKeyRecord, publicKeyRecordData, zoneStrings } from "./public_key.ts";
-export {
-  type GeneratedDkimKey,
-  generateDkimKey,
-  type GenerateDkimKeyOptions,
-} from "./generate_dkim_key.ts";
-export {
-  checkSpf,
-  type CheckSpfOptions,
-  type DmarcRecord,
-  type DnsAnswerLike,
-  type DnsQuestion,
-  findDmarcRecord,
-  type SpfVerdict,
-} from "./sender_auth.ts";
+export { generateDkimKey } from "./generate_dkim_key.ts";
+export { checkSpf, type DnsQuestion, findDmarcRecord } from "./sender_auth.ts";

@@ -4,14 +4,8 @@
  * intake and delivery. Intake, delivery, the CLI and the status page all go
  * through {@linkcode Spool}; nothing else touches the spool directory.
  */
-export { type RecoveryReport, Spool, type SpoolOptions } from "./spool.ts";
-export { isDiskFull, MessageNotFoundError, SpoolFullError, SpoolWriteError } from "./errors.ts";
-export { isQueueId, newQueueId } from "./queue_id.ts";
+export { Spool } from "./spool.ts";
+export { MessageNotFoundError, SpoolFullError } from "./errors.ts";
+export { newQueueId } from "./queue_id.ts";
 export { Outbox } from "./outbox.ts";
-export type {
-  MessageMeta,
-  MessageState,
-  NewMessage,
-  RecipientState,
-  RecipientStatus,
-} from "./types.ts";
+export type { MessageMeta, MessageState, RecipientState } from "./types.ts";

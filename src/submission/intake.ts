@@ -67,11 +67,6 @@ export class Intake {
     this.#o = { now: () => new Date(), ...options };
   }
 
-  /** Replaces the signing function (SIGHUP reloads keys). */
-  set sign(sign: SignFunction | undefined) {
-    this.#o.sign = sign;
-  }
-
   /**
    * Refuses a new transaction when the spool's disk is nearly full: less free
    * space than 1.5 × the size limit, or the size the client declared (SIZE=)

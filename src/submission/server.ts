@@ -105,11 +105,6 @@ export class SubmissionServer {
     if (this.#o.listenTls) await this.#start(this.#o.listenTls, true);
   }
 
-  /** The bound ports, in the order [STARTTLS, implicit TLS] of those configured. */
-  get ports(): number[] {
-    return this.#servers.map((s) => (s.server.address() as { port: number }).port);
-  }
-
   /** True while every configured listener accepts connections. */
   get listening(): boolean {
     return this.#servers.length > 0 && this.#servers.every((s) => s.server.listening);
