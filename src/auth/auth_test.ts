@@ -2,16 +2,22 @@ import assert from "node:assert/strict";
 import {
   Authenticator,
   AuthThrottle,
-  formatUsers,
   hashPassword,
-  parseJsonUsers,
-  parseTxtUsers,
   senderAllowed,
   type User,
-  UsersFileError,
   verifyPassword,
   writeUsersFile,
 } from "./mod.ts";
+import { formatUsers, parseJsonUsers, parseTxtUsers, UsersFileError } from "./users.ts";
+import { DEFAULTS } from "../config/mod.ts";
+
+/** The throttle settings of the default config; each test overrides what it checks. */
+const throttleDefaults = {
+  failureDelayMs: DEFAULTS.auth.failure_delay,
+  maxPerConnection: DEFAULTS.auth.max_failures_per_connection,
+  maxPerIp: DEFAULTS.auth.max_failures_per_ip,
+  windowMs: DEFAULTS.auth.failure_window,
+};
 
 const alice: User = {
   username: "alice",
@@ -105,6 +111,7 @@ Deno.test("authenticator refuses inactive users and caches successful logins", a
 
 Deno.test("throttle delays failures more and more, closes the connection, then blocks the IP", () => {
   const t = new AuthThrottle({
+    ...throttleDefaults,
     failureDelayMs: 100,
     maxPerConnection: 3,
     maxPerIp: 5,
@@ -121,7 +128,7 @@ Deno.test("throttle delays failures more and more, closes the connection, then b
 });
 
 Deno.test("throttle counts an attempt before its check: parallel guesses stop at the limit", () => {
-  const t = new AuthThrottle({ maxPerIp: 3, now: () => 0 });
+  const t = new AuthThrottle({ ...throttleDefaults, maxPerIp: 3, now: () => 0 });
   const ip = "192.0.2.1";
   const held = ["g1", "g2", "g3"].map((k) => t.reserve(ip, k));
   assert.ok(held.every((a) => a !== null), "the first three are admitted");

@@ -4,24 +4,8 @@
  * original MiniMTA format or `users.txt`), scrypt password hashes, the
  * per-user sender rules and failed-login throttling.
  */
-export { Authenticator, type AuthenticatorOptions, type AuthResult } from "./authenticator.ts";
-export { hashPassword, isHashed, verifyPassword } from "./password.ts";
+export { Authenticator, type AuthResult } from "./authenticator.ts";
+export { hashPassword, verifyPassword } from "./password.ts";
 export { allowedSenders, senderAllowed } from "./sender_policy.ts";
-export {
-  type AuthAttempt,
-  AuthThrottle,
-  type AuthThrottleOptions,
-  type FailureVerdict,
-} from "./throttle.ts";
-export {
-  formatUsers,
-  parseJsonUsers,
-  parseTxtUsers,
-  plaintextUsers,
-  readUsersFile,
-  type User,
-  UsersFileError,
-  type UsersFormat,
-  usersFormat,
-  writeUsersFile,
-} from "./users.ts";
+export { AuthThrottle } from "./throttle.ts";
+export { plaintextUsers, readUsersFile, type User, usersFormat, writeUsersFile } from "./users.ts";

@@ -1,13 +1,13 @@
 /** Options for {@linkcode AuthThrottle}. */
 export interface AuthThrottleOptions {
-  /** Delay before answering the first failure; it doubles per failure on the connection. @default 1000 */
-  failureDelayMs?: number;
-  /** Failures on one connection before it is closed with 421. @default 3 */
-  maxPerConnection?: number;
-  /** Failures from one IP within the window before its AUTH is refused. @default 10 */
-  maxPerIp?: number;
-  /** The window for per-IP and per-user counts. @default 600000 */
-  windowMs?: number;
+  /** Delay before answering the first failure; it doubles per failure on the connection (`auth.failure_delay`). */
+  failureDelayMs: number;
+  /** Failures on one connection before it is closed with 421 (`auth.max_failures_per_connection`). */
+  maxPerConnection: number;
+  /** Failures from one IP within the window before its AUTH is refused (`auth.max_failures_per_ip`). */
+  maxPerIp: number;
+  /** The window for per-IP and per-user counts (`auth.failure_window`). */
+  windowMs: number;
   /** The clock. @default Date.now */
   now?: () => number;
 }
@@ -52,11 +52,11 @@ export class AuthThrottle {
   /** Checks in flight by IP and credentials key: identical attempts share one slot. */
   #inFlight = new Set<string>();
 
-  constructor(options: AuthThrottleOptions = {}) {
-    this.#delay = options.failureDelayMs ?? 1_000;
-    this.#perConnection = options.maxPerConnection ?? 3;
-    this.#perIp = options.maxPerIp ?? 10;
-    this.#window = options.windowMs ?? 600_000;
+  constructor(options: AuthThrottleOptions) {
+    this.#delay = options.failureDelayMs;
+    this.#perConnection = options.maxPerConnection;
+    this.#perIp = options.maxPerIp;
+    this.#window = options.windowMs;
     this.#now = options.now ?? Date.now;
   }
 

@@ -25,6 +25,7 @@ import {
 import { type EmitEvent, EventStream, writeMailLog } from "../events/mod.ts";
 import { Metrics } from "../http/mod.ts";
 import { Resolver } from "../dns/mod.ts";
+import { stageTimeouts } from "../smtp_client/mod.ts";
 import { closeLogging, log, reopenLogFile, setupLogging } from "../log/mod.ts";
 import { Spool, type SuppressionList } from "../spool/mod.ts";
 import { type Intake, SubmissionServer } from "../submission/mod.ts";
@@ -386,7 +387,6 @@ function buildShaper(
 function transportOptions(config: Config, caCerts: string[]): SmtpTransportOptions {
   const d = config.delivery;
   const relay = d.relay_host ? splitHostPort(d.relay_host)! : null;
-  const command = d.command_timeout;
   return {
     resolver: new Resolver({ servers: d.dns_servers }),
     heloName: d.helo_name || config.server.hostname,
@@ -402,19 +402,11 @@ function transportOptions(config: Config, caCerts: string[]): SmtpTransportOptio
       },
     allowLoopback: d.allow_loopback,
     caCerts,
-    timeouts: {
+    timeouts: stageTimeouts({
       connect: d.connect_timeout,
-      greeting: command,
-      ehlo: command,
-      mail: command,
-      rcpt: command,
-      dataInit: Math.min(command, 120_000),
-      dataBlock: Math.min(d.data_timeout, 180_000),
-      dataEnd: d.data_timeout,
-      starttls: Math.min(command, 120_000),
-      auth: Math.min(command, 120_000),
-      quit: Math.min(command, 30_000),
-    },
+      command: d.command_timeout,
+      data: d.data_timeout,
+    }),
   };
 }
 

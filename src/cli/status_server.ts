@@ -1,6 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { type Authenticator, AuthThrottle } from "../auth/mod.ts";
-import { type Config, splitHostPort } from "../config/mod.ts";
+import { type Config, DEFAULTS, splitHostPort } from "../config/mod.ts";
 import type { DeliveryEngine } from "../delivery/mod.ts";
 import { type HttpDeps, type Metrics, startHttpServer } from "../http/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
@@ -30,6 +30,9 @@ export interface Running {
 export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
   const throttle = new AuthThrottle({
     failureDelayMs: config.auth.failure_delay,
+    // A page login has no connection to close; this only paces a user's
+    // failures, and has always used the default, not the SMTP setting.
+    maxPerConnection: DEFAULTS.auth.max_failures_per_connection,
     maxPerIp: config.auth.max_failures_per_ip,
     windowMs: config.auth.failure_window,
   });

@@ -20,8 +20,8 @@ import { suppressible } from "./suppress_policy.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
 import { isDeferral, type ProviderShaper, type ProviderStatus } from "./shaper.ts";
 
-/** Makes one delivery attempt for one message at one domain. */
-export interface Transport {
+/** What the engine delivers through: one attempt for one message at one domain (`SmtpTransport`). */
+export interface DeliveryTransport {
   attempt(req: AttemptRequest): Promise<RecipientOutcome[]>;
   close(): Promise<void>;
 }
@@ -29,17 +29,17 @@ export interface Transport {
 /** Options for {@linkcode DeliveryEngine}. */
 export interface DeliveryEngineOptions {
   spool: Spool;
-  transport: Transport;
+  transport: DeliveryTransport;
   /** Our name, for DSNs. */
   hostname: string;
-  /** Outbound transactions in all. @default 50 */
-  concurrency?: number;
-  /** Outbound transactions per recipient domain. @default 5 */
-  perDomainConcurrency?: number;
-  /** Waits between attempts, the last repeating. @default [5m, 10m, 30m, 1h, 2h, 4h] */
-  retrySchedule?: number[];
-  /** Deferred recipients fail after this long in the queue. @default 5d */
-  maxQueueLifetimeMs?: number;
+  /** Outbound transactions in all (`delivery.concurrency`). */
+  concurrency: number;
+  /** Outbound transactions per recipient domain (`delivery.per_domain_concurrency`). */
+  perDomainConcurrency: number;
+  /** Waits between attempts, the last repeating (`delivery.retry_schedule`). */
+  retrySchedule: number[];
+  /** Deferred recipients fail after this long in the queue (`delivery.max_queue_lifetime`). */
+  maxQueueLifetimeMs: number;
   /** Where delivery events (attempts, bounces, expiry, operator actions) go. */
   emit: EmitEvent;
   /** Where recipients that hard-bounce (see {@linkcode suppressible}) are added; null for none. @default null */
@@ -89,16 +89,7 @@ export class DeliveryEngine {
   readonly index: QueueIndex = new QueueIndex();
 
   constructor(options: DeliveryEngineOptions) {
-    this.#o = {
-      concurrency: 50,
-      perDomainConcurrency: 5,
-      retrySchedule: [300_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000],
-      maxQueueLifetimeMs: 5 * 86_400_000,
-      suppressions: null,
-      now: () => new Date(),
-      shaper: null,
-      ...options,
-    };
+    this.#o = { now: () => new Date(), suppressions: null, shaper: null, ...options };
     this.#slots = new Semaphore(this.#o.concurrency);
     this.#domains = new KeyedSemaphore(this.#o.perDomainConcurrency);
     this.#gate = new DomainGate(this.#o.perDomainConcurrency * 2);
@@ -153,11 +144,6 @@ export class DeliveryEngine {
     }
     this.#due.set(meta.id, due);
     this.#pump();
-  }
-
-  /** Forgets a message (deleted or held by an operator). */
-  unschedule(id: string): void {
-    this.#due.delete(id);
   }
 
   /**
@@ -388,7 +374,7 @@ export class DeliveryEngine {
       const ticket = this.#o.shaper ? await this.#o.shaper.enter(domain, meta.from) : null;
       if (ticket && isDeferral(ticket)) {
         return recipients.map((r) => ({
-          ...local(r.address, "transient", ticket.status, ticket.text),
+          ...local(r.address, "temporary", ticket.status, ticket.text),
           notBefore: ticket.deferUntil,
         }));
       }
@@ -515,6 +501,8 @@ export class DeliveryEngine {
       case "bounce":
         break;
     }
+    // One DSN for the failed recipients of a message; spooled before the
+    // original is removed, so a crash in between duplicates, never loses it.
     await bounceFailed(this.#o.spool, meta, body, {
       hostname: this.#o.hostname,
       now,
@@ -524,9 +512,6 @@ export class DeliveryEngine {
     this.index.delete(meta.id);
     this.#o.emit({ type: "removed", queue_id: meta.id });
   }
-
-  // One DSN for the failed recipients of a message; spooled before the
-  // original is removed, so a crash in between duplicates, never loses it.
 }
 
 function groupByDomain(recipients: RecipientState[]): Map<string, RecipientState[]> {

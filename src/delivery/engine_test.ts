@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { DEFAULTS } from "../config/mod.ts";
 import { Spool } from "../spool/mod.ts";
-import { DeliveryEngine, type DeliveryEngineOptions, type Transport } from "./engine.ts";
+import { DeliveryEngine, type DeliveryEngineOptions, type DeliveryTransport } from "./engine.ts";
 import type { RecipientOutcome } from "./outcome.ts";
 import type { AttemptRequest } from "./smtp_transport.ts";
 
@@ -8,7 +9,7 @@ type Script = (req: AttemptRequest, call: number) => RecipientOutcome["kind"];
 
 // A transport scripted per test: the engine's decisions are what is under
 // test here; the real SMTP transport is covered by tests/delivery_*.
-function scripted(script: Script): Transport & { calls: AttemptRequest[] } {
+function scripted(script: Script): DeliveryTransport & { calls: AttemptRequest[] } {
   const calls: AttemptRequest[] = [];
   return {
     calls,
@@ -18,8 +19,8 @@ function scripted(script: Script): Transport & { calls: AttemptRequest[] } {
       return Promise.resolve(req.recipients.map((address) => ({
         address,
         kind,
-        code: kind === "delivered" ? 250 : kind === "transient" ? 451 : 550,
-        status: kind === "delivered" ? "2.0.0" : kind === "transient" ? "4.3.0" : "5.1.1",
+        code: kind === "delivered" ? 250 : kind === "temporary" ? 451 : 550,
+        status: kind === "delivered" ? "2.0.0" : kind === "temporary" ? "4.3.0" : "5.1.1",
         text: kind === "permanent" ? "No such user" : "scripted",
         remote: `mx.${req.domain}[192.0.2.1]`,
         tls: null,
@@ -54,20 +55,33 @@ function message(from: string, recipients: string[]) {
   };
 }
 
-/** An engine retrying every 300 ms. */
-function fastRetries(
+/** An engine with the default config's delivery settings, but for `options`. */
+function testEngine(
   spool: Spool,
-  transport: Transport,
+  transport: DeliveryTransport,
   options: Partial<DeliveryEngineOptions> = {},
 ): DeliveryEngine {
+  const d = DEFAULTS.delivery;
   return new DeliveryEngine({
     spool,
     transport,
     hostname: "mx.ours.test",
     emit: () => {},
-    retrySchedule: [300],
+    concurrency: d.concurrency,
+    perDomainConcurrency: d.per_domain_concurrency,
+    retrySchedule: d.retry_schedule,
+    maxQueueLifetimeMs: d.max_queue_lifetime,
     ...options,
   });
+}
+
+/** An engine retrying every 300 ms. */
+function fastRetries(
+  spool: Spool,
+  transport: DeliveryTransport,
+  options: Partial<DeliveryEngineOptions> = {},
+): DeliveryEngine {
+  return testEngine(spool, transport, { retrySchedule: [300], ...options });
 }
 
 async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
@@ -81,12 +95,7 @@ async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
 Deno.test("engine sends one transaction per domain and removes a fully delivered message", async () => {
   await withSpool(async (spool) => {
     const transport = scripted(() => "delivered");
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     await spool.create([body], message("a@ours.test", ["x@one.test", "y@one.test", "z@two.test"]));
     await until(async () => (await spool.ids()).length === 0);
@@ -98,7 +107,7 @@ Deno.test("engine sends one transaction per domain and removes a fully delivered
 
 Deno.test("engine defers a temporary failure, records it, and retries on schedule", async () => {
   await withSpool(async (spool) => {
-    const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
+    const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport);
     await engine.start();
     const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
@@ -117,7 +126,7 @@ Deno.test("engine defers a temporary failure, records it, and retries on schedul
 Deno.test("engine keeps retrying when the next retry is due before the attempt's metadata write ends", async () => {
   await withSpool(async (spool) => {
     // A 0 ms step: the retry is due while the message is still in flight.
-    const transport = scripted((_req, call) => (call <= 3 ? "transient" : "delivered"));
+    const transport = scripted((_req, call) => (call <= 3 ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport, { retrySchedule: [0] });
     await engine.start();
     await spool.create([body], message("a@ours.test", ["x@one.test"]));
@@ -132,12 +141,7 @@ Deno.test("engine bounces permanent failures with one DSN to the sender", async 
     const transport = scripted((
       req,
     ) => (req.recipients[0].startsWith("bad") ? "permanent" : "delivered"));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     const original = await spool.create(
       [body],
@@ -161,12 +165,7 @@ Deno.test("engine bounces permanent failures with one DSN to the sender", async 
 Deno.test("engine never bounces a message with the null sender", async () => {
   await withSpool(async (spool) => {
     const transport = scripted(() => "permanent");
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     await spool.create([body], { ...message("", ["bad@one.test"]), is_bounce: true });
     await until(async () => (await spool.ids()).length === 0);
@@ -178,12 +177,8 @@ Deno.test("engine never bounces a message with the null sender", async () => {
 
 Deno.test("engine fails recipients still deferred after the queue lifetime", async () => {
   await withSpool(async (spool) => {
-    const transport = scripted((req) => (req.from === "" ? "delivered" : "transient"));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
+    const transport = scripted((req) => (req.from === "" ? "delivered" : "temporary"));
+    const engine = testEngine(spool, transport, {
       retrySchedule: [100],
       maxQueueLifetimeMs: 250,
     });
@@ -204,12 +199,7 @@ Deno.test("engine rebuilds its schedule from the spool and skips held messages",
     await spool.writeMeta({ ...held, state: "held" });
     await spool.create([body], message("a@ours.test", ["q@two.test"]));
     const transport = scripted(() => "delivered");
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
-    });
+    const engine = testEngine(spool, transport);
     await engine.start();
     await until(async () => (await spool.ids()).length === 1);
     await new Promise((r) => setTimeout(r, 50));
@@ -222,7 +212,7 @@ Deno.test("engine rebuilds its schedule from the spool and skips held messages",
 Deno.test("engine keeps a small domain moving behind a large backlog to one domain", async () => {
   await withSpool(async (spool) => {
     const order: string[] = [];
-    const transport: Transport = {
+    const transport: DeliveryTransport = {
       async attempt(req) {
         await new Promise((r) => setTimeout(r, req.domain === "big.test" ? 30 : 1));
         order.push(req.domain);
@@ -242,11 +232,7 @@ Deno.test("engine keeps a small domain moving behind a large backlog to one doma
       await spool.create([body], message("a@ours.test", [`u${i}@big.test`]));
     }
     await spool.create([body], message("a@ours.test", ["reset@small.test"]));
-    const engine = new DeliveryEngine({
-      spool,
-      transport,
-      hostname: "mx.ours.test",
-      emit: () => {},
+    const engine = testEngine(spool, transport, {
       concurrency: 10,
       perDomainConcurrency: 2,
     });
@@ -281,7 +267,7 @@ Deno.test("D15: retries written under a clock two days ahead are not left waitin
 Deno.test("D15: a clock that goes back two days while running does not stall the next retry", async () => {
   await withSpool(async (spool) => {
     let offset = TWO_DAYS;
-    const transport = scripted((_req, call) => (call === 1 ? "transient" : "delivered"));
+    const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport, { now: () => new Date(Date.now() + offset) });
     await engine.start();
     const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
@@ -299,7 +285,7 @@ Deno.test("D15: after a jump two days forward, an over-age message gets one last
     meta.state = "deferred";
     meta.next_attempt_at = new Date(Date.now() + 3_600_000).toISOString();
     await spool.writeMeta(meta);
-    const transport = scripted((req) => (req.domain === "one.test" ? "transient" : "delivered"));
+    const transport = scripted((req) => (req.domain === "one.test" ? "temporary" : "delivered"));
     const engine = fastRetries(spool, transport, {
       maxQueueLifetimeMs: 86_400_000,
       now: () => new Date(Date.now() + TWO_DAYS),
@@ -322,7 +308,7 @@ async function gateScene(spool: Spool) {
   let letA!: () => void;
   const aMayFinish = new Promise<void>((r) => (letA = r));
   const calls: string[] = [];
-  const transport: Transport = {
+  const transport: DeliveryTransport = {
     async attempt(req) {
       calls.push(req.recipients[0]);
       if (req.recipients[0] === "a@one.test") await aMayFinish;
@@ -338,11 +324,7 @@ async function gateScene(spool: Spool) {
     },
     close: () => Promise.resolve(),
   };
-  const engine = new DeliveryEngine({
-    spool,
-    transport,
-    hostname: "mx.ours.test",
-    emit: () => {},
+  const engine = testEngine(spool, transport, {
     perDomainConcurrency: 1,
   });
   await engine.start();

@@ -6,7 +6,7 @@
  * message. The engine owns scheduling; the transport makes one attempt and
  * returns each recipient's outcome as data.
  */
-export { DeliveryEngine, type DeliveryEngineOptions, type Transport } from "./engine.ts";
+export { DeliveryEngine, type DeliveryEngineOptions, type DeliveryTransport } from "./engine.ts";
 export { applyOperation, type Operation, type OperationResult } from "./operations.ts";
 export {
   type AttemptRequest,

@@ -3,7 +3,7 @@ import { classifyReply, type SmtpReply, type TlsInfo } from "../smtp_client/mod.
 /** What one delivery attempt did for one recipient. */
 export interface RecipientOutcome {
   address: string;
-  kind: "delivered" | "transient" | "permanent";
+  kind: "delivered" | "temporary" | "permanent";
   /** SMTP reply code, or null for a local decision (DNS, connection). */
   code: number | null;
   /** RFC 3463 status, e.g. "2.0.0", "4.4.1", "5.1.1". */
@@ -71,7 +71,7 @@ export function fromReply(address: string, reply: SmtpReply, peer: Peer): Recipi
 /** An outcome decided locally (DNS answer, connection failure, expiry). */
 export function local(
   address: string,
-  kind: "transient" | "permanent",
+  kind: "temporary" | "permanent",
   status: string,
   text: string,
   remote: string | null = null,

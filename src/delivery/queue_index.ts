@@ -7,7 +7,6 @@ export interface IndexEntry {
   from: string;
   created_at: string;
   next_attempt_at: string;
-  size: number;
   /** Recipients not yet delivered or failed. */
   open: string[];
   recipients: number;
@@ -36,11 +35,6 @@ export interface SearchOptions {
 export class QueueIndex {
   #entries = new Map<string, IndexEntry>();
 
-  /** Number of messages. */
-  get size(): number {
-    return this.#entries.size;
-  }
-
   /** Records a message's current metadata. */
   set(meta: MessageMeta): void {
     const open = meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred");
@@ -51,7 +45,6 @@ export class QueueIndex {
       from: meta.from,
       created_at: meta.created_at,
       next_attempt_at: meta.next_attempt_at,
-      size: meta.size,
       open: open.map((r) => r.address),
       recipients: meta.recipients.length,
       last_error: lastError,

@@ -48,7 +48,9 @@ export function recordOutcomes(
     rcpt.updated_at = now.toISOString();
     rcpt.history = [...(rcpt.history ?? []), {
       at: rcpt.updated_at,
-      outcome: outcome.kind,
+      // The spool keeps its own word for a temporary failure, "transient":
+      // metadata written by older versions must still load (decode_meta.ts).
+      outcome: outcome.kind === "temporary" ? "transient" as const : outcome.kind,
       status: outcome.status,
       text: outcome.code !== null ? `${outcome.code} ${outcome.text}` : outcome.text,
       remote: outcome.remote,
@@ -56,7 +58,7 @@ export function recordOutcomes(
     emit({
       type: outcome.kind === "delivered"
         ? "delivered"
-        : outcome.kind === "transient"
+        : outcome.kind === "temporary"
         ? "deferred"
         : expired
         ? "expired"

@@ -50,7 +50,7 @@ Deno.test("recordOutcomes() sets each recipient's state and emits one typed even
   const events: MailEvent[] = [];
   recordOutcomes(m, [
     reply("a@one.test", "delivered", 250),
-    reply("b@one.test", "transient", 451),
+    reply("b@one.test", "temporary", 451),
     reply("c@one.test", "permanent", 550),
   ], { now: NOW, durationMs: 42, expired: false, emit: (e) => events.push(e) });
   assert.deepEqual(m.recipients.map((r) => [r.status, r.attempts]), [
@@ -107,7 +107,7 @@ Deno.test("recordOutcomes() ignores recipients already finished and outcomes for
 Deno.test("recordOutcomes() keeps a bounded attempt history per recipient", () => {
   const m = meta(["a@one.test"]);
   for (let i = 0; i < 50; i++) {
-    recordOutcomes(m, [reply("a@one.test", "transient", 451)], {
+    recordOutcomes(m, [reply("a@one.test", "temporary", 451)], {
       now: NOW,
       durationMs: 1,
       expired: false,

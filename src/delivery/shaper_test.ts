@@ -22,11 +22,11 @@ function shaper(now: { t: number }): ProviderShaper {
 }
 
 const reply421: RecipientOutcome = {
-  ...local("a@plain.test", "transient", "4.3.2", "busy"),
+  ...local("a@plain.test", "temporary", "4.3.2", "busy"),
   code: 421,
 };
 const delivered: RecipientOutcome = {
-  ...local("a@plain.test", "transient", "2.0.0", "ok"),
+  ...local("a@plain.test", "temporary", "2.0.0", "ok"),
   kind: "delivered",
   code: 250,
 };
@@ -61,7 +61,7 @@ Deno.test("ProviderShaper lowers a destination's concurrency on 421s down to 1 a
 Deno.test("ProviderShaper probes a destination whose every host is down once per interval", async () => {
   const now = { t: 1_000_000 };
   const s = shaper(now);
-  (await ticket(s)).release([local("a@plain.test", "transient", "4.4.1", "refused")]);
+  (await ticket(s)).release([local("a@plain.test", "temporary", "4.4.1", "refused")]);
   const held = await s.enter("plain.test", "alice@ours.test");
   assert.ok(isDeferral(held), "not hammered");
   assert.equal(held.deferUntil, 1_060_000);

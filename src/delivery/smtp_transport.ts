@@ -31,18 +31,20 @@ export interface Relay {
 export interface SmtpTransportOptions {
   resolver: RouteLookup;
   heloName: string;
-  /** Remote port for MX delivery. @default 25 */
-  port?: number;
-  /** @default "opportunistic" */
-  tls?: TlsPolicy;
-  /** @default "" */
-  sourceAddress?: string;
-  /** @default null */
-  relay?: Relay | null;
-  /** Deliver to loopback and own addresses (tests). @default false */
-  allowLoopback?: boolean;
-  timeouts?: Partial<Timeouts>;
-  caCerts?: string[];
+  /** Remote port for MX delivery (`delivery.port`). */
+  port: number;
+  /** `delivery.tls`. */
+  tls: TlsPolicy;
+  /** Local address to send from, "" for any (`delivery.source_address`). */
+  sourceAddress: string;
+  /** The smarthost, or null for MX delivery (`delivery.relay_host` and its credentials). */
+  relay: Relay | null;
+  /** Deliver to loopback and own addresses (tests; `delivery.allow_loopback`). */
+  allowLoopback: boolean;
+  /** Per-stage deadlines (see `stageTimeouts` in src/smtp_client). */
+  timeouts: Partial<Timeouts>;
+  /** Extra PEM CA certificates (`delivery.tls_ca_file`). */
+  caCerts: string[];
   /** Addresses tried per attempt, like Postfix's smtp_mx_address_limit. @default 5 */
   maxAddresses?: number;
   /** The SMTP client edge. @default openSession */
@@ -113,13 +115,13 @@ export class SmtpTransport {
     if (!Array.isArray(route)) {
       return req.recipients.map((r) => local(r, route.kind, route.status, route.text));
     }
-    let last = local("", "transient", "4.4.1", "No MX host could be reached");
+    let last = local("", "temporary", "4.4.1", "No MX host could be reached");
     for (const address of route.slice(0, this.#o.maxAddresses ?? 5)) {
       const key = shaped ? `${req.destination}|${address.host}` : keys[0];
       const session = await this.#connect(address, req.destination).catch((error) => {
         last = local(
           "",
-          "transient",
+          "temporary",
           statusOf(error),
           messageOf(error),
           `${address.host}[${address.ip}]`,
@@ -136,7 +138,7 @@ export class SmtpTransport {
       if (outcomes) return outcomes;
       last = local(
         "",
-        "transient",
+        "temporary",
         "4.4.2",
         "Connection lost during the transaction",
         `${address.host}[${address.ip}]`,
@@ -163,7 +165,7 @@ export class SmtpTransport {
     return recipients.map((address) => ({
       ...local(
         address,
-        "transient",
+        "temporary",
         reply.enhanced?.replace(/^5/, "4") ?? "4.7.0",
         reply.text,
         remote,
@@ -261,12 +263,12 @@ export class SmtpTransport {
   async #addresses(
     domain: string,
     known?: RouteResult,
-  ): Promise<Address[] | { kind: "transient" | "permanent"; status: string; text: string }> {
+  ): Promise<Address[] | { kind: "temporary" | "permanent"; status: string; text: string }> {
     const relay = this.#o.relay;
     if (relay) {
       const host = await this.#o.resolver.resolveHost(relay.host);
       if (host.kind !== "ok") {
-        return { kind: "transient", status: host.status, text: `Relay host: ${host.text}` };
+        return { kind: "temporary", status: host.status, text: `Relay host: ${host.text}` };
       }
       return host.addresses.map((ip) => ({ host: relay.host, ip }));
     }
@@ -276,7 +278,7 @@ export class SmtpTransport {
       return { kind: "permanent", status: route.status, text: route.text };
     }
     if (route.kind === "temporary") {
-      return { kind: "transient", status: route.status, text: route.text };
+      return { kind: "temporary", status: route.status, text: route.text };
     }
     return route.targets.flatMap((t) => t.addresses.map((ip) => ({ host: t.host, ip })));
   }
@@ -315,13 +317,11 @@ export class SmtpTransport {
     return this.#open({
       host: address.host,
       ip: address.ip,
-      port: relay ? relay.port : this.#o.port ?? 25,
+      port: relay ? relay.port : this.#o.port,
       heloName: this.#o.heloName,
       sourceAddress: this.#o.sourceAddress || undefined,
       // A smarthost with credentials always gets TLS: AUTH never goes in plaintext.
-      tls: relay?.username && (this.#o.tls ?? "opportunistic") === "opportunistic"
-        ? "required"
-        : this.#o.tls ?? "opportunistic",
+      tls: relay?.username && this.#o.tls === "opportunistic" ? "required" : this.#o.tls,
       implicitTls: relay ? relay.port === 465 : false,
       auth: relay?.username ? { username: relay.username, password: relay.password } : undefined,
       timeouts: this.#o.timeouts,
@@ -352,7 +352,7 @@ function afterFailure(
   if (done.size === 0) return refusal ? recipients.map((r) => fromReply(r, refusal, peer)) : null;
   const lost = local(
     "",
-    "transient",
+    "temporary",
     "4.4.2",
     "Connection lost during the transaction",
     peer.remote,

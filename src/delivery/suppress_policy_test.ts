@@ -14,6 +14,6 @@ Deno.test("suppressible() takes permanent X.1.x address failures, never policy r
   assert.equal(suppressible(reply("permanent", 550, "5.0.0")), false);
   assert.equal(suppressible(reply("permanent", 553, "5.1.8")), false, "the sender's domain");
   assert.equal(suppressible(reply("permanent", 553, "5.1.7")), false, "the sender's syntax");
-  assert.equal(suppressible(reply("transient", 450, "4.1.1")), false);
+  assert.equal(suppressible(reply("temporary", 450, "4.1.1")), false);
   assert.equal(suppressible(local("a@b.test", "permanent", "4.4.7", "expired")), false);
 });

@@ -17,14 +17,8 @@
  *
  * @module
  */
-export { type DkimKey, type DkimKeyConfig, loadDkimKeys } from "./dkim_key.ts";
-export {
-  DkimSigner,
-  type DkimSignerOptions,
-  type DkimSignResult,
-  OVERSIGNED_HEADERS,
-  SIGNED_HEADERS,
-} from "./dkim_signer.ts";
+export { type DkimKey, loadDkimKeys } from "./dkim_key.ts";
+export { DkimSigner } from "./dkim_signer.ts";
 export { parseKeyRecord, publicKeyRecordData, zoneStrings } from "./public_key.ts";
 export {
   type GeneratedDkimKey,

@@ -7,7 +7,7 @@ import {
   isPublicAddress,
   parseAddressLiteral,
   reverseName,
-} from "./mod.ts";
+} from "./address.ts";
 
 Deno.test("canonicalIp() compresses IPv6 per RFC 5952 and unmaps IPv4-mapped addresses", () => {
   assertEquals(canonicalIp("2001:DB8:0:0:0:0:0:1"), "2001:db8::1");

@@ -18,19 +18,7 @@
  *
  * @module
  */
-export { Resolver, type ResolverOptions, type RouteOptions } from "./resolver.ts";
-export type { HostResult, MxTarget, RouteResult } from "./route_result.ts";
-export type { ProbeOptions, ProbeResult, RcodeProbe } from "./_rcode_probe.ts";
-export type { NameServer } from "./_name_servers.ts";
-export type { LookupResult, RecordTypes } from "./_lookup.ts";
+export { Resolver } from "./resolver.ts";
+export type { HostResult, RouteResult } from "./route_result.ts";
 export { normaliseDomain } from "./normalise_domain.ts";
-export {
-  canonicalIp,
-  formatAddressLiteral,
-  interfaceAddresses,
-  isLoopbackOrUnspecified,
-  isOwnAddress,
-  isPublicAddress,
-  parseAddressLiteral,
-  reverseName,
-} from "./address.ts";
+export { canonicalIp, isPublicAddress, reverseName } from "./address.ts";

@@ -1,6 +1,7 @@
 // Resolver behaviour with the DNS edges replaced: no network needed.
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { type ProbeResult, type RcodeProbe, Resolver, type ResolverOptions } from "./mod.ts";
+import type { ProbeResult, RcodeProbe } from "./_rcode_probe.ts";
+import { Resolver, type ResolverOptions } from "./resolver.ts";
 
 const notFound = () => Promise.reject(new Deno.errors.NotFound("no records found"));
 

@@ -1,6 +1,7 @@
 // docs/testing.md DNS-01..DNS-12, DNS-14, DNS-15 against tests/fakes/fake_dns.py.
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { Resolver, type RouteOptions, type RouteResult } from "./mod.ts";
+import { Resolver, type RouteOptions } from "./resolver.ts";
+import type { RouteResult } from "./route_result.ts";
 import { type FakeDns, fakeDnsTest, startFakeDns } from "./_test_fake_dns.ts";
 
 const ZONE: Record<string, unknown> = {

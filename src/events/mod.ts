@@ -249,6 +249,8 @@ export function writeMailLog(event: MailEvent): void {
       mailLog("delivery", {
         queue_id: fields.queue_id,
         recipient: fields.recipient,
+        // "transient" (not "temporary", the word inside minimta) is the
+        // mail log's contract: log consumers match on it.
         outcome: type === "delivered"
           ? "delivered"
           : type === "deferred"

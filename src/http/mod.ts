@@ -5,6 +5,5 @@
  * release/delete), Prometheus `/metrics` counted from the mail log, and
  * `/healthz` and `/readyz` probes.
  */
-export { type HttpDeps, type HttpOptions, startHttpServer } from "./server.ts";
-export { type Gauges, Metrics, type MinuteCounts } from "./metrics.ts";
-export { escapeHtml, html } from "./html.ts";
+export { type HttpDeps, startHttpServer } from "./server.ts";
+export { Metrics } from "./metrics.ts";

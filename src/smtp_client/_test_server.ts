@@ -7,7 +7,7 @@ import tls from "node:tls";
 import type { Buffer } from "node:buffer";
 
 /** How the fake MX behaves; every reply is raw text including CRLF. */
-export interface FakeMxOptions {
+export interface ScriptedMxOptions {
   /** Raw greeting. @default {"220 fake.test ESMTP\r\n"} */
   greeting?: string;
   /** Extension lines for EHLO, given whether TLS is up. @default {PIPELINING, 8BITMIME, SIZE, STARTTLS when a cert is set} */
@@ -61,22 +61,22 @@ export class FakeConn {
   }
 }
 
-/** A fake MX listening on 127.0.0.1. */
-export class FakeMx {
+/** An in-process MX on 127.0.0.1, scripted per test (unlike tests/_mx.ts's FakeMx, a Python process). */
+export class ScriptedMx {
   readonly conns: FakeConn[] = [];
   #server: net.Server;
   #sockets = new Set<net.Socket>();
-  #opts: FakeMxOptions;
+  #opts: ScriptedMxOptions;
   #timers = new Set<ReturnType<typeof setTimeout>>();
 
-  private constructor(opts: FakeMxOptions) {
+  private constructor(opts: ScriptedMxOptions) {
     this.#opts = opts;
     this.#server = net.createServer((s) => this.#accept(s));
   }
 
   /** Start listening on an ephemeral port. */
-  static async start(opts: FakeMxOptions = {}): Promise<FakeMx> {
-    const mx = new FakeMx(opts);
+  static async start(opts: ScriptedMxOptions = {}): Promise<ScriptedMx> {
+    const mx = new ScriptedMx(opts);
     await new Promise<void>((r) => mx.#server.listen(0, "127.0.0.1", () => r()));
     return mx;
   }

@@ -85,7 +85,7 @@ for (const flags of [[], ["-p"]]) {
 }
 
 Deno.test({
-  name: "interop: smtp-sink -r RCPT gives a transient RCPT reply and no DATA",
+  name: "interop: smtp-sink -r RCPT gives a temporary RCPT reply and no DATA",
   ignore: !HAVE_SINK,
 }, async () => {
   await withPeer(

@@ -4,7 +4,7 @@
  * fallback), negotiates STARTTLS per {@linkcode TlsPolicy} and authenticates when asked;
  * the returned {@linkcode SmtpSession} sends transactions (PIPELINING, SIZE, 8BITMIME,
  * SMTPUTF8) and reports every server answer as data. {@linkcode classifyReply} is the one
- * function that decides temporary versus permanent, and {@linkcode prepareBody} produces
+ * function that decides temporary versus permanent, and `prepareBody` (prepare_body.ts) produces
  * the exact, smuggling-safe bytes sent after DATA.
  *
  * It imports nothing else of the project. Its only network edge is `transport.ts`.
@@ -23,17 +23,7 @@
  * @module
  */
 export { openSession, type SessionOptions, type TlsPolicy } from "./open_session.ts";
-export type { SmtpSession, TlsInfo, Transaction, TransactionResult } from "./smtp_session.ts";
-export { classifyReply, type ReplyClass, type SmtpReply } from "./smtp_reply.ts";
-export { SmtpError, type SmtpErrorOptions, type SmtpStage } from "./smtp_error.ts";
-export { DotStuffer, prepareBody } from "./prepare_body.ts";
-export { DEFAULT_TIMEOUTS, type Timeouts } from "./timeouts.ts";
-export {
-  type Connector,
-  connectTcp,
-  type Transport,
-  type TransportConnectOptions,
-  type TransportTlsOptions,
-  type TransportTlsResult,
-} from "./transport.ts";
-export type { Credentials } from "./_auth.ts";
+export type { SmtpSession, TlsInfo, TransactionResult } from "./smtp_session.ts";
+export { classifyReply, type SmtpReply } from "./smtp_reply.ts";
+export { SmtpError } from "./smtp_error.ts";
+export { stageTimeouts, type Timeouts } from "./timeouts.ts";

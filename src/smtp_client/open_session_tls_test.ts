@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { FakeMx, type FakeMxOptions, haveTool, selfSignedCert } from "./_test_server.ts";
+import { haveTool, ScriptedMx, type ScriptedMxOptions, selfSignedCert } from "./_test_server.ts";
 import { openSession, type SessionOptions } from "./open_session.ts";
 import { SmtpError } from "./smtp_error.ts";
 
@@ -8,7 +8,7 @@ const cert = HAVE_OPENSSL ? await selfSignedCert("mx.test") : { cert: "", key: "
 const ignore = !HAVE_OPENSSL;
 const BODY = new TextEncoder().encode("Subject: t\r\n\r\nhi\r\n");
 
-function opts(mx: FakeMx, extra: Partial<SessionOptions> = {}): SessionOptions {
+function opts(mx: ScriptedMx, extra: Partial<SessionOptions> = {}): SessionOptions {
   return {
     host: "mx.test",
     ip: "127.0.0.1",
@@ -19,8 +19,8 @@ function opts(mx: FakeMx, extra: Partial<SessionOptions> = {}): SessionOptions {
   };
 }
 
-async function withMx(mxOpts: FakeMxOptions, fn: (mx: FakeMx) => Promise<void>) {
-  const mx = await FakeMx.start({ cert, ...mxOpts });
+async function withMx(mxOpts: ScriptedMxOptions, fn: (mx: ScriptedMx) => Promise<void>) {
+  const mx = await ScriptedMx.start({ cert, ...mxOpts });
   try {
     await fn(mx);
   } finally {
@@ -163,8 +163,8 @@ Deno.test({
     return "";
   };
   // Without a certificate the fake MX reads the ClientHello and never answers it.
-  const silent = await FakeMx.start({ ehlo: () => ["PIPELINING", "STARTTLS"] });
-  const closing = await FakeMx.start({ cert, reply: closes });
+  const silent = await ScriptedMx.start({ ehlo: () => ["PIPELINING", "STARTTLS"] });
+  const closing = await ScriptedMx.start({ cert, reply: closes });
   try {
     for (const [what, mx] of [["silent", silent], ["closes", closing]] as const) {
       const started = Date.now();
@@ -248,7 +248,7 @@ Deno.test({
   name: "a TLS handshake that never completes is bounded by the starttls timeout",
   ignore,
 }, async () => {
-  const silent = await FakeMx.start({
+  const silent = await ScriptedMx.start({
     reply: (l) => (l === "STARTTLS" ? "220 go\r\n" : undefined),
     ehlo: () => ["STARTTLS"],
   });

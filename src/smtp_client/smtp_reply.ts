@@ -16,24 +16,24 @@ export interface SmtpReply {
 }
 
 /** The outcome class of one reply. */
-export type ReplyClass = "success" | "transient" | "permanent";
+export type ReplyClass = "success" | "temporary" | "permanent";
 
 /**
  * Decide whether a reply means success, a temporary failure or a permanent one.
  *
  * This is the one place where minimta decides temporary versus permanent.
- * RFC 5321 §4.2.1: 2yz success, 3yz intermediate (success so far), 4yz transient,
+ * RFC 5321 §4.2.1: 2yz success, 3yz intermediate (success so far), 4yz temporary,
  * 5yz permanent. RFC 3463 §3.1 gives the enhanced code's class the same meaning; a
  * reply is permanent only when nothing contradicts it, so `550 4.7.1` and `450 5.1.1`
- * are both transient (like Postfix, we bounce only when sure). Anything else is
- * transient: a broken server must never make us bounce mail.
+ * are both temporary (like Postfix, we bounce only when sure). Anything else is
+ * temporary: a broken server must never make us bounce mail.
  */
 export function classifyReply(reply: SmtpReply): ReplyClass {
   const first = Math.floor(reply.code / 100);
   const enhancedClass = reply.enhanced === null ? null : Number(reply.enhanced[0]);
   if (first === 2 || first === 3) return "success";
   if (first === 5 && (enhancedClass === null || enhancedClass === 5)) return "permanent";
-  return "transient";
+  return "temporary";
 }
 
 /** Build a reply generated locally by minimta (never sent by the server). */

@@ -74,11 +74,11 @@ function r(code: number, enhanced: string | null = null): SmtpReply {
 Deno.test("classifyReply() maps 2xx/3xx, 4xx and 5xx, and doubts contradicting enhanced codes", () => {
   assertEquals(classifyReply(r(250)), "success");
   assertEquals(classifyReply(r(354)), "success");
-  assertEquals(classifyReply(r(450, "4.2.1")), "transient");
-  assertEquals(classifyReply(r(421)), "transient");
+  assertEquals(classifyReply(r(450, "4.2.1")), "temporary");
+  assertEquals(classifyReply(r(421)), "temporary");
   assertEquals(classifyReply(r(550, "5.1.1")), "permanent");
   assertEquals(classifyReply(r(554)), "permanent");
-  assertEquals(classifyReply(r(550, "4.7.1")), "transient");
-  assertEquals(classifyReply(r(451, "5.0.0")), "transient");
-  assertEquals(classifyReply(r(600)), "transient");
+  assertEquals(classifyReply(r(550, "4.7.1")), "temporary");
+  assertEquals(classifyReply(r(451, "5.0.0")), "temporary");
+  assertEquals(classifyReply(r(600)), "temporary");
 });

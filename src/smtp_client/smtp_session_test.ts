@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
-import { FakeMx } from "./_test_server.ts";
+import { ScriptedMx } from "./_test_server.ts";
 import { openSession, type SessionOptions } from "./open_session.ts";
 import { SmtpError } from "./smtp_error.ts";
 import { classifyReply } from "./smtp_reply.ts";
@@ -7,7 +7,7 @@ import { classifyReply } from "./smtp_reply.ts";
 const enc = new TextEncoder();
 const BODY = enc.encode("From: a@ours.test\r\nSubject: t\r\n\r\n.dot line\r\nbare\nLF\r\n");
 
-function opts(mx: FakeMx, extra: Partial<SessionOptions> = {}): SessionOptions {
+function opts(mx: ScriptedMx, extra: Partial<SessionOptions> = {}): SessionOptions {
   return {
     host: "mx.test",
     ip: "127.0.0.1",
@@ -19,10 +19,10 @@ function opts(mx: FakeMx, extra: Partial<SessionOptions> = {}): SessionOptions {
 }
 
 async function withMx(
-  mxOpts: Parameters<typeof FakeMx.start>[0],
-  fn: (mx: FakeMx) => Promise<void>,
+  mxOpts: Parameters<typeof ScriptedMx.start>[0],
+  fn: (mx: ScriptedMx) => Promise<void>,
 ) {
-  const mx = await FakeMx.start(mxOpts);
+  const mx = await ScriptedMx.start(mxOpts);
   try {
     await fn(mx);
   } finally {
@@ -89,7 +89,7 @@ for (const pipelining of [true, false]) {
       });
       assertEquals(res.recipients.map((r) => [r.reply.code, classifyReply(r.reply)]), [
         [250, "success"],
-        [450, "transient"],
+        [450, "temporary"],
         [550, "permanent"],
       ]);
       assertEquals(res.data?.code, 250);
@@ -130,7 +130,7 @@ Deno.test("DLV-14: DATA answered 451 or 250 instead of 354: no body is sent, a t
       const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
       assertEquals(res.data, null);
       assertEquals(res.recipients[0].reply.code, 451);
-      assertEquals(classifyReply(res.recipients[0].reply), "transient");
+      assertEquals(classifyReply(res.recipients[0].reply), "temporary");
       assertEquals(mx.conns[0].messages.length, 0);
       ok(!mx.wireText().includes("Subject: t"), "no body on the wire");
       ok(s.usable);
@@ -280,7 +280,7 @@ Deno.test("openSession() reports a 554 greeting as a permanent reply error", asy
 });
 
 Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline covers the whole reply", async () => {
-  const mx = await FakeMx.start({ greeting: "" });
+  const mx = await ScriptedMx.start({ greeting: "" });
   try {
     const pending = openSession(opts(mx, { timeouts: { greeting: 2000 } }));
     await new Promise((r) => setTimeout(r, 50));
@@ -290,7 +290,7 @@ Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline
   } finally {
     await mx.close();
   }
-  const slow = await FakeMx.start({ greeting: "" });
+  const slow = await ScriptedMx.start({ greeting: "" });
   try {
     const started = Date.now();
     const pending = openSession(opts(slow, { timeouts: { greeting: 300 } })).catch((e) => e);
@@ -327,7 +327,7 @@ Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline
 });
 
 Deno.test("openSession() fails fast with a temporary error when nothing listens", async () => {
-  const mx = await FakeMx.start();
+  const mx = await ScriptedMx.start();
   const port = mx.port;
   await mx.close();
   const err = await openSession({

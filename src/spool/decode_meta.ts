@@ -2,6 +2,7 @@ import type { MessageMeta } from "./types.ts";
 
 const RECIPIENT_STATUSES = ["pending", "deferred", "delivered", "failed"];
 const MESSAGE_STATES = ["queued", "deferred", "held"];
+// The stored form (see AttemptRecord): "transient" is a temporary failure.
 const OUTCOMES = ["delivered", "transient", "permanent"];
 
 type Check = (value: unknown) => boolean;

@@ -6,9 +6,9 @@
  * suppression list of addresses that hard-bounced lives here too, as the one
  * place intake and delivery share.
  */
-export { type RecoveryReport, Spool, type SpoolOptions } from "./spool.ts";
-export { isDiskFull, MessageNotFoundError, SpoolFullError, SpoolWriteError } from "./errors.ts";
-export { isQueueId, newQueueId } from "./queue_id.ts";
+export { Spool } from "./spool.ts";
+export { MessageNotFoundError, SpoolFullError } from "./errors.ts";
+export { newQueueId } from "./queue_id.ts";
 export { Outbox } from "./outbox.ts";
 export {
   type NewSuppression,

@@ -18,7 +18,11 @@ export interface RecipientState {
   history?: AttemptRecord[];
 }
 
-/** One delivery attempt for one recipient. */
+/**
+ * One delivery attempt for one recipient. `transient` is the stored form of a
+ * temporary failure (`temporary` in src/delivery and src/smtp_client): kept so
+ * that spools written by older versions load unchanged.
+ */
 export interface AttemptRecord {
   at: string;
   outcome: "delivered" | "transient" | "permanent";

@@ -3,6 +3,7 @@
 // signed (mailauth, as in production) within a second, where 120,000 folded lines
 // once took 28 s; one line more must be refused with 552 5.3.4 before signing.
 import assert from "node:assert/strict";
+import { DEFAULTS } from "../config/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import { generateDkimKey } from "../dkim/generate_dkim_key.ts";
 import { Spool } from "../spool/mod.ts";
@@ -63,7 +64,15 @@ async function setup(dir: string): Promise<{ intake: Intake; signMs: number[] }>
     signMs.push(performance.now() - start);
     return signed;
   };
-  return { intake: new Intake({ hostname: "mx.ours.test", spool, sign, emit: () => {} }), signMs };
+  const intake = new Intake({
+    hostname: "mx.ours.test",
+    spool,
+    sign,
+    maxMessageSize: DEFAULTS.server.max_message_size,
+    bareNewline: DEFAULTS.server.bare_newline,
+    emit: () => {},
+  });
+  return { intake, signMs };
 }
 
 function submission(head: string): Submission {

@@ -30,10 +30,10 @@ export interface IntakeOptions {
   spool: Spool;
   /** DKIM signing; no signing when absent. */
   sign?: SignFunction;
-  /** @default 10485760 */
-  maxMessageSize?: number;
-  /** @default "normalize" */
-  bareNewline?: "normalize" | "reject";
+  /** `server.max_message_size`. */
+  maxMessageSize: number;
+  /** `server.bare_newline`. */
+  bareNewline: "normalize" | "reject";
   /** Receives the `received`, `signed` and `queued` events. */
   emit: EmitEvent;
   /** Addresses refused at RCPT because they hard-bounced; null for none. @default null */
@@ -72,18 +72,7 @@ export class Intake {
   #o: Required<Omit<IntakeOptions, "sign">> & IntakeOptions;
 
   constructor(options: IntakeOptions) {
-    this.#o = {
-      maxMessageSize: 10 * 1024 * 1024,
-      bareNewline: "normalize",
-      suppressions: null,
-      now: () => new Date(),
-      ...options,
-    };
-  }
-
-  /** Replaces the signing function (SIGHUP reloads keys). */
-  set sign(sign: SignFunction | undefined) {
-    this.#o.sign = sign;
+    this.#o = { now: () => new Date(), suppressions: null, ...options };
   }
 
   /**

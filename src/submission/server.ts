@@ -39,20 +39,20 @@ export interface SubmissionOptions {
   intake: Intake;
   authenticator: Authenticator;
   throttle: AuthThrottle;
-  /** Announced with SIZE and enforced while streaming. @default 10485760 */
-  maxMessageSize?: number;
-  /** @default 100 */
-  maxRecipients?: number;
-  /** @default 500 */
-  maxConnections?: number;
-  /** Connections from one client address (trusted networks exempt), like Postfix's smtpd_client_connection_count_limit. @default 50 */
-  maxConnectionsPerIp?: number;
-  /** CIDRs that may send without AUTH. @default [] */
-  trustedNetworks?: string[];
-  /** Inactivity timeout. @default 60000 */
-  idleTimeoutMs?: number;
-  /** Longest time from connect, or from the end of the previous message, to the end of the next. @default 300000 */
-  transactionTimeoutMs?: number;
+  /** Announced with SIZE and enforced while streaming (`server.max_message_size`). */
+  maxMessageSize: number;
+  /** `server.max_recipients`. */
+  maxRecipients: number;
+  /** `server.max_connections`. */
+  maxConnections: number;
+  /** Connections from one client address (trusted networks exempt), like Postfix's smtpd_client_connection_count_limit (`server.max_connections_per_ip`). */
+  maxConnectionsPerIp: number;
+  /** CIDRs that may send without AUTH (`server.trusted_networks`). */
+  trustedNetworks: string[];
+  /** Inactivity timeout (`server.idle_timeout`). */
+  idleTimeoutMs: number;
+  /** Longest time from connect, or from the end of the previous message, to the end of the next (`server.transaction_timeout`). */
+  transactionTimeoutMs: number;
 }
 
 interface SessionState {
@@ -79,7 +79,7 @@ const logger = log("submission");
  * smtp-server. Everything it accepts is in the spool before the 250.
  */
 export class SubmissionServer {
-  #o: Required<Omit<SubmissionOptions, "listen" | "listenTls">> & SubmissionOptions;
+  #o: SubmissionOptions;
   #servers: SMTPServer[] = [];
   #trusted = new BlockList();
   #state = new WeakMap<SMTPServerSession, SessionState>();
@@ -87,16 +87,7 @@ export class SubmissionServer {
   #closing = false;
 
   constructor(options: SubmissionOptions) {
-    this.#o = {
-      maxMessageSize: 10 * 1024 * 1024,
-      maxRecipients: 100,
-      maxConnections: 500,
-      maxConnectionsPerIp: 50,
-      trustedNetworks: [],
-      idleTimeoutMs: 60_000,
-      transactionTimeoutMs: 300_000,
-      ...options,
-    };
+    this.#o = options;
     for (const cidr of this.#o.trustedNetworks) {
       const [ip, bits] = cidr.split("/");
       const type = isIPv4(ip) ? "ipv4" : "ipv6";
@@ -112,11 +103,6 @@ export class SubmissionServer {
   async listen(): Promise<void> {
     if (this.#o.listen) await this.#start(this.#o.listen, false);
     if (this.#o.listenTls) await this.#start(this.#o.listenTls, true);
-  }
-
-  /** The bound ports, in the order [STARTTLS, implicit TLS] of those configured. */
-  get ports(): number[] {
-    return this.#servers.map((s) => (s.server.address() as { port: number }).port);
   }
 
   /** True while every configured listener accepts connections. */

@@ -6,12 +6,4 @@
  * spool until the receiver
  * answers 2xx, retried with backoff, never blocking delivery.
  */
-export {
-  type Pending,
-  sign,
-  WebhookDispatcher,
-  type WebhookDispatcherOptions,
-  type WebhookEvent,
-  type WebhookEventType,
-  type WebhookTarget,
-} from "./dispatcher.ts";
+export { type Pending, WebhookDispatcher, type WebhookEvent } from "./dispatcher.ts";
