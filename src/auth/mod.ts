@@ -2,11 +2,19 @@
  * @module
  * Who may submit mail and as whom: the users file (`users.json` in the
  * original MiniMTA format or `users.txt`), scrypt password hashes, the
- * per-user sender rules and failed-login throttling.
+ * per-user sender rules, per-user sending limits and failed-login throttling.
  */
 export { Authenticator, type AuthenticatorOptions, type AuthResult } from "./authenticator.ts";
 export { hashPassword, isHashed, verifyPassword } from "./password.ts";
 export { allowedSenders, senderAllowed } from "./sender_policy.ts";
+export {
+  type LimitRecord,
+  type LimitStore,
+  type LimitUsage,
+  type LimitVerdict,
+  SendingLimits,
+  type SendingLimitsOptions,
+} from "./sending_limits.ts";
 export {
   type AuthAttempt,
   AuthThrottle,
@@ -20,6 +28,7 @@ export {
   plaintextUsers,
   readUsersFile,
   type User,
+  type UserLimits,
   UsersFileError,
   type UsersFormat,
   usersFormat,

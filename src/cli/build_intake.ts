@@ -1,3 +1,4 @@
+import type { SendingLimits } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
@@ -10,6 +11,8 @@ export interface BuildIntakeOptions {
   /** DKIM signing (the daemon swaps its signer on SIGHUP, so it passes a function). */
   sign: SignFunction;
   emit: EmitEvent;
+  /** Per-user sending limits (the daemon's); none when absent. */
+  limits?: SendingLimits;
 }
 
 /**
@@ -24,7 +27,9 @@ export function buildIntake(config: Config, options: BuildIntakeOptions): Intake
     sign: options.sign,
     maxMessageSize: config.server.max_message_size,
     bareNewline: config.server.bare_newline,
+    bulkLint: config.server.bulk_lint,
     emit: options.emit,
+    limits: options.limits,
   });
 }
 

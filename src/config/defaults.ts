@@ -18,6 +18,7 @@ export const DEFAULTS: Config = {
     bare_newline: "normalize",
     idle_timeout: 60_000,
     transaction_timeout: 300_000,
+    bulk_lint: "warn",
   },
   tls: { cert_file: "/etc/minimta/certs/server.crt", key_file: "/etc/minimta/certs/server.key" },
   auth: {
@@ -46,6 +47,7 @@ export const DEFAULTS: Config = {
     command_timeout: 300_000,
     data_timeout: 600_000,
     tls_ca_file: "",
+    delay_warning: 0,
   },
   dkim: [],
   log: { level: "info", format: "json" },

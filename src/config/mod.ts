@@ -122,6 +122,7 @@ function resolvePaths(config: Config, baseDir: string): void {
   config.queue.dir = abs(config.queue.dir);
   config.delivery.tls_ca_file = abs(config.delivery.tls_ca_file);
   for (const entry of config.dkim) entry.private_key_file = abs(entry.private_key_file);
+  for (const hook of config.webhooks) hook.signing_key_file = abs(hook.signing_key_file);
 }
 
 async function checkFiles(config: Config, file: string): Promise<void> {
@@ -136,6 +137,9 @@ async function checkFiles(config: Config, file: string): Promise<void> {
       d,
       i,
     ): [string, string] => [`dkim[${i}].private_key_file`, d.private_key_file]),
+    ...config.webhooks.flatMap((w, i): [string, string][] =>
+      w.signing_key_file ? [[`webhooks[${i}].signing_key_file`, w.signing_key_file]] : []
+    ),
   ];
   for (const [key, path] of files) {
     try {

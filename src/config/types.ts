@@ -14,6 +14,8 @@ export interface Config {
     bare_newline: "normalize" | "reject";
     idle_timeout: number;
     transaction_timeout: number;
+    /** Bulk mail without RFC 8058 one-click unsubscribe: let through, warn and count, or refuse. */
+    bulk_lint: "off" | "warn" | "reject";
   };
   tls: { cert_file: string; key_file: string };
   auth: {
@@ -42,14 +44,23 @@ export interface Config {
     command_timeout: number;
     data_timeout: number;
     tls_ca_file: string;
+    /** One `Action: delayed` DSN once a recipient is deferred this long; 0 for none. */
+    delay_warning: number;
   };
   dkim: { domain: string; selector: string; private_key_file: string }[];
   log: { level: "debug" | "info" | "warning" | "error"; format: "json" | "text" };
   http: { listen_addr: string; admin_token: string };
   webhooks: {
     url: string;
-    events: ("delivered" | "deferred" | "bounced" | "expired")[];
+    events: ("delivered" | "deferred" | "bounced" | "expired" | "delayed")[];
+    /** HMAC key of `X-Minimta-Signature`; "" for none (listmonk and postal formats only). */
     secret: string;
+    format: "minimta" | "listmonk" | "postal";
+    /** HTTP basic auth (listmonk's API user and token). */
+    username: string;
+    password: string;
+    /** RSA private key (PEM) for Postal's `X-Postal-Signature`; "" for none. */
+    signing_key_file: string;
   }[];
 }
 

@@ -55,6 +55,12 @@ export class Metrics {
       case "bounced":
         this.#inc("minimta_bounces_total", {});
         break;
+      case "bulk_lint":
+        this.#inc("minimta_bulk_lint_total", { result: event.result });
+        break;
+      case "delayed":
+        this.#inc("minimta_delay_warnings_total", {});
+        break;
       case "delivered":
       case "deferred":
       case "failed":
@@ -109,13 +115,19 @@ export class Metrics {
       ["minimta_bounces_total", "Delivery status notifications (DSNs) generated."],
       ["minimta_auth_failures_total", "Failed submission logins."],
       ["minimta_dkim_signatures_total", "DKIM signatures made."],
+      [
+        "minimta_bulk_lint_total",
+        "Bulk mail without RFC 8058 one-click unsubscribe, by result (warned, rejected).",
+      ],
+      ["minimta_delay_warnings_total", "Recipients whose sender got a delay warning DSN."],
     ];
     for (const [name, help] of counters) {
       family(name, "counter", help);
       const series = [...this.#counters].filter(([key]) =>
         key === name || key.startsWith(`${name}{`)
       );
-      if (!series.length && !name.includes("rejected") && !name.includes("deliveries")) {
+      const labelled = ["rejected", "deliveries", "bulk_lint"].some((n) => name.includes(n));
+      if (!series.length && !labelled) {
         out.push(`${name} 0`);
       }
       for (const [key, value] of series) out.push(`${key} ${value}`);

@@ -3,7 +3,14 @@ import { log } from "../log/mod.ts";
 import type { MessageMeta } from "../spool/mod.ts";
 import { type Html, html, layout, STYLE } from "./html.ts";
 import type { Gauges, Metrics } from "./metrics.ts";
-import { confirmDeletePage, dashboardPage, loginPage, messagePage, queuePage } from "./pages.ts";
+import {
+  confirmDeletePage,
+  dashboardPage,
+  loginPage,
+  messagePage,
+  queuePage,
+  type SendingLimitRow,
+} from "./pages.ts";
 import { csrfValid, type Session, Sessions } from "./sessions.ts";
 
 /** What the status server needs from the daemon. */
@@ -15,6 +22,8 @@ export interface HttpDeps {
   ready(): Promise<Record<string, boolean>>;
   readMessage(id: string): Promise<{ meta: MessageMeta; headers: string } | null>;
   operate(id: string, op: "hold" | "release" | "retry" | "delete"): Promise<string>;
+  /** Users with sending limits and their use (recipients this hour and in the last 24 hours). */
+  sendingLimits?(): SendingLimitRow[];
   /** Checks a login: an admin user's password, or the configured admin token. */
   login(username: string, password: string, clientIp: string): Promise<string | null>;
 }
@@ -139,6 +148,7 @@ class StatusApp {
         lastHour: lastDay.slice(-60),
         lastDay,
         topDeferred: d.index.topDeferredDomains(10),
+        limits: d.sendingLimits?.() ?? [],
         now,
       };
       return page("Dashboard", dashboardPage(data), session);

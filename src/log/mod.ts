@@ -77,7 +77,9 @@ export type MailLogName =
   | "expired"
   | "removed"
   | "held"
-  | "released";
+  | "released"
+  | "delayed"
+  | "bulk_lint";
 
 /**
  * Writes one mail-log event. `fields` should carry `queue_id` whenever the
@@ -85,7 +87,9 @@ export type MailLogName =
  */
 export function mailLog(event: MailLogName, fields: Record<string, unknown>): void {
   const logger = getLogger(["minimta", "mail"]);
-  const level = event === "rejected" || event === "auth_failure" ? "warning" : "info";
+  const level = event === "rejected" || event === "auth_failure" || event === "bulk_lint"
+    ? "warning"
+    : "info";
   logger[level](event, { event, ...fields });
 }
 

@@ -9,6 +9,7 @@ export { isDiskFull, MessageNotFoundError, SpoolFullError, SpoolWriteError } fro
 export { isQueueId, newQueueId } from "./queue_id.ts";
 export { Outbox } from "./outbox.ts";
 export type {
+  ListIds,
   MessageMeta,
   MessageState,
   NewMessage,
