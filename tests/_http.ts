@@ -29,7 +29,7 @@ function users(): Promise<string> {
 /** Options of {@linkcode startWebMta}. */
 export interface WebMtaOptions extends Omit<MtaOptions, "noStart"> {
   /** The `webhooks:` list (the harness merges sections as mappings, so lists go here). */
-  webhooks?: { url: string; events?: string[]; secret: string }[];
+  webhooks?: ({ url: string; events?: string[]; secret?: string } & Record<string, unknown>)[];
   /** Runs after the files are written, before the daemon starts (e.g. spool fixtures). */
   prepare?: (mta: Mta) => Promise<void>;
   /** Prepare only; the caller launches. @default false */

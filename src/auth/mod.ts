@@ -2,10 +2,35 @@
  * @module
  * Who may submit mail and as whom: the users file (`users.json` in the
  * original MiniMTA format or `users.txt`), scrypt password hashes, the
- * per-user sender rules and failed-login throttling.
+ * per-user sender rules, per-user sending limits and failed-login throttling.
  */
 export { Authenticator, type AuthResult } from "./authenticator.ts";
 export { hashPassword, verifyPassword } from "./password.ts";
 export { allowedSenders, senderAllowed } from "./sender_policy.ts";
-export { AuthThrottle } from "./throttle.ts";
-export { plaintextUsers, readUsersFile, type User, usersFormat, writeUsersFile } from "./users.ts";
+export {
+  type LimitRecord,
+  type LimitStore,
+  type LimitUsage,
+  type LimitVerdict,
+  SendingLimits,
+  type SendingLimitsOptions,
+} from "./sending_limits.ts";
+export {
+  type AuthAttempt,
+  AuthThrottle,
+  type AuthThrottleOptions,
+  type FailureVerdict,
+} from "./throttle.ts";
+export {
+  formatUsers,
+  parseJsonUsers,
+  parseTxtUsers,
+  plaintextUsers,
+  readUsersFile,
+  type User,
+  type UserLimits,
+  UsersFileError,
+  type UsersFormat,
+  usersFormat,
+  writeUsersFile,
+} from "./users.ts";

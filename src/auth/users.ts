@@ -11,6 +11,14 @@ export interface User {
   allowed_senders: string[] | null;
   /** May use the web status page (issue 5). */
   admin: boolean;
+  /** Recipients the user may send to per clock hour and per 24 hours; absent for no limit. */
+  limits?: UserLimits;
+}
+
+/** A user's sending limits (`"limits"` in users.json); null for no limit in that window. */
+export interface UserLimits {
+  per_hour: number | null;
+  per_day: number | null;
 }
 
 /** The on-disk format of a users file, told by its extension. */
@@ -59,7 +67,7 @@ function parseJsonUser(entry: unknown, at: string, file: string): User {
     throw new UsersFileError(file, `${at}: expected an object`);
   }
   const e = entry as Record<string, unknown>;
-  const known = ["username", "password", "email", "active", "allowed_senders", "admin"];
+  const known = ["username", "password", "email", "active", "allowed_senders", "admin", "limits"];
   for (const key of Object.keys(e)) {
     if (!known.includes(key)) throw new UsersFileError(file, `${at}.${key}: unknown key`);
   }
@@ -83,7 +91,7 @@ function parseJsonUser(entry: unknown, at: string, file: string): User {
       throw new UsersFileError(file, `${at}.${key}: expected true or false`);
     }
   }
-  return {
+  const user: User = {
     username: str("username", true)!,
     password: str("password", true)!,
     email: str("email", false),
@@ -91,6 +99,25 @@ function parseJsonUser(entry: unknown, at: string, file: string): User {
     allowed_senders: (senders as string[] | undefined) ?? null,
     admin: e.admin === true,
   };
+  if (e.limits !== undefined) user.limits = parseLimits(e.limits, `${at}.limits`, file);
+  return user;
+}
+
+function parseLimits(value: unknown, at: string, file: string): UserLimits {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsersFileError(file, `${at}: expected an object with per_hour and/or per_day`);
+  }
+  const limits: UserLimits = { per_hour: null, per_day: null };
+  for (const [key, n] of Object.entries(value)) {
+    if (key !== "per_hour" && key !== "per_day") {
+      throw new UsersFileError(file, `${at}.${key}: unknown key`);
+    }
+    if (!Number.isSafeInteger(n) || (n as number) < 1) {
+      throw new UsersFileError(file, `${at}.${key}: expected a whole number of recipients >= 1`);
+    }
+    limits[key] = n as number;
+  }
+  return limits;
 }
 
 /** Parses `username:password` lines; `#` starts a comment. */
@@ -138,6 +165,11 @@ export function formatUsers(users: User[], format: UsersFormat): string {
     };
     if (u.allowed_senders) entry.allowed_senders = u.allowed_senders;
     if (u.admin) entry.admin = true;
+    if (u.limits) {
+      entry.limits = Object.fromEntries(
+        Object.entries(u.limits).filter(([, n]) => n !== null),
+      );
+    }
     return entry;
   });
   return JSON.stringify(entries, null, 2) + "\n";

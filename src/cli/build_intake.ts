@@ -1,3 +1,4 @@
+import type { SendingLimits } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import {
   DkimSigner,
@@ -19,6 +20,8 @@ export interface BuildIntakeOptions {
   emit: EmitEvent;
   /** Recipients refused because they hard-bounced; null when `suppression.enabled` is off. */
   suppressions: SuppressionList | null;
+  /** Per-user sending limits (the daemon's); none when absent. */
+  limits?: SendingLimits;
 }
 
 /**
@@ -33,8 +36,10 @@ export function buildIntake(config: Config, options: BuildIntakeOptions): Intake
     sign: options.sign,
     maxMessageSize: config.server.max_message_size,
     bareNewline: config.server.bare_newline,
+    bulkLint: config.server.bulk_lint,
     emit: options.emit,
     suppressions: options.suppressions,
+    limits: options.limits,
   });
 }
 

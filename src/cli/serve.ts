@@ -1,4 +1,11 @@
-import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../auth/mod.ts";
+import {
+  Authenticator,
+  AuthThrottle,
+  type LimitRecord,
+  plaintextUsers,
+  readUsersFile,
+  SendingLimits,
+} from "../auth/mod.ts";
 import {
   BUILTIN_PROVIDERS,
   BUILTIN_THROTTLE_RULES,
@@ -29,7 +36,12 @@ import { stageTimeouts } from "../smtp_client/mod.ts";
 import { closeLogging, log, reopenLogFile, setupLogging } from "../log/mod.ts";
 import { Spool, type SuppressionList } from "../spool/mod.ts";
 import { type Intake, SubmissionServer } from "../submission/mod.ts";
-import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
+import {
+  type Pending,
+  postalSignatures,
+  WebhookDispatcher,
+  type WebhookTarget,
+} from "../webhooks/mod.ts";
 import { controlPath, ControlServer } from "./control.ts";
 import { controlHandler, localSubmitHandler } from "./control_handler.ts";
 import { startStatusServer } from "./status_server.ts";
@@ -104,18 +116,21 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   const metrics = new Metrics();
   const webhooks = config.webhooks.length
     ? new WebhookDispatcher({
-      targets: config.webhooks.map((w) => ({ ...w, events: [...w.events] })),
+      targets: await webhookTargets(loaded),
       outbox: await spool.outbox<Pending>("webhooks"),
     })
     : null;
   events.on(writeMailLog);
   events.on(metrics.record);
   if (webhooks) events.on(webhooks.record);
+  // Per-user counts live in <spool>/limits/, one small file a user.
+  const limits = await SendingLimits.open(await spool.outbox<LimitRecord>("limits"));
   const intake = buildIntake(config, {
     spool,
     sign: (message, domain) => parts.signer.sign(message, domain),
     suppressions: enabled,
     emit: events.emit,
+    limits,
   });
   const submission = new SubmissionServer({
     hostname: config.server.hostname,
@@ -153,6 +168,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     perDomainConcurrency: config.delivery.per_domain_concurrency,
     retrySchedule: config.delivery.retry_schedule,
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
+    delayWarningMs: config.delivery.delay_warning,
     emit: events.emit,
     suppressions: enabled,
   });
@@ -168,6 +184,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       metrics,
       emit: events.emit,
       suppressions,
+      limits,
     })
     : null;
   const control = await ControlServer.listen(
@@ -237,6 +254,35 @@ async function openSuppressions(spool: Spool, config: Config): Promise<Suppressi
       { cause: error },
     );
   }
+}
+
+/** The `webhooks[]` of the config as the dispatcher takes them, Postal signing keys read. */
+async function webhookTargets(loaded: LoadedConfig): Promise<WebhookTarget[]> {
+  return await Promise.all(loaded.config.webhooks.map(async (w, i) => {
+    let signingKey: string | null = null;
+    if (w.signing_key_file) {
+      try {
+        signingKey = await Deno.readTextFile(w.signing_key_file);
+        postalSignatures(signingKey, ""); // a key that cannot sign fails here, not per event
+      } catch (error) {
+        throw new ConfigError(
+          loaded.source,
+          `webhooks[${i}].signing_key_file`,
+          `cannot use "${w.signing_key_file}" as an RSA private key: ${reason(error)}`,
+          { cause: error },
+        );
+      }
+    }
+    return {
+      url: w.url,
+      events: [...w.events],
+      secret: w.secret,
+      format: w.format,
+      username: w.username,
+      password: w.password,
+      signingKey,
+    };
+  }));
 }
 
 interface Parts {

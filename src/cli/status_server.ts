@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import { type Authenticator, AuthThrottle } from "../auth/mod.ts";
+import { type Authenticator, AuthThrottle, type SendingLimits } from "../auth/mod.ts";
 import { type Config, DEFAULTS, splitHostPort } from "../config/mod.ts";
 import type { DeliveryEngine } from "../delivery/mod.ts";
 import { type HttpDeps, type Metrics, startHttpServer } from "../http/mod.ts";
@@ -21,6 +21,8 @@ export interface Running {
   /** Receives a failed status-page login as `auth_failure`. */
   emit: EmitEvent;
   suppressions: SuppressionList;
+  /** Per-user sending counts, shown against the users' limits. */
+  limits?: SendingLimits;
 }
 
 /**
@@ -52,6 +54,12 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
         providers: r.engine.providerStatus(),
       };
     },
+    sendingLimits: () =>
+      r.authenticator.all().flatMap((u) => {
+        if (!u.limits || !r.limits) return [];
+        const used = r.limits.usage(u.username);
+        return [{ username: u.username, ...used, ...u.limits }];
+      }),
     ready: async () => ({
       spool_writable: await r.spool.writable(),
       listeners: r.submission.listening,

@@ -1,12 +1,16 @@
 import { parseArgs } from "node:util";
 import {
   hashPassword,
+  type LimitRecord,
+  type LimitUsage,
   readUsersFile,
+  SendingLimits,
   type User,
   usersFormat,
   writeUsersFile,
 } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
+import { Outbox } from "../spool/mod.ts";
 import { controlRequest } from "./control.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { readPassword } from "./password_prompt.ts";
@@ -36,7 +40,10 @@ export async function userCommand(args: string[], config: Config, out: Out): Pro
   const file = config.auth.users_file;
   switch (sub) {
     case "list":
-      return listUsers(await readUsersFile(file), out, values.json ?? false);
+      return listUsers(await readUsersFile(file), out, {
+        json: values.json ?? false,
+        usage: await limitUsage(config.queue.dir),
+      });
     case "add":
     case "passwd":
     case "remove":
@@ -113,7 +120,28 @@ async function newPassword(stdin: boolean): Promise<string> {
   return password;
 }
 
-function listUsers(users: User[], out: Out, json: boolean): number {
+/**
+ * The sending counts the daemon keeps in `<spool>/limits/`, read without
+ * it (reading is safe while it runs: each file is replaced by a rename).
+ */
+async function limitUsage(spoolDir: string): Promise<(username: string) => LimitUsage> {
+  const store = new Outbox<LimitRecord>(`${spoolDir}/limits`, {
+    tmp: `${spoolDir}/tmp`,
+    fsync: false,
+  });
+  const limits = await SendingLimits.open({
+    list: () => store.list().catch(() => []),
+    put: () => Promise.resolve(),
+  });
+  return (username) => limits.usage(username);
+}
+
+function listUsers(
+  users: User[],
+  out: Out,
+  options: { json: boolean; usage: (username: string) => LimitUsage },
+): number {
+  const { json, usage } = options;
   if (json) {
     out(
       JSON.stringify(
@@ -123,6 +151,7 @@ function listUsers(users: User[], out: Out, json: boolean): number {
           active: u.active,
           allowed_senders: u.allowed_senders,
           admin: u.admin,
+          ...(u.limits ? { limits: u.limits, usage: usage(u.username) } : {}),
         })),
         null,
         2,
@@ -135,6 +164,14 @@ function listUsers(users: User[], out: Out, json: boolean): number {
       u.active ? "active" : "inactive",
       u.password.startsWith("$scrypt$") ? "hashed" : "PLAINTEXT password",
     ];
+    if (u.limits) {
+      const used = usage(u.username);
+      flags.push(
+        `sent ${used.hour}/${u.limits.per_hour ?? "-"} this hour, ${used.day}/${
+          u.limits.per_day ?? "-"
+        } in 24 h`,
+      );
+    }
     out(`${u.username}\t${u.email ?? "-"}\t${flags.join(", ")}`);
   }
   if (!users.length) out("No users");

@@ -6,7 +6,7 @@ type Leaf =
   | { t: "string"; nonEmpty?: boolean }
   | { t: "int"; min: number; max?: number }
   | { t: "bool" }
-  | { t: "duration"; min?: number }
+  | { t: "duration"; min?: number; optional?: boolean }
   | { t: "size"; min: number }
   | { t: "durations"; min?: number }
   | { t: "enum"; values: readonly string[] }
@@ -38,6 +38,7 @@ export const SCHEMA: Schema = {
     bare_newline: { t: "enum", values: ["normalize", "reject"] },
     idle_timeout: { t: "duration", min: 1_000 },
     transaction_timeout: { t: "duration", min: 1_000 },
+    bulk_lint: { t: "enum", values: ["off", "warn", "reject"] },
   },
   tls: { cert_file: { t: "string" }, key_file: { t: "string" } },
   auth: {
@@ -70,6 +71,8 @@ export const SCHEMA: Schema = {
     providers: { t: "providers" },
     throttle_rules: { t: "throttle_rules" },
     warmup: { t: "warmup" },
+    // Off when empty; a warning due before the first retry only waits for it.
+    delay_warning: { t: "duration", min: 1_000, optional: true },
   },
   dkim: { t: "dkim" },
   dkim_rotation_check: { t: "duration", min: 1_000 },
@@ -149,6 +152,8 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       if (typeof value !== "boolean") fail(key, "true or false", value);
       return value;
     case "duration":
+      // An optional duration is off when empty: 0 ms.
+      if (leaf.optional && value === "") return 0;
       return checkDuration(value, key, leaf.min);
     case "size":
       return checkSize(value, key, leaf.min);
@@ -279,9 +284,21 @@ function checkCidr(value: string, key: string): string {
   return value;
 }
 
-const WEBHOOK_EVENTS = ["delivered", "deferred", "bounced", "expired", "suppressed"];
-// `suppressed` came later: receivers written for the first four get it only when they ask.
+const WEBHOOK_EVENTS = ["delivered", "deferred", "bounced", "expired", "suppressed", "delayed"];
+// `suppressed` and `delayed` came later: receivers written for the first four get them only when they ask.
 const DEFAULT_WEBHOOK_EVENTS = ["delivered", "deferred", "bounced", "expired"];
+// listmonk's bounce API records every POST as a bounce: nothing else may go there.
+const LISTMONK_EVENTS = ["bounced", "expired"];
+const WEBHOOK_FORMATS = ["minimta", "listmonk", "postal"];
+const WEBHOOK_KEYS = [
+  "url",
+  "events",
+  "secret",
+  "format",
+  "username",
+  "password",
+  "signing_key_file",
+];
 
 function checkWebhooks(value: unknown, key: string): unknown[] {
   if (!Array.isArray(value)) fail(key, "a list of {url, events, secret}", value);
@@ -292,25 +309,56 @@ function checkWebhooks(value: unknown, key: string): unknown[] {
     }
     const e = entry as Record<string, unknown>;
     for (const k of Object.keys(e)) {
-      if (!["url", "events", "secret"].includes(k)) {
-        throw new ConfigKeyError(`${at}.${k}`, "unknown key");
-      }
+      if (!WEBHOOK_KEYS.includes(k)) throw new ConfigKeyError(`${at}.${k}`, "unknown key");
     }
     if (typeof e.url !== "string" || !/^https?:\/\/[^\s]+$/.test(e.url)) {
       fail(`${at}.url`, "an http:// or https:// URL", e.url);
     }
-    const events = e.events === undefined
-      ? DEFAULT_WEBHOOK_EVENTS
-      : checkStrings(e.events, `${at}.events`);
+    const format = e.format ?? "minimta";
+    if (typeof format !== "string" || !WEBHOOK_FORMATS.includes(format)) {
+      fail(`${at}.format`, `one of ${WEBHOOK_FORMATS.join(" | ")}`, format);
+    }
+    const allowed = format === "listmonk" ? LISTMONK_EVENTS : WEBHOOK_EVENTS;
+    const defaults = format === "listmonk" ? LISTMONK_EVENTS : DEFAULT_WEBHOOK_EVENTS;
+    const events = e.events === undefined ? defaults : checkStrings(e.events, `${at}.events`);
     events.forEach((ev, j) => {
-      if (!WEBHOOK_EVENTS.includes(ev)) {
-        fail(`${at}.events[${j}]`, `one of ${WEBHOOK_EVENTS.join(" | ")}`, ev);
+      if (!allowed.includes(ev)) {
+        fail(`${at}.events[${j}]`, `one of ${allowed.join(" | ")} (format ${format})`, ev);
       }
     });
-    if (typeof e.secret !== "string" || e.secret.length < 16) {
+    // The HMAC secret signs minimta's own format; the others may go without it.
+    const secret = e.secret ?? (format === "minimta" ? undefined : "");
+    if (
+      typeof secret !== "string" || (secret !== "" && secret.length < 16) ||
+      (format === "minimta" && secret === "")
+    ) {
       fail(`${at}.secret`, "a string of at least 16 characters", e.secret);
     }
-    return { url: e.url, events, secret: e.secret };
+    const str = (k: string) => {
+      if (e[k] !== undefined && typeof e[k] !== "string") fail(`${at}.${k}`, "a string", e[k]);
+      return (e[k] as string | undefined) ?? "";
+    };
+    const username = str("username");
+    const password = str("password");
+    const signingKeyFile = str("signing_key_file");
+    if (format === "listmonk" && (username === "" || password === "")) {
+      throw new ConfigKeyError(
+        `${at}.${username === "" ? "username" : "password"}`,
+        "missing: listmonk's bounce API needs the API user and its token",
+      );
+    }
+    if (signingKeyFile !== "" && format !== "postal") {
+      throw new ConfigKeyError(`${at}.signing_key_file`, "only for format postal");
+    }
+    return {
+      url: e.url,
+      events,
+      secret,
+      format,
+      username,
+      password,
+      signing_key_file: signingKeyFile,
+    };
   });
 }
 

@@ -18,6 +18,7 @@ export const DEFAULTS: Config = {
     bare_newline: "normalize",
     idle_timeout: 60_000,
     transaction_timeout: 300_000,
+    bulk_lint: "warn",
   },
   tls: { cert_file: "/etc/minimta/certs/server.crt", key_file: "/etc/minimta/certs/server.key" },
   auth: {
@@ -49,6 +50,7 @@ export const DEFAULTS: Config = {
     providers: [],
     throttle_rules: [],
     warmup: [],
+    delay_warning: 0,
   },
   dkim: [],
   dkim_rotation_check: 600_000,

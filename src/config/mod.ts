@@ -126,6 +126,7 @@ function resolvePaths(config: Config, baseDir: string): void {
     entry.private_key_file = abs(entry.private_key_file);
     entry.next_private_key_file = abs(entry.next_private_key_file);
   }
+  for (const hook of config.webhooks) hook.signing_key_file = abs(hook.signing_key_file);
 }
 
 async function checkFiles(config: Config, file: string): Promise<void> {
@@ -142,6 +143,9 @@ async function checkFiles(config: Config, file: string): Promise<void> {
     ): [string, string] => [`dkim[${i}].private_key_file`, d.private_key_file]),
     ...config.dkim.flatMap((d, i): [string, string][] =>
       d.next_private_key_file ? [[`dkim[${i}].next_private_key_file`, d.next_private_key_file]] : []
+    ),
+    ...config.webhooks.flatMap((w, i): [string, string][] =>
+      w.signing_key_file ? [[`webhooks[${i}].signing_key_file`, w.signing_key_file]] : []
     ),
   ];
   for (const [key, path] of files) {

@@ -33,6 +33,8 @@ export interface Config {
     bare_newline: "normalize" | "reject";
     idle_timeout: number;
     transaction_timeout: number;
+    /** Bulk mail without RFC 8058 one-click unsubscribe: let through, warn and count, or refuse. */
+    bulk_lint: "off" | "warn" | "reject";
   };
   tls: { cert_file: string; key_file: string };
   auth: {
@@ -66,6 +68,8 @@ export interface Config {
     /** Throttling replies, tried before the built-ins (see `BUILTIN_THROTTLE_RULES`). */
     throttle_rules: ThrottleRuleConfig[];
     warmup: { domain: string; start: number; growth: number; per: number }[];
+    /** One `Action: delayed` DSN once a recipient is deferred this long; 0 for none. */
+    delay_warning: number;
   };
   dkim: {
     domain: string;
@@ -92,8 +96,15 @@ export interface Config {
   http: { listen_addr: string; admin_token: string };
   webhooks: {
     url: string;
-    events: ("delivered" | "deferred" | "bounced" | "expired" | "suppressed")[];
+    events: ("delivered" | "deferred" | "bounced" | "expired" | "suppressed" | "delayed")[];
+    /** HMAC key of `X-Minimta-Signature`; "" for none (listmonk and postal formats only). */
     secret: string;
+    format: "minimta" | "listmonk" | "postal";
+    /** HTTP basic auth (listmonk's API user and token). */
+    username: string;
+    password: string;
+    /** RSA private key (PEM) for Postal's `X-Postal-Signature`; "" for none. */
+    signing_key_file: string;
   }[];
   /** Addresses that hard-bounced (5.1.x), refused at RCPT until `ttl` has passed. */
   suppression: { enabled: boolean; ttl: number };

@@ -14,6 +14,11 @@ export interface FailedRecipient {
 export interface DsnOptions {
   hostname: string;
   now: Date;
+  /**
+   * A delay warning instead of a failure report: `Action: delayed` with
+   * `Will-Retry-Until` this date (RFC 3464 §2.3.3, §2.3.8). @default null
+   */
+  willRetryUntil?: Date | null;
 }
 
 /** Options for {@linkcode bounceFailed}. */
@@ -39,10 +44,13 @@ export function buildDsn(
 ): Uint8Array {
   const boundary = `${meta.id}/${options.hostname}/${crypto.randomUUID().slice(0, 8)}`;
   const date = rfc5322(options.now);
+  const until = options.willRetryUntil ?? null;
   const lines = [
     `From: Mail Delivery System <MAILER-DAEMON@${options.hostname}>`,
     `To: <${meta.from}>`,
-    `Subject: Undelivered Mail Returned to Sender`,
+    `Subject: ${
+      until ? "Delayed Mail (still being retried)" : "Undelivered Mail Returned to Sender"
+    }`,
     `Date: ${date}`,
     `Message-ID: <${meta.id}.dsn.${crypto.randomUUID().slice(0, 8)}@${options.hostname}>`,
     `Auto-Submitted: auto-replied`,
@@ -56,7 +64,9 @@ export function buildDsn(
     `Content-Description: Notification`,
     `Content-Type: text/plain; charset=us-ascii`,
     ``,
-    ...humanPart(meta, failed, options.hostname),
+    ...(until
+      ? delayedPart(meta, failed, options.hostname, until)
+      : humanPart(meta, failed, options.hostname)),
     ``,
     `--${boundary}`,
     `Content-Description: Delivery report`,
@@ -66,10 +76,10 @@ export function buildDsn(
     `X-Minimta-Queue-ID: ${meta.id}`,
     `Arrival-Date: ${rfc5322(new Date(meta.created_at))}`,
     // RFC 3464 §2.1: one blank line before each per-recipient block, none more.
-    ...failed.flatMap((f) => recipientFields(f, date)),
+    ...failed.flatMap((f) => recipientFields(f, date, until)),
     ``,
     `--${boundary}`,
-    `Content-Description: Undelivered Message Headers`,
+    `Content-Description: ${until ? "Delayed" : "Undelivered"} Message Headers`,
     `Content-Type: text/rfc822-headers`,
     ``,
     ...originalHeaders(originalBody),
@@ -92,18 +102,42 @@ function humanPart(meta: MessageMeta, failed: FailedRecipient[], hostname: strin
   ];
 }
 
-function recipientFields(f: FailedRecipient, date: string): string[] {
+function delayedPart(
+  meta: MessageMeta,
+  delayed: FailedRecipient[],
+  hostname: string,
+  until: Date,
+): string[] {
+  return [
+    `This is the mail system at host ${hostname}.`,
+    ``,
+    `####################################################################`,
+    `# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #`,
+    `####################################################################`,
+    ``,
+    `Your message could not be delivered yet to one or more recipients.`,
+    `It will be retried until ${rfc5322(until)}.`,
+    ``,
+    ...delayed.flatMap((f) => [`<${ascii(f.address)}>: ${ascii(f.diagnostic)}`.slice(0, 990), ``]),
+    `Queue ID: ${meta.id}`,
+  ];
+}
+
+function recipientFields(f: FailedRecipient, date: string, until: Date | null): string[] {
+  // RFC 3464 §2.3.4: a delayed recipient's status is a persistent transient failure, 4.x.x.
+  const status = until && !/^4\./.test(f.status) ? "4.0.0" : f.status;
   const fields = [
     ``,
     `Final-Recipient: rfc822; ${ascii(f.address)}`,
-    `Action: failed`,
-    `Status: ${f.status}`,
+    `Action: ${until ? "delayed" : "failed"}`,
+    `Status: ${status}`,
   ];
   if (f.remote) fields.push(`Remote-MTA: dns; ${ascii(f.remote.replace(/\[.*\]$/, ""))}`);
   fields.push(
     `Diagnostic-Code: ${f.remote ? "smtp" : "x-minimta"}; ${ascii(f.diagnostic).slice(0, 900)}`,
   );
   fields.push(`Last-Attempt-Date: ${date}`);
+  if (until) fields.push(`Will-Retry-Until: ${rfc5322(until)}`);
   return fields;
 }
 
@@ -168,4 +202,36 @@ export async function bounceFailed(
     to: meta.from,
     recipients: failed.map((f) => f.address),
   });
+}
+
+/** Options for {@linkcode warnDelayed}. */
+export interface WarnDelayedOptions extends DsnOptions {
+  willRetryUntil: Date;
+}
+
+/**
+ * Spools one delay warning (`Action: delayed`, RFC 3464) to the sender for
+ * the recipients of `meta` named in `delayed`; resolves with its queue id,
+ * or null when none may go: a message with the null sender, or one minimta
+ * made itself, never gets a DSN (RFC 5321 §4.5.5).
+ */
+export async function warnDelayed(
+  spool: Spool,
+  meta: MessageMeta,
+  body: Uint8Array,
+  delayed: FailedRecipient[],
+  options: WarnDelayedOptions,
+): Promise<string | null> {
+  if (!delayed.length || meta.from === "" || meta.is_bounce) return null;
+  const created = await spool.create([buildDsn(meta, body, delayed, options)], {
+    from: "",
+    recipients: [meta.from],
+    message_id: null,
+    auth_user: null,
+    client_ip: null,
+    is_bounce: true,
+    smtputf8: false,
+    eight_bit: false,
+  });
+  return created.id;
 }

@@ -11,7 +11,7 @@ import { DomainGate } from "./domain_gate.ts";
 import { DueQueue } from "./due_queue.ts";
 import { QueueIndex } from "./queue_index.ts";
 import { applyOperation } from "./operations.ts";
-import { bounceFailed } from "./dsn.ts";
+import { bounceFailed, warnDelayed } from "./dsn.ts";
 import { describe, local, type RecipientOutcome } from "./outcome.ts";
 import { nextStep } from "./next_step.ts";
 import { recordOutcomes } from "./record_outcomes.ts";
@@ -40,6 +40,12 @@ export interface DeliveryEngineOptions {
   retrySchedule: number[];
   /** Deferred recipients fail after this long in the queue (`delivery.max_queue_lifetime`). */
   maxQueueLifetimeMs: number;
+  /**
+   * Once a recipient is still deferred this long after the message was
+   * queued, the sender gets one `Action: delayed` DSN (Postfix's
+   * delay_warning_time); 0 for none (`delivery.delay_warning`).
+   */
+  delayWarningMs: number;
   /** Where delivery events (attempts, bounces, expiry, operator actions) go. */
   emit: EmitEvent;
   /** Where recipients that hard-bounce (see {@linkcode suppressible}) are added; null for none. @default null */
@@ -485,6 +491,12 @@ export class DeliveryEngine {
         this.#o.emit({ type: "held", queue_id: meta.id });
         return;
       case "defer":
+        await this.#warnDelayed(
+          meta,
+          body,
+          meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred"),
+          now,
+        );
         meta.state = "deferred";
         meta.next_attempt_at = step.nextAttemptAt.toISOString();
         await this.#o.spool.writeMeta(meta);
@@ -511,6 +523,65 @@ export class DeliveryEngine {
     await this.#o.spool.remove(meta.id);
     this.index.delete(meta.id);
     this.#o.emit({ type: "removed", queue_id: meta.id });
+  }
+
+  /**
+   * `delivery.delay_warning`: the deferred recipients that have waited that
+   * long and were not warned yet get one `Action: delayed` DSN to the sender
+   * and a `delayed` event each. `delay_warned_at` is set in the metadata,
+   * which the caller writes next: the warning goes once, also across
+   * restarts (a crash between the DSN and that write sends it twice, as
+   * with bounces, never not at all).
+   */
+  async #warnDelayed(
+    meta: MessageMeta,
+    body: Uint8Array,
+    open: RecipientState[],
+    now: Date,
+  ): Promise<void> {
+    const after = this.#o.delayWarningMs;
+    const age = now.getTime() - Date.parse(meta.created_at);
+    if (after <= 0 || age < after) return;
+    const due = open.filter((r) => r.status === "deferred" && !r.delay_warned_at);
+    if (!due.length) return;
+    const dsnId = await warnDelayed(
+      this.#o.spool,
+      meta,
+      body,
+      due.map((r) => ({
+        address: r.address,
+        status: r.last_status ?? "4.0.0",
+        diagnostic: r.last_error ?? "",
+        remote: r.remote,
+      })),
+      {
+        hostname: this.#o.hostname,
+        now,
+        willRetryUntil: new Date(Date.parse(meta.created_at) + this.#o.maxQueueLifetimeMs),
+      },
+    );
+    for (const r of due) {
+      r.delay_warned_at = now.toISOString();
+      const last = r.history?.at(-1);
+      this.#o.emit({
+        type: "delayed",
+        queue_id: meta.id,
+        recipient: r.address,
+        relay: r.remote,
+        code: last ? Number(/^\d{3}/.exec(last.text)?.[0]) || null : null,
+        status: r.last_status ?? "4.0.0",
+        text: r.last_error ?? "",
+        attempt: r.attempts,
+        delay_s: Math.round(age / 1000),
+        duration_ms: null,
+        from: meta.from,
+        message_id: meta.message_id,
+        tls: null,
+        ...(meta.list_ids ? { list_ids: meta.list_ids } : {}),
+        ...(meta.subject !== undefined ? { subject: meta.subject } : {}),
+        dsn_id: dsnId,
+      });
+    }
   }
 }
 

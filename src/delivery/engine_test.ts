@@ -68,6 +68,7 @@ function testEngine(
     hostname: "mx.ours.test",
     emit: () => {},
     concurrency: d.concurrency,
+    delayWarningMs: d.delay_warning,
     perDomainConcurrency: d.per_domain_concurrency,
     retrySchedule: d.retry_schedule,
     maxQueueLifetimeMs: d.max_queue_lifetime,

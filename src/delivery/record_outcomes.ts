@@ -77,6 +77,8 @@ export function recordOutcomes(
       tls: outcome.tls
         ? { used: outcome.tls.used, version: outcome.tls.version, verified: outcome.tls.verified }
         : null,
+      ...(meta.list_ids ? { list_ids: meta.list_ids } : {}),
+      ...(meta.subject !== undefined ? { subject: meta.subject } : {}),
     });
   }
 }

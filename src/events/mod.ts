@@ -7,6 +7,7 @@
  * turns an event into its mail-log line.
  */
 import { mailLog } from "../log/mod.ts";
+import type { ListIds } from "../spool/mod.ts";
 
 /** A session opened (after the connection limits let it in). */
 export interface ConnectEvent {
@@ -109,6 +110,38 @@ export interface RecipientEvent {
   from: string;
   message_id: string | null;
   tls: AttemptTls | null;
+  /** The list manager's campaign and subscriber ids, when the message carried them. */
+  list_ids?: ListIds;
+  /** The message's Subject:, when the intake recorded it. */
+  subject?: string | null;
+}
+
+/**
+ * A recipient deferred longer than `delivery.delay_warning`: the sender was
+ * told once with an `Action: delayed` DSN (RFC 3464 §2.3.3). The fields are
+ * those of the recipient's last deferral.
+ */
+export interface DelayedEvent extends Omit<RecipientEvent, "type"> {
+  type: "delayed";
+  /** The warning DSN's queue id; null when none could go (null sender, a bounce). */
+  dsn_id: string | null;
+}
+
+/**
+ * A message that looks like bulk mail (List-Id, Precedence: bulk, a list
+ * manager's headers) without RFC 8058 one-click unsubscribe, or whose From:
+ * domain has no DKIM key. `warned` lets it through, `rejected` refused it.
+ */
+export interface BulkLintEvent {
+  type: "bulk_lint";
+  queue_id: string;
+  result: "warned" | "rejected";
+  /** What is missing, in words. */
+  reason: string;
+  /** Why it looks like bulk mail, e.g. `List-Id`. */
+  signal: string;
+  from: string;
+  user: string | null;
 }
 
 /** A message's open recipients gave up after the queue lifetime. */
@@ -185,11 +218,13 @@ export type IntakeEvent =
   | RejectedEvent
   | ReceivedEvent
   | SignedEvent
+  | BulkLintEvent
   | QueuedEvent;
 
 /** Everything the delivery engine (and the queue commands) emit. */
 export type DeliveryEvent =
   | RecipientEvent
+  | DelayedEvent
   | MessageExpiredEvent
   | BouncedEvent
   | MessageStateEvent

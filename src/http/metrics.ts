@@ -61,6 +61,12 @@ export class Metrics {
       case "suppressed":
         this.#inc("minimta_suppressions_total", { source: event.source });
         break;
+      case "bulk_lint":
+        this.#inc("minimta_bulk_lint_total", { result: event.result });
+        break;
+      case "delayed":
+        this.#inc("minimta_delay_warnings_total", {});
+        break;
       case "delivered":
       case "deferred":
       case "failed":
@@ -116,13 +122,21 @@ export class Metrics {
       ["minimta_auth_failures_total", "Failed submission logins."],
       ["minimta_dkim_signatures_total", "DKIM signatures made."],
       ["minimta_suppressions_total", "Addresses put on the suppression list, by source."],
+      [
+        "minimta_bulk_lint_total",
+        "Bulk mail without RFC 8058 one-click unsubscribe, by result (warned, rejected).",
+      ],
+      ["minimta_delay_warnings_total", "Recipients whose sender got a delay warning DSN."],
     ];
     for (const [name, help] of counters) {
       family(name, "counter", help);
       const series = [...this.#counters].filter(([key]) =>
         key === name || key.startsWith(`${name}{`)
       );
-      if (!series.length && !/rejected|deliveries|suppressions/.test(name)) {
+      const labelled = ["rejected", "deliveries", "suppressions", "bulk_lint"].some((n) =>
+        name.includes(n)
+      );
+      if (!series.length && !labelled) {
         out.push(`${name} 0`);
       }
       for (const [key, value] of series) out.push(`${key} ${value}`);

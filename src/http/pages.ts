@@ -10,9 +10,20 @@ export interface DashboardData {
   lastHour: MinuteCounts[];
   lastDay: MinuteCounts[];
   topDeferred: { domain: string; recipients: number; last_error: string | null }[];
+  /** Users with sending limits; empty when none has any. */
+  limits: SendingLimitRow[];
   now: number;
   /** @default [] */
   providers?: ProviderStatus[];
+}
+
+/** One user's use against their sending limits (recipients). */
+export interface SendingLimitRow {
+  username: string;
+  hour: number;
+  per_hour: number | null;
+  day: number;
+  per_day: number | null;
 }
 
 const KINDS = ["received", "delivered", "deferred", "bounced"] as const;
@@ -56,6 +67,22 @@ export function dashboardPage(d: DashboardData): Html {
                 <td><a href="/queue?q=${encodeURIComponent("@" + t.domain)}">${t.domain}</a></td>
                 <td>${t.recipients}</td>
                 <td>${t.last_error ?? ""}</td>
+              </tr>
+            `
+          )}
+        </table>
+      </div>
+    `}
+    ${d.limits.length === 0 ? html`` : html`
+      <h2>Sending limits</h2>
+      <div class="scroll">
+        <table><tr><th>user</th><th>this hour</th><th>last 24 hours</th></tr>
+          ${d.limits.map((l) =>
+            html`
+              <tr>
+                <td>${l.username}</td>
+                <td>${l.hour} / ${l.per_hour ?? "no limit"}</td>
+                <td>${l.day} / ${l.per_day ?? "no limit"}</td>
               </tr>
             `
           )}

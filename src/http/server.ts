@@ -3,7 +3,14 @@ import { log } from "../log/mod.ts";
 import type { MessageMeta, Suppression } from "../spool/mod.ts";
 import { type Html, html, layout, STYLE } from "./html.ts";
 import type { Gauges, Metrics } from "./metrics.ts";
-import { confirmDeletePage, dashboardPage, loginPage, messagePage, queuePage } from "./pages.ts";
+import {
+  confirmDeletePage,
+  dashboardPage,
+  loginPage,
+  messagePage,
+  queuePage,
+  type SendingLimitRow,
+} from "./pages.ts";
 import { searchSuppressions, suppressionsPage } from "./suppressions_page.ts";
 import { csrfValid, type Session, Sessions } from "./sessions.ts";
 
@@ -18,6 +25,8 @@ export interface HttpDeps {
   operate(id: string, op: "hold" | "release" | "retry" | "delete"): Promise<string>;
   /** The live suppression list, newest first. */
   suppressions(): Suppression[];
+  /** Users with sending limits and their use (recipients this hour and in the last 24 hours). */
+  sendingLimits?(): SendingLimitRow[];
   /** Checks a login: an admin user's password, or the configured admin token. */
   login(username: string, password: string, clientIp: string): Promise<string | null>;
 }
@@ -142,6 +151,7 @@ class StatusApp {
         lastHour: lastDay.slice(-60),
         lastDay,
         topDeferred: d.index.topDeferredDomains(10),
+        limits: d.sendingLimits?.() ?? [],
         now,
         providers: d.gauges().providers ?? [],
       };

@@ -175,7 +175,9 @@ export type MailLogName =
   | "released"
   | "suppressed"
   | "unsuppressed"
-  | "provider_suspended";
+  | "provider_suspended"
+  | "delayed"
+  | "bulk_lint";
 
 /**
  * Writes one mail-log event. `fields` should carry `queue_id` whenever the
@@ -183,7 +185,8 @@ export type MailLogName =
  */
 export function mailLog(event: MailLogName, fields: Record<string, unknown>): void {
   const logger = getLogger(["minimta", "mail"]);
-  const level = event === "rejected" || event === "auth_failure" || event === "provider_suspended"
+  const level = event === "rejected" || event === "auth_failure" ||
+      event === "provider_suspended" || event === "bulk_lint"
     ? "warning"
     : "info";
   logger[level](event, { event, ...fields });

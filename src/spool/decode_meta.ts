@@ -76,17 +76,38 @@ function metaProblem(value: unknown, id: string): string | null {
   if (!Array.isArray(recipients) || recipients.length === 0) {
     return "recipients is not a non-empty list";
   }
+  const optional = optionalProblem(value);
+  if (optional) return optional;
   for (const [i, rcpt] of recipients.entries()) {
     const where = `recipients[${i}]`;
     if (!isObject(rcpt)) return `${where} is not an object`;
     const problem = fieldsProblem(rcpt, RECIPIENT);
     if (problem) return `${where}.${problem}`;
+    if (rcpt.delay_warned_at !== undefined && !isDate(rcpt.delay_warned_at)) {
+      return `${where}.delay_warned_at has a wrong type or value`;
+    }
     if (rcpt.history === undefined) continue;
     if (!Array.isArray(rcpt.history)) return `${where}.history is not a list`;
     for (const [j, attempt] of rcpt.history.entries()) {
       if (!isObject(attempt)) return `${where}.history[${j}] is not an object`;
       const bad = fieldsProblem(attempt, ATTEMPT);
       if (bad) return `${where}.history[${j}].${bad}`;
+    }
+  }
+  return null;
+}
+
+// The optional top-level fields, checked only when present (older files lack them).
+function optionalProblem(value: Record<string, unknown>): string | null {
+  if (value.subject !== undefined && !orNull(isString)(value.subject)) {
+    return "subject has a wrong type or value";
+  }
+  const ids = value.list_ids;
+  if (ids === undefined) return null;
+  if (!isObject(ids)) return "list_ids is not an object";
+  for (const [key, id] of Object.entries(ids)) {
+    if (!["listmonk_campaign", "listmonk_subscriber"].includes(key) || !isString(id)) {
+      return `list_ids.${key} has a wrong type or value`;
     }
   }
   return null;

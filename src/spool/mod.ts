@@ -19,6 +19,7 @@ export {
   type SuppressionSource,
 } from "./suppression_list.ts";
 export type {
+  ListIds,
   MessageMeta,
   MessageState,
   NewMessage,

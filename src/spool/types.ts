@@ -16,6 +16,16 @@ export interface RecipientState {
   updated_at: string | null;
   /** The last attempts, oldest first (at most 10): when, outcome and the remote reply (at most 1 KB). */
   history?: AttemptRecord[];
+  /** When the delay warning (`delivery.delay_warning`) went to the sender: it goes once. */
+  delay_warned_at?: string;
+}
+
+/** The list manager's ids of a campaign message, read from its headers at intake. */
+export interface ListIds {
+  /** `X-Listmonk-Campaign`: the campaign's UUID. */
+  listmonk_campaign?: string;
+  /** `X-Listmonk-Subscriber`: the subscriber's UUID. */
+  listmonk_subscriber?: string;
 }
 
 /**
@@ -55,6 +65,10 @@ export interface MessageMeta {
   smtputf8: boolean;
   /** The body has bytes above 0x7f (RFC 6152). */
   eight_bit: boolean;
+  /** Campaign and subscriber ids for bounce webhooks in the list manager's format. */
+  list_ids?: ListIds;
+  /** The Subject: field (at most 200 characters), for webhook formats that carry it. */
+  subject?: string | null;
 }
 
 /** What a new message needs; the spool fills in id, times, size and state. */

@@ -68,6 +68,7 @@ async function setup(dir: string): Promise<{ intake: Intake; signMs: number[] }>
     hostname: "mx.ours.test",
     spool,
     sign,
+    bulkLint: "warn",
     maxMessageSize: DEFAULTS.server.max_message_size,
     bareNewline: DEFAULTS.server.bare_newline,
     emit: () => {},

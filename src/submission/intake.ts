@@ -1,4 +1,4 @@
-import { senderAllowed, type User } from "../auth/mod.ts";
+import { senderAllowed, type SendingLimits, type User } from "../auth/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import {
@@ -8,6 +8,7 @@ import {
   type Suppression,
   type SuppressionList,
 } from "../spool/mod.ts";
+import { bulkSignal, lintBulk, listIds } from "./bulk_lint.ts";
 import { checkRecipient, checkSender } from "./envelope_address.ts";
 import { type IntakeMessage, prepareIntakeMessage } from "./intake_message.ts";
 import type { Mailbox } from "./mailbox_list.ts";
@@ -38,6 +39,14 @@ export interface IntakeOptions {
   emit: EmitEvent;
   /** Addresses refused at RCPT because they hard-bounced; null for none. @default null */
   suppressions?: SuppressionList | null;
+  /**
+   * Bulk mail without RFC 8058 one-click unsubscribe: let through (`off`),
+   * let through with a `bulk_lint` event (`warn`), or refuse (`reject`)
+   * (`server.bulk_lint`).
+   */
+  bulkLint: "off" | "warn" | "reject";
+  /** Per-user sending limits; none when absent. */
+  limits?: SendingLimits;
   /** The clock. @default () => new Date() */
   now?: () => Date;
 }
@@ -69,7 +78,7 @@ const logger = log("submission");
  * Refusals are {@linkcode SmtpRejection}s with the reply to give.
  */
 export class Intake {
-  #o: Required<Omit<IntakeOptions, "sign">> & IntakeOptions;
+  #o: Required<Omit<IntakeOptions, "sign" | "limits">> & IntakeOptions;
 
   constructor(options: IntakeOptions) {
     this.#o = { now: () => new Date(), suppressions: null, ...options };
@@ -102,6 +111,24 @@ export class Intake {
     return entry ? suppressedRefusal(address, entry) : null;
   }
 
+  /**
+   * The refusal for one more RCPT of `user` when it would go over the user's
+   * sending limit (`pending` recipients of the transaction, this one
+   * included); null when there is room. RFC 3463 §3.8: 4.7.1, a temporary
+   * policy refusal, so the client tries again later.
+   */
+  checkLimit(user: User | null, pending: number): SmtpRejection | null {
+    if (!user || !this.#o.limits) return null;
+    const verdict = this.#o.limits.check(user, pending);
+    if (!verdict) return null;
+    const at = verdict.retryAt.toISOString().slice(11, 16);
+    return new SmtpRejection(
+      452,
+      "4.7.1",
+      `sending limit of ${verdict.limit} per ${verdict.window} reached; try again after ${at} UTC`,
+    );
+  }
+
   /** Checks, fixes, signs and spools a message; resolves with its queue id. */
   async accept(sub: Submission): Promise<string> {
     try {
@@ -131,6 +158,10 @@ export class Intake {
       now: this.#o.now(),
     });
     if (sub.user) checkAuthor(sub.user, message);
+    // Parallel sessions may each have passed their RCPT check: the last word is here.
+    const over = this.checkLimit(sub.user, sub.recipients.length);
+    if (over) throw over;
+    const bulk = this.#lintBulk(queueId, sub, message);
     this.#o.emit({
       type: "received",
       queue_id: queueId,
@@ -144,7 +175,16 @@ export class Intake {
     // The signing domain is the From: address the check above read, never a second
     // reading of the header; a From: the parser refused (only possible without a user)
     // is not signed.
-    const parts = await this.#sign(queueId, message.parts, message.from?.[0]?.domain ?? null);
+    const domain = message.from?.[0]?.domain ?? null;
+    const parts = await this.#sign(queueId, message.parts, domain);
+    if (bulk && parts === message.parts) {
+      // DMARC aligns a DKIM signature only with the From: domain (RFC 7489 §3.1.1).
+      logger.warn(
+        "Bulk mail {queue_id} from {domain} is not DKIM-signed: no dkim[] key for that domain, so DMARC cannot pass on DKIM",
+        { queue_id: queueId, domain: domain ?? "(none)" },
+      );
+    }
+    const ids = listIds(message.fields);
     const meta = await this.#o.spool.create(parts, {
       id: queueId,
       from: sub.from,
@@ -156,7 +196,18 @@ export class Intake {
       smtputf8: sub.smtputf8 ||
         [sub.from, ...sub.recipients].some((a) => /[\u0080-\uffff]/.test(a)),
       eight_bit: sub.normalizer.eightBit,
+      ...(ids ? { list_ids: ids } : {}),
+      subject: message.subject,
     });
+    if (sub.user?.limits && this.#o.limits) {
+      // The message is queued whatever happens here: a lost count must not make the client resend.
+      await this.#o.limits.add(sub.user.username, sub.recipients.length).catch((error) =>
+        logger.error("Cannot store the sending count of {user}: {error}", {
+          user: sub.user?.username,
+          error: String(error),
+        })
+      );
+    }
     this.#o.emit({
       type: "queued",
       queue_id: meta.id,
@@ -166,6 +217,35 @@ export class Intake {
       message_id: message.messageId,
     });
     return meta.id;
+  }
+
+  /**
+   * `server.bulk_lint`: a message that looks like bulk mail but lacks
+   * one-click unsubscribe is counted (`warn`) or refused (`reject`). Returns
+   * whether the message looks like bulk mail.
+   */
+  #lintBulk(queueId: string, sub: Submission, message: IntakeMessage): boolean {
+    if (this.#o.bulkLint === "off") return false;
+    const finding = lintBulk(message.fields);
+    if (!finding) return bulkSignal(message.fields) !== null;
+    const reject = this.#o.bulkLint === "reject";
+    this.#o.emit({
+      type: "bulk_lint",
+      queue_id: queueId,
+      result: reject ? "rejected" : "warned",
+      reason: `missing ${finding.missing}`,
+      signal: finding.signal,
+      from: sub.from,
+      user: sub.user?.username ?? null,
+    });
+    if (reject) {
+      throw new SmtpRejection(
+        550,
+        "5.7.9",
+        "Bulk mail needs one-click unsubscribe (RFC 8058): add List-Unsubscribe: <https://…> and List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+      );
+    }
+    return true;
   }
 
   async #sign(queueId: string, parts: Uint8Array[], domain: string | null): Promise<Uint8Array[]> {

@@ -33,6 +33,10 @@ export interface IntakeMessage {
   /** The mailboxes of the Sender: field, likewise (valid with exactly one). */
   sender: Mailbox[] | null;
   messageId: string | null;
+  /** The header fields of the submitted message (after the removals), for checks on them. */
+  fields: HeaderField[];
+  /** The Subject: field (UTF-8 where it decodes), at most 200 characters; null when absent. */
+  subject: string | null;
 }
 
 // Postfix's hopcount_limit: a message with this many Received: fields is looping.
@@ -82,7 +86,15 @@ export function prepareIntakeMessage(
     added.push({ name: "message-id", raw: `Message-ID: ${messageId}` });
   }
   const all = [receivedField(ctx), ...kept, ...added];
-  return { parts: serializeMessage(all, body), from, sender, messageId };
+  const subjectField = kept.find((f) => f.name === "subject");
+  return {
+    parts: serializeMessage(all, body),
+    from,
+    sender,
+    messageId,
+    fields: kept,
+    subject: subjectField ? utf8OrLatin1(fieldValue(subjectField)).slice(0, 200) : null,
+  };
 }
 
 // Header bytes are kept as latin1 (one char per byte); a mailbox is read from their
@@ -95,6 +107,14 @@ function mailboxes(field: HeaderField): Mailbox[] | null {
     return null;
   }
   return parseMailboxList(text);
+}
+
+function utf8OrLatin1(text: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(latin1Encode(text));
+  } catch {
+    return text;
+  }
 }
 
 /** `Sun, 22 Nov 2026 00:25:00 +0000` (RFC 5322 §3.3). */

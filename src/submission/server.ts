@@ -386,7 +386,13 @@ export class SubmissionServer {
       // RFC 5321 §4.5.3.1.10: 452, and the transaction goes on with those accepted.
       refusal = new SmtpRejection(452, "4.5.3", "Too many recipients");
     } else {
-      refusal = checkRecipient(address.address) ?? this.#o.intake.checkSuppressed(address.address);
+      refusal = checkRecipient(address.address) ??
+        this.#o.intake.checkSuppressed(address.address) ??
+        // Nothing is queued over a user's sending limit; the client keeps the rest.
+        this.#o.intake.checkLimit(
+          this.#state.get(session)?.user ?? null,
+          session.envelope.rcptTo.length + 1,
+        );
     }
     if (refusal) this.#reject(session, "rcpt_to", refusal, { to: address.address });
     cb(refusal);

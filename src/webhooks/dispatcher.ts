@@ -1,37 +1,28 @@
-import { createHmac } from "node:crypto";
-import type { MailEvent, SuppressedEvent } from "../events/mod.ts";
+import type { MailEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import type { Outbox } from "../spool/mod.ts";
-
-/** A configured receiver (`webhooks:` in the config). */
-export interface WebhookTarget {
-  url: string;
-  events: WebhookEventType[];
-  secret: string;
-}
-
-/** What happened to one recipient; `suppressed`: put on the suppression list. */
-export type WebhookEventType = "delivered" | "deferred" | "bounced" | "expired" | "suppressed";
-
-/** The JSON body posted for one recipient and attempt. */
-export interface WebhookEvent {
-  /** Unique per event, the same on every retry: receivers de-duplicate on it. */
-  id: string;
-  event: WebhookEventType;
-  queue_id: string;
-  message_id: string | null;
-  sender: string;
-  recipient: string;
-  reply: { code: number | null; status: string; text: string; remote: string | null };
-  attempt: number;
-  occurred_at: string;
-}
+import {
+  buildRequest,
+  minimtaHeaders,
+  type WebhookEventType,
+  type WebhookFormat,
+  type WebhookTarget,
+} from "./formats.ts";
 
 /** An outbox record: one event for one target. */
 export interface Pending {
   url: string;
   body: string;
   event: WebhookEventType;
+  /** The target's format; absent in records written before formats existed (minimta). */
+  format?: WebhookFormat;
+  /**
+   * The headers to send, signatures included, made when the event was
+   * stored. Basic-auth credentials are not among them: they are added from
+   * the config at each attempt, so no password is written to the spool.
+   * Absent in older records: the minimta headers are made when posting.
+   */
+  headers?: Record<string, string>;
   attempts: number;
   next_at: number;
   created_at: number;
@@ -61,9 +52,9 @@ const POSTS_PER_TARGET = 4;
 type Entry = { id: string; value: Pending };
 
 /**
- * Posts a signed JSON event per delivered, deferred, bounced and expired
- * recipient, and per address put on the suppression list, to each
- * configured URL. Events go first into a durable outbox
+ * Posts a signed JSON event per delivered, deferred, bounced, expired and
+ * delayed recipient, and per address put on the suppression list, to each configured URL, in the target's format
+ * (`src/webhooks/formats.ts`). Events go first into a durable outbox
  * in the spool, so a receiver that is down gets them later, also after a
  * restart; posting never blocks delivery.
  */
@@ -98,10 +89,21 @@ export class WebhookDispatcher {
   /** Takes one mail event; recipient outcomes go to the targets that want them. Bound. */
   readonly record = (event: MailEvent): void => {
     if (this.#stopped) return;
-    const webhook = event.type === "suppressed"
-      ? toSuppressedEvent(event, this.#o.now())
-      : toWebhookEvent(event, this.#o.now());
-    if (webhook) this.#enqueue(webhook);
+    const now = this.#o.now();
+    for (const target of this.#o.targets) {
+      const request = buildRequest(target, event, now);
+      if (!request) continue;
+      this.#enqueue({
+        url: target.url,
+        body: request.body,
+        event: request.event,
+        format: target.format ?? "minimta",
+        headers: request.headers,
+        attempts: 0,
+        next_at: now,
+        created_at: now,
+      });
+    }
   };
 
   /** Stops; events still in the outbox are posted after the next start. */
@@ -113,25 +115,13 @@ export class WebhookDispatcher {
     await Promise.all(this.#busy.values());
   }
 
-  #enqueue(event: WebhookEvent): void {
-    const body = JSON.stringify(event);
-    const now = this.#o.now();
-    for (const target of this.#o.targets.filter((t) => t.events.includes(event.event))) {
-      const pending: Pending = {
-        url: target.url,
-        body,
-        event: event.event,
-        attempts: 0,
-        next_at: now,
-        created_at: now,
-      };
-      this.#writes = this.#writes
-        .then(() => this.#o.outbox.add(pending))
-        .then(
-          () => this.#kick(0),
-          (error) => logger.error("Cannot store webhook event: {error}", { error: String(error) }),
-        );
-    }
+  #enqueue(pending: Pending): void {
+    this.#writes = this.#writes
+      .then(() => this.#o.outbox.add(pending))
+      .then(
+        () => this.#kick(0),
+        (error) => logger.error("Cannot store webhook event: {error}", { error: String(error) }),
+      );
   }
 
   #kick(delay: number): void {
@@ -233,17 +223,24 @@ export class WebhookDispatcher {
   }
 
   async #post(pending: Pending): Promise<boolean> {
-    const target = this.#o.targets.find((t) => t.url === pending.url);
+    const format = pending.format ?? "minimta";
+    const target = this.#o.targets.find((t) =>
+      t.url === pending.url && (t.format ?? "minimta") === format
+    );
     if (!target) return true; // no longer configured: nothing to deliver to
+    const headers: Record<string, string> = {
+      ...(pending.headers ?? minimtaHeaders(target.secret, pending.event, pending.body)),
+      "user-agent": "minimta-webhooks",
+    };
+    if (target.username) {
+      // RFC 7617: user-id ":" password, base64 of its UTF-8.
+      const pair = new TextEncoder().encode(`${target.username}:${target.password ?? ""}`);
+      headers.authorization = `Basic ${btoa(String.fromCharCode(...pair))}`;
+    }
     try {
       const response = await this.#o.fetch(pending.url, {
         method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "user-agent": "minimta-webhooks",
-          "x-minimta-event": pending.event,
-          "x-minimta-signature": `sha256=${sign(target.secret, pending.body)}`,
-        },
+        headers,
         body: pending.body,
         signal: AbortSignal.timeout(this.#o.timeoutMs),
       });
@@ -254,50 +251,4 @@ export class WebhookDispatcher {
       return false;
     }
   }
-}
-
-/** HMAC-SHA256 of the body under the target's secret, hex. */
-export function sign(secret: string, body: string): string {
-  return createHmac("sha256", secret).update(body).digest("hex");
-}
-
-/** The webhook event for one recipient's mail event; null for events webhooks do not carry. */
-export function toWebhookEvent(event: MailEvent, now: number): WebhookEvent | null {
-  if (
-    event.type !== "delivered" && event.type !== "deferred" && event.type !== "failed" &&
-    event.type !== "expired"
-  ) return null;
-  return {
-    id: crypto.randomUUID(),
-    // A receiver's name for a permanent failure is "bounced".
-    event: event.type === "failed" ? "bounced" : event.type,
-    queue_id: event.queue_id,
-    message_id: event.message_id,
-    sender: event.from,
-    recipient: event.recipient,
-    reply: { code: event.code, status: event.status, text: event.text, remote: event.relay },
-    attempt: event.attempt,
-    occurred_at: new Date(now).toISOString(),
-  };
-}
-
-// The `suppressed` mail-log event: the bounce that caused it (queue_id and
-// reply), or an operator's addition (queue_id "", the reason as reply text).
-function toSuppressedEvent(event: SuppressedEvent, now: number): WebhookEvent {
-  return {
-    id: crypto.randomUUID(),
-    event: "suppressed",
-    queue_id: event.queue_id ?? "",
-    message_id: event.message_id,
-    sender: event.from,
-    recipient: event.recipient,
-    reply: {
-      code: event.code,
-      status: event.status ?? "",
-      text: event.text,
-      remote: event.relay,
-    },
-    attempt: 0,
-    occurred_at: new Date(now).toISOString(),
-  };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { MailEvent, RecipientEvent } from "../events/mod.ts";
-import { toWebhookEvent } from "./dispatcher.ts";
+import { toWebhookEvent } from "./formats.ts";
 
 function attempt(type: RecipientEvent["type"]): RecipientEvent {
   return {
