@@ -9,28 +9,9 @@ export { hashPassword, verifyPassword } from "./password.ts";
 export { allowedSenders, senderAllowed } from "./sender_policy.ts";
 export {
   type LimitRecord,
-  type LimitStore,
   type LimitUsage,
-  type LimitVerdict,
   SendingLimits,
   type SendingLimitsOptions,
 } from "./sending_limits.ts";
-export {
-  type AuthAttempt,
-  AuthThrottle,
-  type AuthThrottleOptions,
-  type FailureVerdict,
-} from "./throttle.ts";
-export {
-  formatUsers,
-  parseJsonUsers,
-  parseTxtUsers,
-  plaintextUsers,
-  readUsersFile,
-  type User,
-  type UserLimits,
-  UsersFileError,
-  type UsersFormat,
-  usersFormat,
-  writeUsersFile,
-} from "./users.ts";
+export { AuthThrottle, type AuthThrottleOptions } from "./throttle.ts";
+export { plaintextUsers, readUsersFile, type User, usersFormat, writeUsersFile } from "./users.ts";

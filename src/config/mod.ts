@@ -10,7 +10,7 @@ import { ConfigKeyError, validate } from "./_schema.ts";
 import { DEFAULTS, embeddedDefault } from "./defaults.ts";
 import type { Config, LoadedConfig } from "./types.ts";
 
-export type { Config, LoadedConfig, ProviderConfig, ThrottleRuleConfig } from "./types.ts";
+export type { Config, LoadedConfig } from "./types.ts";
 export { BUILTIN_PROVIDERS, BUILTIN_THROTTLE_RULES, DEFAULTS } from "./defaults.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
 export { splitHostPort } from "./_schema.ts";

@@ -6,36 +6,11 @@
  * message. The engine owns scheduling; the transport makes one attempt and
  * returns each recipient's outcome as data.
  */
-export { DeliveryEngine, type DeliveryEngineOptions, type DeliveryTransport } from "./engine.ts";
-export { applyOperation, type Operation, type OperationResult } from "./operations.ts";
-export {
-  type AttemptRequest,
-  type Relay,
-  type RouteLookup,
-  SmtpTransport,
-  type SmtpTransportOptions,
-} from "./smtp_transport.ts";
-export { describe, type RecipientOutcome } from "./outcome.ts";
-export { bounceFailed, buildDsn, type FailedRecipient } from "./dsn.ts";
-export { recordOutcomes } from "./record_outcomes.ts";
-export { isExpired, retryDelay } from "./retry.ts";
-export { suppressible } from "./suppress_policy.ts";
+export { DeliveryEngine, type DeliveryEngineOptions } from "./engine.ts";
+export { applyOperation, type Operation } from "./operations.ts";
+export { SmtpTransport, type SmtpTransportOptions } from "./smtp_transport.ts";
 export { type IndexEntry, QueueIndex, type SearchOptions } from "./queue_index.ts";
-export { SessionPool, type SessionPoolOptions } from "./session_pool.ts";
+export { type SessionPoolOptions } from "./session_pool.ts";
 export { Semaphore } from "./semaphore.ts";
-export {
-  isDeferral,
-  ProviderShaper,
-  type ProviderShaperOptions,
-  type ProviderStatus,
-  type Warmup,
-} from "./shaper.ts";
-export {
-  hostMatches,
-  matchRule,
-  mergeProviders,
-  parseRate,
-  type Provider,
-  providerFor,
-  type ThrottleRule,
-} from "./shaping.ts";
+export { ProviderShaper, type ProviderShaperOptions, type ProviderStatus } from "./shaper.ts";
+export { mergeProviders } from "./shaping.ts";

@@ -20,33 +20,20 @@
 export { type DkimKey, loadDkimKeys } from "./dkim_key.ts";
 export { DkimSigner } from "./dkim_signer.ts";
 export { parseKeyRecord, publicKeyRecordData, zoneStrings } from "./public_key.ts";
-export {
-  type GeneratedDkimKey,
-  generateDkimKey,
-  type GenerateDkimKeyOptions,
-} from "./generate_dkim_key.ts";
+export { generateDkimKey, type GenerateDkimKeyOptions } from "./generate_dkim_key.ts";
 export {
   checkSpf,
   type CheckSpfOptions,
-  type DmarcRecord,
-  type DnsAnswerLike,
   type DnsQuestion,
   findDmarcRecord,
-  type SpfVerdict,
 } from "./sender_auth.ts";
 export {
-  type DkimConfigEntry,
   readRotationState,
   RETIRED_KEEP_MS,
-  type RotatingKeyConfig,
   rotatingKeyConfig,
   ROTATION_STATE_FILE,
   type RotationState,
   type RotationView,
   rotationView,
 } from "./key_rotation.ts";
-export {
-  type KeySwitch,
-  RotationWatcher,
-  type RotationWatcherOptions,
-} from "./rotation_watcher.ts";
+export { RotationWatcher, type RotationWatcherOptions } from "./rotation_watcher.ts";

@@ -11,18 +11,8 @@ export { MessageNotFoundError, SpoolFullError } from "./errors.ts";
 export { newQueueId } from "./queue_id.ts";
 export { Outbox } from "./outbox.ts";
 export {
-  type NewSuppression,
   type Suppression,
-  suppressionKey,
   SuppressionList,
   type SuppressionListOptions,
-  type SuppressionSource,
 } from "./suppression_list.ts";
-export type {
-  ListIds,
-  MessageMeta,
-  MessageState,
-  NewMessage,
-  RecipientState,
-  RecipientStatus,
-} from "./types.ts";
+export type { ListIds, MessageMeta, MessageState, RecipientState } from "./types.ts";

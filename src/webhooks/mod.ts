@@ -8,14 +8,4 @@
  * blocking delivery.
  */
 export { type Pending, WebhookDispatcher, type WebhookDispatcherOptions } from "./dispatcher.ts";
-export {
-  buildRequest,
-  postalSignatures,
-  sign,
-  toWebhookEvent,
-  type WebhookEvent,
-  type WebhookEventType,
-  type WebhookFormat,
-  type WebhookRequest,
-  type WebhookTarget,
-} from "./formats.ts";
+export { postalSignatures, type WebhookEvent, type WebhookTarget } from "./formats.ts";
