@@ -85,6 +85,19 @@ export class ScriptedMx {
     return (this.#server.address() as net.AddressInfo).port;
   }
 
+  /**
+   * The `index`th connection once it has been accepted (a loaded machine
+   * may take longer than any fixed pause), within `timeoutMs`.
+   */
+  async connection(index = 0, timeoutMs = 10_000): Promise<FakeConn> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.conns[index]) {
+      if (Date.now() > deadline) throw new Error(`No connection ${index} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return this.conns[index];
+  }
+
   /** Bytes the client sent on the first connection, as latin1 text. */
   wireText(index = 0): string {
     return String.fromCharCode(...this.conns[index]?.wire ?? []);

@@ -283,8 +283,7 @@ Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline
   const mx = await ScriptedMx.start({ greeting: "" });
   try {
     const pending = openSession(opts(mx, { timeouts: { greeting: 2000 } }));
-    await new Promise((r) => setTimeout(r, 50));
-    await mx.conns[0].trickle("220-mx.test\r\n220 hi\r\n", 1);
+    await (await mx.connection(0)).trickle("220-mx.test\r\n220 hi\r\n", 1);
     const s = await pending;
     await s.quit();
   } finally {
@@ -294,8 +293,10 @@ Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline
   try {
     const started = Date.now();
     const pending = openSession(opts(slow, { timeouts: { greeting: 300 } })).catch((e) => e);
-    await new Promise((r) => setTimeout(r, 50));
-    const trickling = slow.conns[0].trickle("220-" + "x".repeat(40) + "\r\n220 hi\r\n", 20);
+    const trickling = (await slow.connection(0)).trickle(
+      "220-" + "x".repeat(40) + "\r\n220 hi\r\n",
+      20,
+    );
     const err = await pending;
     ok(err instanceof SmtpError && err.message.includes("Timed out"), String(err));
     ok(Date.now() - started < 1000);
