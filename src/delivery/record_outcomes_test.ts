@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { MailEvent } from "../events/mod.ts";
-import type { MessageMeta } from "../spool/mod.ts";
+import { type MessageMeta, pendingRecipient } from "../spool/mod.ts";
 import { local, type RecipientOutcome } from "./outcome.ts";
 import { recordOutcomes } from "./record_outcomes.ts";
 
@@ -11,15 +11,7 @@ function meta(addresses: string[]): MessageMeta {
     version: 1,
     id: "Q1",
     from: "news@ours.test",
-    recipients: addresses.map((address) => ({
-      address,
-      status: "pending",
-      attempts: 0,
-      last_error: null,
-      last_status: null,
-      remote: null,
-      updated_at: null,
-    })),
+    recipients: addresses.map(pendingRecipient),
     state: "queued",
     created_at: "2026-12-02T09:59:00Z",
     next_attempt_at: "2026-12-02T09:59:00Z",
