@@ -1,28 +1,18 @@
 import assert from "node:assert/strict";
 import type { MailEvent } from "../events/mod.ts";
-import { type MessageMeta, pendingRecipient, Spool } from "../spool/mod.ts";
+import { type MessageMeta, Spool } from "../spool/mod.ts";
 import { bounceFailed, buildDsn, type FailedRecipient, warnDelayed } from "./dsn.ts";
+import { testMeta } from "./_test_meta.ts";
 
 const NOW = new Date("2026-12-02T10:00:00Z");
 const original = new TextEncoder().encode(
   "From: a@ours.test\r\nSubject: quarterly report\r\nMessage-ID: <m1@ours.test>\r\n\r\nsecret body\r\n",
 );
-const meta: MessageMeta = {
-  version: 1,
-  id: "Q1",
+const meta = testMeta(["bad@dest.test", "slow@dest.test"], {
   from: "a@ours.test",
-  recipients: ["bad@dest.test", "slow@dest.test"].map(pendingRecipient),
-  state: "queued",
   created_at: "2026-12-02T09:00:00Z",
-  next_attempt_at: "2026-12-02T09:00:00Z",
   size: original.length,
-  message_id: "<m1@ours.test>",
-  auth_user: null,
-  client_ip: null,
-  is_bounce: false,
-  smtputf8: false,
-  eight_bit: false,
-};
+});
 const bad: FailedRecipient = {
   address: "bad@dest.test",
   status: "5.1.1",
