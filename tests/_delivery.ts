@@ -3,8 +3,9 @@
  * fake DNS, submitting through the real intake, and reading the mail log
  * and the spool for what happened to a message.
  */
-import type { FakeDns } from "./_dns.ts";
-import { ALICE, type Mta, queuedId } from "./_harness.ts";
+import { FakeDns, type Zone } from "./_dns.ts";
+import { ALICE, freePorts, Mta, type MtaOptions, queuedId } from "./_harness.ts";
+import { FakeMx, loopbackNet, type MxScript } from "./_mx.ts";
 
 /** Options of {@linkcode deliveryConfig}. */
 export interface DeliveryConfigOptions {
@@ -30,6 +31,100 @@ export function deliveryConfig(options: DeliveryConfigOptions): Record<string, u
     data_timeout: "10s",
     ...rest,
   };
+}
+
+/**
+ * The names of a delivery test: recipient domain dest.test with its MX
+ * mx1.dest.test on net(2), our own domain ours.test (where DSNs go) with its
+ * MX on net(9). `extra` adds or replaces names.
+ */
+export function deliveryZone(net: (n: number) => string, extra: Zone = {}): Zone {
+  return {
+    "dest.test": { MX: [[10, "mx1.dest.test"]] },
+    "mx1.dest.test": { A: [net(2)] },
+    "ours.test": { MX: [[10, "mx.ours.test"]] },
+    "mx.ours.test": { A: [net(9)] },
+    ...extra,
+  };
+}
+
+/** Options of {@linkcode deliveryWorld}. */
+export interface DeliveryWorldOptions {
+  /** Names added to or replacing those of {@linkcode deliveryZone}, given `net`. @default {} */
+  zone?: Zone | ((net: (n: number) => string) => Zone);
+  /** How mx1.dest.test (net(2)) behaves; null: nothing of the world's listens there. @default {} */
+  mx?: MxScript | null;
+  /** A fake MX for ours.test (net(9)) that receives the DSNs. @default false */
+  capture?: boolean;
+  /** `delivery` config keys over {@linkcode deliveryConfig}'s. @default {} */
+  delivery?: Record<string, unknown>;
+  /** Other options of the daemon (e.g. `noStart`, `dkim`). @default {} */
+  mta?: Omit<MtaOptions, "config">;
+}
+
+/** A running delivery test world; disposing of it stops the daemon, then the fakes. */
+export interface DeliveryWorld {
+  /** The loopback network's addresses, net(n). */
+  net: (n: number) => string;
+  /** The port every fake MX of the world listens on. */
+  port: number;
+  dns: FakeDns;
+  /** mx1.dest.test; throws when the world has none. */
+  readonly mx: FakeMx;
+  /** The DSN receiver of ours.test; throws when the world has none. */
+  readonly capture: FakeMx;
+  mta: Mta;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts the usual delivery test: the fake DNS with {@linkcode deliveryZone},
+ * a fake MX for dest.test, optionally the DSN receiver for ours.test, and the
+ * daemon delivering through them. Other peers (mx2 on net(3), smtp-sink) can
+ * be started on `net(n)` and `port` afterwards, before the first submit.
+ */
+export async function deliveryWorld(options: DeliveryWorldOptions = {}): Promise<DeliveryWorld> {
+  const net = loopbackNet();
+  const [port] = freePorts(1);
+  const started: AsyncDisposable[] = [];
+  const dispose = async () => {
+    for (const part of started.reverse()) await part[Symbol.asyncDispose]();
+  };
+  try {
+    const extra = typeof options.zone === "function" ? options.zone(net) : options.zone;
+    const dns = await FakeDns.start(deliveryZone(net, extra));
+    started.push(dns);
+    const mxScript = options.mx === undefined ? {} : options.mx;
+    const mx = mxScript && await FakeMx.start(net(2), port, { name: "mx1.dest.test", ...mxScript });
+    if (mx) started.push(mx);
+    const capture = options.capture
+      ? await FakeMx.start(net(9), port, { name: "mx.ours.test" })
+      : null;
+    if (capture) started.push(capture);
+    const mta = await Mta.start({
+      ...options.mta,
+      config: { delivery: deliveryConfig({ dns, port, ...options.delivery }) },
+    });
+    started.push(mta);
+    return {
+      net,
+      port,
+      dns,
+      get mx() {
+        if (!mx) throw new Error("This delivery world has no mx1.dest.test");
+        return mx;
+      },
+      get capture() {
+        if (!capture) throw new Error("This delivery world has no DSN receiver (capture: true)");
+        return capture;
+      },
+      mta,
+      [Symbol.asyncDispose]: dispose,
+    };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
 }
 
 /** A message to submit through the intake. */

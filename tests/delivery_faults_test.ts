@@ -8,25 +8,13 @@
  * limit splits the transaction, and a reset after the 250 changes nothing.
  */
 import assert from "node:assert/strict";
-import { delay, freePorts, Mta, requireTool, spoolFixture, waitFor } from "./_harness.ts";
-import { deliveryConfig, deliveryEvents, isGone, mailEvents, submit } from "./_delivery.ts";
+import { delay, requireTool, spoolFixture, waitFor } from "./_harness.ts";
+import { deliveryEvents, deliveryWorld, isGone, mailEvents, submit } from "./_delivery.ts";
 import { dkimVerify } from "./_dkim.ts";
-import { FakeDns, type Zone } from "./_dns.ts";
 import { header, type MimePart, parseMime, text, unstuff } from "./_mime.ts";
-import { FakeMx, loopbackNet, type MxTransaction, SmtpSink } from "./_mx.ts";
+import { FakeMx, type MxTransaction, SmtpSink } from "./_mx.ts";
 
 const needs = requireTool("python3:dns");
-
-/** The test's world: recipient domain dest.test on MX net(2), our domain ours.test on net(9). */
-function zone(net: (n: number) => string, extra: Zone = {}): Zone {
-  return {
-    "dest.test": { MX: [[10, "mx1.dest.test"]] },
-    "mx1.dest.test": { A: [net(2)] },
-    "ours.test": { MX: [[10, "mx.ours.test"]] },
-    "mx.ours.test": { A: [net(9)] },
-    ...extra,
-  };
-}
 
 /** The parts of a DSN that RFC 3464 fixes, parsed by Python's email package. */
 interface Dsn {
@@ -74,16 +62,13 @@ Deno.test({
   name: "451 then 250: deferred with the remote text, retried on schedule, delivered, removed",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
-    await using mx = await FakeMx.start(net(2), port, {
-      name: "mx1.dest.test",
-      data: ["451 4.3.0 Temporary local problem (fake_mx)", "250 2.0.0 Ok"],
+    await using w = await deliveryWorld({
+      mx: {
+        data: ["451 4.3.0 Temporary local problem (fake_mx)", "250 2.0.0 Ok"],
+      },
+      delivery: { retry_schedule: ["4s"] },
     });
-    await using mta = await Mta.start({
-      config: { delivery: deliveryConfig({ dns, port, retry_schedule: ["4s"] }) },
-    });
+    const { net, mta, mx } = w;
     const id = await submit(mta, { to: ["bob@dest.test"] });
     const entry = await waitFor("the message to show as deferred", async () => {
       const list = await mta.queueList();
@@ -119,17 +104,15 @@ Deno.test({
   name: "550 for one of two recipients: the other is delivered, the sender gets one RFC 3464 DSN",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
-    await using mx = await FakeMx.start(net(2), port, {
-      name: "mx1.dest.test",
-      rcpt: {
-        "bad@dest.test": "550 5.1.1 <bad@dest.test>: Recipient address rejected: User unknown",
+    await using w = await deliveryWorld({
+      mx: {
+        rcpt: {
+          "bad@dest.test": "550 5.1.1 <bad@dest.test>: Recipient address rejected: User unknown",
+        },
       },
+      capture: true,
     });
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const { mta, mx, capture } = w;
     const id = await submit(mta, {
       to: ["good@dest.test", "bad@dest.test"],
       headers: ["Subject: quarterly report", "Message-ID: <orig-1@ours.test>"],
@@ -165,9 +148,13 @@ Deno.test({
     "D16: a recipient still deferred after max_queue_lifetime bounces once, with the last remote diagnostic; a null-sender message expires without a DSN",
   ignore: needs || requireTool("smtp-sink"),
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
+    await using w = await deliveryWorld({
+      mx: null,
+      capture: true,
+      delivery: { max_queue_lifetime: "3s" },
+      mta: { noStart: true },
+    });
+    const { net, port, mta, capture } = w;
     // Real Postfix smtp-sink answering every RCPT with a 4xx.
     await using _sink = await SmtpSink.start(net(2), port, [
       "-r",
@@ -175,11 +162,6 @@ Deno.test({
       "-b",
       "450 4.2.1 Mailbox busy, try later (smtp-sink)",
     ]);
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({
-      noStart: true,
-      config: { delivery: deliveryConfig({ dns, port, max_queue_lifetime: "3s" }) },
-    });
     // A bounce from elsewhere (null reverse-path) stuck behind the same 4xx.
     const nullSender = await spoolFixture(
       mta.spoolDir,
@@ -222,16 +204,16 @@ Deno.test({
   name: "null MX and NXDOMAIN recipient domains bounce on the first attempt, in one DSN",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net, {
-      "null.test": { MX: [[0, "."]] },
-      "nx.test": { rcode: "NXDOMAIN" },
-    }));
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({
-      config: { delivery: deliveryConfig({ dns, port, retry_schedule: ["1h"] }) },
+    await using w = await deliveryWorld({
+      zone: {
+        "null.test": { MX: [[0, "."]] },
+        "nx.test": { rcode: "NXDOMAIN" },
+      },
+      mx: null,
+      capture: true,
+      delivery: { retry_schedule: ["1h"] },
     });
+    const { mta, capture } = w;
     const started = Date.now();
     const id = await submit(mta, { to: ["x@null.test", "y@nx.test"] });
     const dsn = await parseDsn(await oneDsn(capture));
@@ -256,11 +238,12 @@ Deno.test({
   name: "SERVFAIL defers and never bounces: still deferred after several attempts, no DSN",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net, { "sf.test": { rcode: "SERVFAIL" } }));
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    await using w = await deliveryWorld({
+      zone: { "sf.test": { rcode: "SERVFAIL" } },
+      mx: null,
+      capture: true,
+    });
+    const { mta, capture } = w;
     const id = await submit(mta, { to: ["z@sf.test"] });
     await waitFor("three attempts", () => deliveryEvents(mta, id).length >= 3, 15_000);
     const events = deliveryEvents(mta, id);
@@ -287,15 +270,16 @@ Deno.test({
     };
     for (const [first, flags] of Object.entries(sinkFlags)) {
       await t.step(first, async () => {
-        const net = loopbackNet();
-        const [port] = freePorts(1);
-        await using dns = await FakeDns.start(zone(net, {
-          "dest.test": { MX: [[20, "mx2.dest.test"], [10, "mx1.dest.test"]] },
-          "mx2.dest.test": { A: [net(3)] },
-        }));
+        await using w = await deliveryWorld({
+          zone: (net) => ({
+            "dest.test": { MX: [[20, "mx2.dest.test"], [10, "mx1.dest.test"]] },
+            "mx2.dest.test": { A: [net(3)] },
+          }),
+          mx: null,
+        });
+        const { net, port, mta } = w;
         await using _sink = flags && await SmtpSink.start(net(2), port, flags);
         await using mx2 = await FakeMx.start(net(3), port, { name: "mx2.dest.test" });
-        await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
         const id = await submit(mta, { to: ["bob@dest.test"] });
         await waitFor("the message to leave the queue", () => isGone(mta, id));
         assert.equal((await mx2.accepted()).length, 1);
@@ -313,14 +297,12 @@ Deno.test({
   name: "DLV-07: connection dropped in the middle of DATA: deferred, then delivered exactly once",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
-    await using mx = await FakeMx.start(net(2), port, {
-      name: "mx1.dest.test",
-      drop_after_bytes: [300, null],
+    await using w = await deliveryWorld({
+      mx: {
+        drop_after_bytes: [300, null],
+      },
     });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const { mta, mx } = w;
     const body = Array.from({ length: 200 }, (_, i) => `line ${i} of a long body`).join("\r\n");
     const id = await submit(mta, { to: ["bob@dest.test"], body: `${body}\r\n` });
     await waitFor("the message to leave the queue", () => isGone(mta, id), 15_000);
@@ -342,16 +324,11 @@ Deno.test({
   name: "a DSN that cannot be delivered (sender domain NXDOMAIN) is dropped, not bounced again",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    const world = zone(net);
-    delete world["ours.test"];
-    await using dns = await FakeDns.start(world);
-    await using _mx = await FakeMx.start(net(2), port, {
-      name: "mx1.dest.test",
-      rcpt_default: "550 5.1.1 No such user",
+    await using w = await deliveryWorld({
+      zone: { "ours.test": { rcode: "NXDOMAIN" } },
+      mx: { rcpt_default: "550 5.1.1 No such user" },
     });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const { mta } = w;
     const id = await submit(mta, { to: ["nobody@dest.test"] });
     await waitFor("the message to leave the queue", () => isGone(mta, id));
     await waitFor("the spool to be empty", async () => (await mta.spoolFiles("meta")).length === 0);
@@ -375,15 +352,14 @@ Deno.test({
     "DLV-08: a 550 sent while the body is still streaming (smtp-sink -A 0) is read, the body stops, and the sender gets one DSN with that 550",
   ignore: needs || requireTool("smtp-sink"),
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
+    await using w = await deliveryWorld({
+      mx: null,
+      capture: true,
+      delivery: { retry_schedule: ["1h"] },
+    });
+    const { net, port, mta, capture } = w;
     // smtp-sink answers DATA with 354, then at once 550 and stops reading.
     await using _sink = await SmtpSink.start(net(2), port, ["-A", "0"]);
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({
-      config: { delivery: deliveryConfig({ dns, port, retry_schedule: ["1h"] }) },
-    });
     // Small enough to fit the socket buffers at once, and large enough (4 MB) that the
     // server closing mid-body breaks the stream before the final dot is written.
     const line = "x".repeat(76) + "\r\n";
@@ -427,17 +403,17 @@ Deno.test({
     "DLV-02: every MX refuses the connection: deferred 4.4.1, retried on schedule, never bounced",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    // Nothing listens on either MX.
-    await using dns = await FakeDns.start(zone(net, {
-      "dest.test": { MX: [[10, "mx1.dest.test"], [20, "mx2.dest.test"]] },
-      "mx2.dest.test": { A: [net(3)] },
-    }));
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({
-      config: { delivery: deliveryConfig({ dns, port, retry_schedule: ["1s"] }) },
+    await using w = await deliveryWorld({
+      zone: (net) => ({
+        "dest.test": { MX: [[10, "mx1.dest.test"], [20, "mx2.dest.test"]] },
+        "mx2.dest.test": { A: [net(3)] },
+      }),
+      mx: null,
+      capture: true,
+      delivery: { retry_schedule: ["1s"] },
     });
+    const { mta, capture } = w;
+    // Nothing listens on either MX.
     const id = await submit(mta, { to: ["bob@dest.test"] });
     await waitFor("three attempts", () => deliveryEvents(mta, id).length >= 3, 15_000);
     const events = deliveryEvents(mta, id);
@@ -465,20 +441,17 @@ Deno.test({
   async fn(t) {
     for (const first of ["tarpit", "blackhole"] as const) {
       await t.step(first, async () => {
-        const net = loopbackNet();
-        const [port] = freePorts(1);
-        await using dns = await FakeDns.start(zone(net, {
-          "dest.test": { MX: [[10, "mx1.dest.test"], [20, "mx2.dest.test"]] },
-          "mx2.dest.test": { A: [net(3)] },
-        }));
-        await using mx1 = await FakeMx.start(net(2), port, { [first]: true });
+        await using w = await deliveryWorld({
+          zone: (net) => ({
+            "dest.test": { MX: [[10, "mx1.dest.test"], [20, "mx2.dest.test"]] },
+            "mx2.dest.test": { A: [net(3)] },
+          }),
+          mx: { [first]: true },
+          delivery: { connect_timeout: "2s", command_timeout: "2s" },
+        });
+        const { net, port, mta, mx: mx1 } = w;
         await using mx2 = await FakeMx.start(net(3), port, { name: "mx2.dest.test" });
         // 2 s for the connection and for the greeting (RFC 5321 §4.5.3.2.1 says 5 min).
-        await using mta = await Mta.start({
-          config: {
-            delivery: deliveryConfig({ dns, port, connect_timeout: "2s", command_timeout: "2s" }),
-          },
-        });
         const id = await submit(mta, { to: ["bob@dest.test"] });
         await waitFor("the message to leave the queue", () => isGone(mta, id), 15_000);
         assert.equal((await mx2.accepted()).length, 1);
@@ -504,12 +477,9 @@ Deno.test({
     "DLV-06: 421 and a disconnect after RCPT (smtp-sink -Q RCPT): temporary for every recipient, retried on a new connection, no bounce",
   ignore: needs || requireTool("smtp-sink"),
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
+    await using w = await deliveryWorld({ mx: null, capture: true });
+    const { net, port, mta, capture } = w;
     await using _sink = await SmtpSink.start(net(2), port, ["-Q", "RCPT"]);
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
     const id = await submit(mta, { to: ["a@dest.test", "b@dest.test"] });
     await waitFor("two attempts each", () => deliveryEvents(mta, id).length >= 4, 15_000);
     const events = deliveryEvents(mta, id);
@@ -530,14 +500,12 @@ Deno.test({
     "DLV-09: the connection drops after the final dot, before the reply: deferred, then sent again; two identical copies (DUP-5)",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
-    await using mx = await FakeMx.start(net(2), port, {
-      name: "mx1.dest.test",
-      data: ["DROP", "250 2.0.0 Ok"],
+    await using w = await deliveryWorld({
+      mx: {
+        data: ["DROP", "250 2.0.0 Ok"],
+      },
     });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const { mta, mx } = w;
     const id = await submit(mta, {
       to: ["bob@dest.test"],
       headers: ["Message-ID: <dup-5@ours.test>"],
@@ -564,18 +532,16 @@ Deno.test({
     "DLV-10: 250, 450 and 550 for three recipients: one DATA for the first, the second retried alone and delivered, one DSN for the third only",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
-    await using mx = await FakeMx.start(net(2), port, {
-      name: "mx1.dest.test",
-      rcpt: {
-        "r2@dest.test": ["450 4.2.1 <r2@dest.test>: Mailbox busy (fake_mx)", "250 2.1.5 OK"],
-        "r3@dest.test": "550 5.1.1 <r3@dest.test>: Recipient address rejected: User unknown",
+    await using w = await deliveryWorld({
+      mx: {
+        rcpt: {
+          "r2@dest.test": ["450 4.2.1 <r2@dest.test>: Mailbox busy (fake_mx)", "250 2.1.5 OK"],
+          "r3@dest.test": "550 5.1.1 <r3@dest.test>: Recipient address rejected: User unknown",
+        },
       },
+      capture: true,
     });
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const { mta, mx, capture } = w;
     const id = await submit(mta, { to: ["r1@dest.test", "r2@dest.test", "r3@dest.test"] });
     await waitFor("the message to leave the queue", () => isGone(mta, id), 15_000);
     const txs = await mx.accepted();
@@ -616,16 +582,14 @@ Deno.test({
   async fn(t) {
     for (const pipelining of [true, false]) {
       await t.step(pipelining ? "PIPELINING" : "lock-step", async () => {
-        const net = loopbackNet();
-        const [port] = freePorts(1);
-        await using dns = await FakeDns.start(zone(net));
-        await using mx = await FakeMx.start(net(2), port, {
-          name: "mx1.dest.test",
-          extensions: pipelining ? ["PIPELINING", "8BITMIME"] : ["8BITMIME"],
-          rcpt_default: "550 5.1.1 No such user",
+        await using w = await deliveryWorld({
+          mx: {
+            extensions: pipelining ? ["PIPELINING", "8BITMIME"] : ["8BITMIME"],
+            rcpt_default: "550 5.1.1 No such user",
+          },
+          capture: true,
         });
-        await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-        await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+        const { mta, mx, capture } = w;
         const id = await submit(mta, { to: ["x@dest.test", "y@dest.test"] });
         const dsn = await parseDsn(await oneDsn(capture));
         assert.equal(dsn.blocks.length, 3, "both recipients in the one DSN");
@@ -647,11 +611,8 @@ Deno.test({
     "DLV-12: 452 4.5.3 after 50 RCPT: the other 10 recipients go in a second transaction at once, all delivered on the first attempt",
   ignore: needs,
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
-    await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test", rcpt_limit: 50 });
-    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    await using w = await deliveryWorld({ mx: { rcpt_limit: 50 } });
+    const { mta, mx } = w;
     const to = Array.from({ length: 60 }, (_, i) => `r${i}@dest.test`);
     const id = await submit(mta, { to });
     await waitFor("the message to leave the queue", () => isGone(mta, id), 15_000);
@@ -680,14 +641,12 @@ Deno.test({
     };
     for (const [what, script] of Object.entries(cases)) {
       await t.step(what, async () => {
-        const net = loopbackNet();
-        const [port] = freePorts(1);
-        await using dns = await FakeDns.start(zone(net));
-        await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test", ...script });
-        await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-        await using mta = await Mta.start({
-          config: { delivery: deliveryConfig({ dns, port, retry_schedule: ["1h"] }) },
+        await using w = await deliveryWorld({
+          mx: script,
+          capture: true,
+          delivery: { retry_schedule: ["1h"] },
         });
+        const { mta, mx, capture } = w;
         const id = await submit(mta, {
           to: ["big@dest.test"],
           body: ("y".repeat(76) + "\r\n").repeat(30),
@@ -716,19 +675,15 @@ Deno.test({
     "DLV-15: an MX without 8BITMIME gets the 8-bit body as signed (DKIM verifies); one without SMTPUTF8 gets nothing for a UTF-8 address, which bounces 5.6.7",
   ignore: needs || requireTool("python3:dkim"),
   async fn() {
-    const net = loopbackNet();
-    const [port] = freePorts(1);
-    await using dns = await FakeDns.start(zone(net));
-    await using mx = await FakeMx.start(net(2), port, {
-      name: "mx1.dest.test",
-      extensions: ["PIPELINING", "SIZE 50000000"],
+    await using w = await deliveryWorld({
+      mx: {
+        extensions: ["PIPELINING", "SIZE 50000000"],
+      },
+      capture: true,
+      delivery: { retry_schedule: ["1h"] },
+      mta: { noStart: true, dkim: ["rsa"] },
     });
-    await using capture = await FakeMx.start(net(9), port, { name: "mx.ours.test" });
-    await using mta = await Mta.start({
-      noStart: true,
-      dkim: ["rsa"],
-      config: { delivery: deliveryConfig({ dns, port, retry_schedule: ["1h"] }) },
-    });
+    const { mta, mx, capture } = w;
     const utf8 = await spoolFixture(
       mta.spoolDir,
       new TextEncoder().encode("From: alice@ours.test\r\nSubject: utf8\r\n\r\nhi\r\n"),
@@ -778,11 +733,8 @@ Deno.test({
   async fn(t) {
     for (const reset of ["after_data", "on_quit"] as const) {
       await t.step(reset, async () => {
-        const net = loopbackNet();
-        const [port] = freePorts(1);
-        await using dns = await FakeDns.start(zone(net));
-        await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test", reset });
-        await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+        await using w = await deliveryWorld({ mx: { reset } });
+        const { mta, mx } = w;
         const first = await submit(mta, { to: ["one@dest.test"] });
         await waitFor("the first message to leave the queue", () => isGone(mta, first));
         // The next message finds the pooled connection reset (after_data) or reuses it.

@@ -6,11 +6,10 @@
  * unverified host; bytes injected after the STARTTLS 220 abort the attempt.
  */
 import assert from "node:assert/strict";
-import { delay, freePorts, Mta, requireTool, waitFor } from "./_harness.ts";
+import { delay, type Mta, requireTool, waitFor } from "./_harness.ts";
 import { makeCerts, type TestCerts } from "./_certs.ts";
-import { deliveryConfig, deliveryEvents, isGone, submit } from "./_delivery.ts";
-import { FakeDns, mxZone } from "./_dns.ts";
-import { FakeMx, loopbackNet, type MxScript } from "./_mx.ts";
+import { deliveryEvents, type DeliveryWorld, deliveryWorld, isGone, submit } from "./_delivery.ts";
+import type { MxScript } from "./_mx.ts";
 
 const needs = requireTool("python3:dns", "openssl");
 
@@ -24,30 +23,9 @@ function sharedCerts(): Promise<TestCerts> {
   return certs;
 }
 
-interface World {
-  mx: FakeMx;
-  mta: Mta;
-  net: (n: number) => string;
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
 /** dest.test → mx1.dest.test (a fake MX scripted by `script`), and a daemon with `delivery`. */
-async function world(script: MxScript, delivery: Record<string, unknown>): Promise<World> {
-  const net = loopbackNet();
-  const [port] = freePorts(1);
-  const dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
-  const mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test", ...script });
-  const mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port, ...delivery }) } });
-  return {
-    mx,
-    mta,
-    net,
-    async [Symbol.asyncDispose]() {
-      await mta[Symbol.asyncDispose]();
-      await mx[Symbol.asyncDispose]();
-      await dns[Symbol.asyncDispose]();
-    },
-  };
+function world(script: MxScript, delivery: Record<string, unknown>): Promise<DeliveryWorld> {
+  return deliveryWorld({ mx: script, delivery });
 }
 
 /** The delivery log of one message, for failure messages. */
@@ -56,7 +34,7 @@ function events(mta: Mta, id: string): string {
 }
 
 /** Waits for two attempts and checks the message is deferred with nothing accepted. */
-async function assertDeferredTwice(w: World, id: string, error: RegExp): Promise<void> {
+async function assertDeferredTwice(w: DeliveryWorld, id: string, error: RegExp): Promise<void> {
   await waitFor("two attempts", () => deliveryEvents(w.mta, id).length >= 2, 15_000);
   const entry = (await w.mta.queueList()).find((m) => m.id === id);
   assert.ok(entry, "still queued");

@@ -3,6 +3,7 @@ import {
   Authenticator,
   AuthThrottle,
   hashPassword,
+  replaceFile,
   senderAllowed,
   type User,
   verifyPassword,
@@ -163,6 +164,22 @@ Deno.test("editing users.txt keeps comments, blank lines and order", async () =>
       "# cron jobs\nbob@ours.test:new\n\n# apps\ndave:d\n",
     );
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o640, "mode kept");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("replaceFile() swaps the text in whole, keeps an old file's mode and gives a new one 0600", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/minimta.yaml`;
+    await replaceFile(path, "a: 1\n");
+    assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+    await Deno.chmod(path, 0o640);
+    await replaceFile(path, "a: 2\n");
+    assert.equal(await Deno.readTextFile(path), "a: 2\n");
+    assert.equal(Deno.statSync(path).mode! & 0o777, 0o640);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["minimta.yaml"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

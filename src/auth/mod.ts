@@ -6,6 +6,7 @@
  */
 export { Authenticator, type AuthResult } from "./authenticator.ts";
 export { hashPassword, verifyPassword } from "./password.ts";
+export { replaceFile } from "./replace_file.ts";
 export { allowedSenders, senderAllowed } from "./sender_policy.ts";
 export {
   type LimitRecord,

@@ -27,27 +27,16 @@ async function derive(
   if (running >= MAX_PARALLEL) await new Promise<void>((resolve) => waiting.push(resolve));
   running++;
   try {
-    return await scryptOnce(password, salt, logN, r, p, len);
+    return await new Promise<Buffer>((resolve, reject) => {
+      scrypt(password, salt, len, { N: 2 ** logN, r, p, maxmem: MAX_MEM }, (error, key) => {
+        if (error) reject(error);
+        else resolve(key);
+      });
+    });
   } finally {
     running--;
     waiting.shift()?.();
   }
-}
-
-function scryptOnce(
-  password: string,
-  salt: Buffer,
-  logN: number,
-  r: number,
-  p: number,
-  len: number,
-): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scrypt(password, salt, len, { N: 2 ** logN, r, p, maxmem: MAX_MEM }, (error, key) => {
-      if (error) reject(error);
-      else resolve(key);
-    });
-  });
 }
 
 function b64(bytes: Buffer): string {

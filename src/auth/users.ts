@@ -1,3 +1,4 @@
+import { replaceFile } from "./replace_file.ts";
 import { isHashed } from "./password.ts";
 
 /** One user allowed to submit mail. */
@@ -176,38 +177,15 @@ export function formatUsers(users: User[], format: UsersFormat): string {
 }
 
 /**
- * Replaces a users file atomically (write, fsync, rename) with mode 0600,
- * so the daemon never reads a half-written file.
+ * Replaces a users file atomically with {@linkcode replaceFile}: a new
+ * file gets mode 0600, an old one keeps its mode, owner and group.
  */
 export async function writeUsersFile(path: string, users: User[]): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  // Keep the old file's mode, owner and group: root editing the file must
-  // not make it unreadable for the daemon's own user (e.g. 0640 root:minimta).
-  const old = await Deno.stat(path).catch(() => null);
-  const file = await Deno.open(tmp, {
-    write: true,
-    createNew: true,
-    mode: (old?.mode ?? 0o600) & 0o777,
-  });
-  try {
-    const previous = old ? await Deno.readTextFile(path).catch(() => "") : "";
-    const text = usersFormat(path) === "txt"
-      ? formatTxtKeepingComments(previous, users)
-      : formatUsers(users, "json");
-    const bytes = new TextEncoder().encode(text);
-    let offset = 0;
-    while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  if (old) {
-    await Deno.chmod(tmp, old.mode! & 0o777);
-    if (old.uid !== null && old.gid !== null) {
-      await Deno.chown(tmp, old.uid, old.gid).catch(() => {});
-    }
-  }
-  await Deno.rename(tmp, path);
+  const previous = await Deno.readTextFile(path).catch(() => "");
+  const text = usersFormat(path) === "txt"
+    ? formatTxtKeepingComments(previous, users)
+    : formatUsers(users, "json");
+  await replaceFile(path, text);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { createPrivateKey } from "node:crypto";
 import { type Document, isMap, isSeq, parseDocument, type YAMLMap } from "yaml";
+import { replaceFile } from "../auth/mod.ts";
 import { type Config, formatDuration, type LoadedConfig } from "../config/mod.ts";
 import {
   generateDkimKey,
@@ -180,7 +181,8 @@ export async function dkimRotate(
       `Keep ${old}._domainkey.${domain} published: it signs until the switch, and for a week after.`,
     );
   }
-  await writeConfig(loaded.source, doc.toString());
+  // Keeps the file's mode, owner and group.
+  await replaceFile(loaded.source, doc.toString());
   const reloaded = await controlRequest(config.queue.dir, { command: "reload" }).catch(() => null);
   out(
     `Updated ${loaded.source}${
@@ -273,24 +275,4 @@ async function newKey(config: Config, entry: Listed, node: YAMLMap) {
       dnsTxt: made.dnsTxt,
     };
   }
-}
-
-/** Replaces the config file atomically, keeping its mode, owner and group. */
-async function writeConfig(path: string, text: string): Promise<void> {
-  const info = await Deno.stat(path);
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: info.mode! & 0o777 });
-  try {
-    const bytes = new TextEncoder().encode(text);
-    let offset = 0;
-    while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  await Deno.chmod(tmp, info.mode! & 0o777);
-  if (info.uid !== null && info.gid !== null) {
-    await Deno.chown(tmp, info.uid, info.gid).catch(() => {});
-  }
-  await Deno.rename(tmp, path);
 }

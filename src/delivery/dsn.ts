@@ -97,9 +97,16 @@ function humanPart(meta: MessageMeta, failed: FailedRecipient[], hostname: strin
     `I'm sorry to have to inform you that your message could not`,
     `be delivered to one or more recipients. It's attached below.`,
     ``,
-    ...failed.flatMap((f) => [`<${ascii(f.address)}>: ${ascii(f.diagnostic)}`.slice(0, 990), ``]),
+    ...recipientLines(failed),
     `Queue ID: ${meta.id}`,
   ];
+}
+
+// One line per recipient and a blank line after it, each within the 998-octet limit (RFC 5322 §2.1.1).
+function recipientLines(recipients: FailedRecipient[]): string[] {
+  return recipients.flatMap((
+    f,
+  ) => [`<${ascii(f.address)}>: ${ascii(f.diagnostic)}`.slice(0, 990), ``]);
 }
 
 function delayedPart(
@@ -118,7 +125,7 @@ function delayedPart(
     `Your message could not be delivered yet to one or more recipients.`,
     `It will be retried until ${rfc5322(until)}.`,
     ``,
-    ...delayed.flatMap((f) => [`<${ascii(f.address)}>: ${ascii(f.diagnostic)}`.slice(0, 990), ``]),
+    ...recipientLines(delayed),
     `Queue ID: ${meta.id}`,
   ];
 }
@@ -185,7 +192,20 @@ export async function bounceFailed(
     logger.warn("Dropping undeliverable bounce {queue_id}", { queue_id: meta.id });
     return;
   }
-  const created = await spool.create([buildDsn(meta, body, failed, options)], {
+  const created = await spoolDsn(spool, meta, buildDsn(meta, body, failed, options));
+  options.emit({
+    type: "bounced",
+    queue_id: meta.id,
+    dsn_id: created.id,
+    to: meta.from,
+    recipients: failed.map((f) => f.address),
+  });
+}
+
+// A DSN goes to the original sender from the null reverse-path and is itself
+// marked a bounce, so that it never causes another (RFC 5321 §4.5.5).
+function spoolDsn(spool: Spool, meta: MessageMeta, dsn: Uint8Array): Promise<MessageMeta> {
+  return spool.create([dsn], {
     from: "",
     recipients: [meta.from],
     message_id: null,
@@ -194,13 +214,6 @@ export async function bounceFailed(
     is_bounce: true,
     smtputf8: false,
     eight_bit: false,
-  });
-  options.emit({
-    type: "bounced",
-    queue_id: meta.id,
-    dsn_id: created.id,
-    to: meta.from,
-    recipients: failed.map((f) => f.address),
   });
 }
 
@@ -223,15 +236,6 @@ export async function warnDelayed(
   options: WarnDelayedOptions,
 ): Promise<string | null> {
   if (!delayed.length || meta.from === "" || meta.is_bounce) return null;
-  const created = await spool.create([buildDsn(meta, body, delayed, options)], {
-    from: "",
-    recipients: [meta.from],
-    message_id: null,
-    auth_user: null,
-    client_ip: null,
-    is_bounce: true,
-    smtputf8: false,
-    eight_bit: false,
-  });
+  const created = await spoolDsn(spool, meta, buildDsn(meta, body, delayed, options));
   return created.id;
 }

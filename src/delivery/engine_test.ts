@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { type Clock, install } from "@sinonjs/fake-timers";
 import { DEFAULTS } from "../config/mod.ts";
 import { Spool } from "../spool/mod.ts";
 import { DeliveryEngine, type DeliveryEngineOptions, type DeliveryTransport } from "./engine.ts";
@@ -16,18 +17,23 @@ function scripted(script: Script): DeliveryTransport & { calls: AttemptRequest[]
     attempt(req) {
       calls.push(req);
       const kind = script(req, calls.length);
-      return Promise.resolve(req.recipients.map((address) => ({
-        address,
-        kind,
-        code: kind === "delivered" ? 250 : kind === "temporary" ? 451 : 550,
-        status: kind === "delivered" ? "2.0.0" : kind === "temporary" ? "4.3.0" : "5.1.1",
-        text: kind === "permanent" ? "No such user" : "scripted",
-        remote: `mx.${req.domain}[192.0.2.1]`,
-        tls: null,
-      })));
+      return Promise.resolve(outcomes(req, kind));
     },
     close: () => Promise.resolve(),
   };
+}
+
+/** One outcome of `kind` for every recipient of `req`, as a scripted MX of the domain replies. */
+function outcomes(req: AttemptRequest, kind: RecipientOutcome["kind"]): RecipientOutcome[] {
+  return req.recipients.map((address) => ({
+    address,
+    kind,
+    code: kind === "delivered" ? 250 : kind === "temporary" ? 451 : 550,
+    status: kind === "delivered" ? "2.0.0" : kind === "temporary" ? "4.3.0" : "5.1.1",
+    text: kind === "permanent" ? "No such user" : "scripted",
+    remote: `mx.${req.domain}[192.0.2.1]`,
+    tls: null,
+  }));
 }
 
 async function withSpool(fn: (spool: Spool) => Promise<void>): Promise<void> {
@@ -85,11 +91,41 @@ function fastRetries(
   return testEngine(spool, transport, { retrySchedule: [300], ...options });
 }
 
-async function until(check: () => Promise<boolean>, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
+// Captured before any fake clock is installed: polling waits for real I/O.
+const realSetTimeout = globalThis.setTimeout;
+const pause = (ms: number) => new Promise((r) => realSetTimeout(r, ms));
+
+/**
+ * Polls `check` until it holds. With a `clock`, each round also moves the
+ * fake time on by `stepMs`, so retry timers fire only as the test lets them.
+ */
+async function until(
+  check: () => Promise<boolean>,
+  ms = 3000,
+  fake?: { clock: Clock; stepMs: number },
+): Promise<void> {
+  const end = performance.now() + ms;
   while (!(await check())) {
-    if (Date.now() > end) throw new Error("condition not reached in time");
-    await new Promise((r) => setTimeout(r, 10));
+    if (performance.now() > end) throw new Error("condition not reached in time");
+    await pause(10);
+    if (fake) await fake.clock.tickAsync(fake.stepMs);
+  }
+}
+
+/**
+ * Runs `fn` with a fake clock for `Date` and the timers (the engine's retry
+ * timers and the spool's and engine's default `now`); the spool's file I/O
+ * stays real. Time moves only when the test ticks it.
+ */
+async function withClock(fn: (clock: Clock) => Promise<void>): Promise<void> {
+  const clock = install({
+    now: new Date("2026-12-02T10:00:00Z"),
+    toFake: ["Date", "setTimeout", "clearTimeout"],
+  });
+  try {
+    await fn(clock);
+  } finally {
+    clock.uninstall();
   }
 }
 
@@ -107,21 +143,28 @@ Deno.test("engine sends one transaction per domain and removes a fully delivered
 });
 
 Deno.test("engine defers a temporary failure, records it, and retries on schedule", async () => {
-  await withSpool(async (spool) => {
-    const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
-    const engine = fastRetries(spool, transport);
-    await engine.start();
-    const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
-    await until(async () => (await spool.get(meta.id)).state === "deferred");
-    const deferred = await spool.get(meta.id);
-    assert.equal(deferred.recipients[0].status, "deferred");
-    assert.equal(deferred.recipients[0].attempts, 1);
-    assert.match(deferred.recipients[0].last_error ?? "", /451 4\.3\.0 scripted/);
-    assert.ok(Date.parse(deferred.next_attempt_at) > Date.now());
-    await until(async () => (await spool.ids()).length === 0);
-    await engine.stop();
-    assert.equal(transport.calls.length, 2);
-  });
+  await withClock((clock) =>
+    withSpool(async (spool) => {
+      const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
+      const engine = fastRetries(spool, transport);
+      await engine.start();
+      const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
+      await until(async () => (await spool.get(meta.id)).state === "deferred");
+      const deferred = await spool.get(meta.id);
+      assert.equal(deferred.recipients[0].status, "deferred");
+      assert.equal(deferred.recipients[0].attempts, 1);
+      assert.match(deferred.recipients[0].last_error ?? "", /451 4\.3\.0 scripted/);
+      assert.ok(Date.parse(deferred.next_attempt_at) > Date.now());
+      // The retry waits for its time (the 300 ms step, jittered) and no longer.
+      await clock.tickAsync(Date.parse(deferred.next_attempt_at) - Date.now() - 1);
+      await pause(50);
+      assert.equal(transport.calls.length, 1, "no retry before next_attempt_at");
+      await clock.tickAsync(1);
+      await until(async () => (await spool.ids()).length === 0);
+      await engine.stop();
+      assert.equal(transport.calls.length, 2);
+    })
+  );
 });
 
 Deno.test("engine keeps retrying when the next retry is due before the attempt's metadata write ends", async () => {
@@ -177,21 +220,24 @@ Deno.test("engine never bounces a message with the null sender", async () => {
 });
 
 Deno.test("engine fails recipients still deferred after the queue lifetime", async () => {
-  await withSpool(async (spool) => {
-    const transport = scripted((req) => (req.from === "" ? "delivered" : "temporary"));
-    const engine = testEngine(spool, transport, {
-      retrySchedule: [100],
-      maxQueueLifetimeMs: 250,
-    });
-    await engine.start();
-    await spool.create([body], message("a@ours.test", ["slow@one.test"]));
-    await until(() => Promise.resolve(transport.calls.some((c) => c.from === "")));
-    await until(async () => (await spool.ids()).length === 0);
-    await engine.stop();
-    const dsn = transport.calls.find((c) => c.from === "")!;
-    assert.match(new TextDecoder().decode(dsn.body), /Status: 4\.4\.7/);
-    assert.ok(transport.calls.filter((c) => c.from !== "").length >= 2);
-  });
+  await withClock((clock) =>
+    withSpool(async (spool) => {
+      const transport = scripted((req) => (req.from === "" ? "delivered" : "temporary"));
+      const engine = testEngine(spool, transport, {
+        retrySchedule: [100],
+        maxQueueLifetimeMs: 250,
+      });
+      await engine.start();
+      await spool.create([body], message("a@ours.test", ["slow@one.test"]));
+      const fake = { clock, stepMs: 50 };
+      await until(() => Promise.resolve(transport.calls.some((c) => c.from === "")), 3000, fake);
+      await until(async () => (await spool.ids()).length === 0);
+      await engine.stop();
+      const dsn = transport.calls.find((c) => c.from === "")!;
+      assert.match(new TextDecoder().decode(dsn.body), /Status: 4\.4\.7/);
+      assert.ok(transport.calls.filter((c) => c.from !== "").length >= 2);
+    })
+  );
 });
 
 Deno.test("engine rebuilds its schedule from the spool and skips held messages", async () => {
@@ -217,15 +263,7 @@ Deno.test("engine keeps a small domain moving behind a large backlog to one doma
       async attempt(req) {
         await new Promise((r) => setTimeout(r, req.domain === "big.test" ? 30 : 1));
         order.push(req.domain);
-        return req.recipients.map((address) => ({
-          address,
-          kind: "delivered" as const,
-          code: 250,
-          status: "2.0.0",
-          text: "ok",
-          remote: null,
-          tls: null,
-        }));
+        return outcomes(req, "delivered");
       },
       close: () => Promise.resolve(),
     };
@@ -251,53 +289,60 @@ Deno.test("engine keeps a small domain moving behind a large backlog to one doma
 const TWO_DAYS = 2 * 86_400_000;
 
 Deno.test("D15: retries written under a clock two days ahead are not left waiting two days after a restart", async () => {
-  await withSpool(async (spool) => {
-    const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
-    meta.state = "deferred";
-    meta.next_attempt_at = new Date(Date.now() + TWO_DAYS).toISOString();
-    await spool.writeMeta(meta);
-    const transport = scripted(() => "delivered");
-    const engine = fastRetries(spool, transport);
-    await engine.start();
-    await until(async () => (await spool.ids()).length === 0, 5000);
-    await engine.stop();
-    assert.equal(transport.calls.length, 1);
-  });
+  await withClock((clock) =>
+    withSpool(async (spool) => {
+      const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
+      meta.state = "deferred";
+      meta.next_attempt_at = new Date(Date.now() + TWO_DAYS).toISOString();
+      await spool.writeMeta(meta);
+      const transport = scripted(() => "delivered");
+      const engine = fastRetries(spool, transport);
+      await engine.start();
+      await until(async () => (await spool.ids()).length === 0, 5000, { clock, stepMs: 100 });
+      await engine.stop();
+      assert.equal(transport.calls.length, 1);
+    })
+  );
 });
 
 Deno.test("D15: a clock that goes back two days while running does not stall the next retry", async () => {
-  await withSpool(async (spool) => {
-    let offset = TWO_DAYS;
-    const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
-    const engine = fastRetries(spool, transport, { now: () => new Date(Date.now() + offset) });
-    await engine.start();
-    const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
-    await until(async () => (await spool.get(meta.id)).state === "deferred");
-    offset = 0; // the clock is set right after the retry was scheduled
-    await until(async () => (await spool.ids()).length === 0, 5000);
-    await engine.stop();
-    assert.equal(transport.calls.length, 2);
-  });
+  await withClock((clock) =>
+    withSpool(async (spool) => {
+      let offset = TWO_DAYS;
+      const transport = scripted((_req, call) => (call === 1 ? "temporary" : "delivered"));
+      const engine = fastRetries(spool, transport, { now: () => new Date(Date.now() + offset) });
+      await engine.start();
+      const meta = await spool.create([body], message("a@ours.test", ["x@one.test"]));
+      await until(async () => (await spool.get(meta.id)).state === "deferred");
+      offset = 0; // the clock is set right after the retry was scheduled
+      await until(async () => (await spool.ids()).length === 0, 5000, { clock, stepMs: 100 });
+      await engine.stop();
+      assert.equal(transport.calls.length, 2);
+    })
+  );
 });
 
 Deno.test("D15: after a jump two days forward, an over-age message gets one last attempt and exactly one DSN", async () => {
-  await withSpool(async (spool) => {
-    const meta = await spool.create([body], message("a@ours.test", ["x@one.test", "y@one.test"]));
-    meta.state = "deferred";
-    meta.next_attempt_at = new Date(Date.now() + 3_600_000).toISOString();
-    await spool.writeMeta(meta);
-    const transport = scripted((req) => (req.domain === "one.test" ? "temporary" : "delivered"));
-    const engine = fastRetries(spool, transport, {
-      maxQueueLifetimeMs: 86_400_000,
-      now: () => new Date(Date.now() + TWO_DAYS),
-    });
-    await engine.start();
-    await until(async () => (await spool.ids()).length === 0, 5000);
-    await new Promise((r) => setTimeout(r, 700)); // two retry steps: nothing more happens
-    await engine.stop();
-    const calls = transport.calls.map((c) => `${c.domain}:${c.recipients.join()}`);
-    assert.deepEqual(calls, ["one.test:x@one.test,y@one.test", "ours.test:a@ours.test"]);
-  });
+  await withClock((clock) =>
+    withSpool(async (spool) => {
+      const meta = await spool.create([body], message("a@ours.test", ["x@one.test", "y@one.test"]));
+      meta.state = "deferred";
+      meta.next_attempt_at = new Date(Date.now() + 3_600_000).toISOString();
+      await spool.writeMeta(meta);
+      const transport = scripted((req) => (req.domain === "one.test" ? "temporary" : "delivered"));
+      const engine = fastRetries(spool, transport, {
+        maxQueueLifetimeMs: 86_400_000,
+        now: () => new Date(Date.now() + TWO_DAYS),
+      });
+      await engine.start();
+      await until(async () => (await spool.ids()).length === 0, 5000, { clock, stepMs: 100 });
+      await clock.tickAsync(700); // two retry steps: nothing more happens
+      await pause(50);
+      await engine.stop();
+      const calls = transport.calls.map((c) => `${c.domain}:${c.recipients.join()}`);
+      assert.deepEqual(calls, ["one.test:x@one.test,y@one.test", "ours.test:a@ours.test"]);
+    })
+  );
 });
 
 /**
@@ -313,15 +358,7 @@ async function gateScene(spool: Spool) {
     async attempt(req) {
       calls.push(req.recipients[0]);
       if (req.recipients[0] === "a@one.test") await aMayFinish;
-      return req.recipients.map((address) => ({
-        address,
-        kind: "delivered" as const,
-        code: 250,
-        status: "2.0.0",
-        text: "ok",
-        remote: null,
-        tls: null,
-      }));
+      return outcomes(req, "delivered");
     },
     close: () => Promise.resolve(),
   };

@@ -1,37 +1,12 @@
 import assert from "node:assert/strict";
 import type { MailEvent } from "../events/mod.ts";
-import type { MessageMeta } from "../spool/mod.ts";
 import { local, type RecipientOutcome } from "./outcome.ts";
 import { recordOutcomes } from "./record_outcomes.ts";
+import { testMeta } from "./_test_meta.ts";
 
 const NOW = new Date("2026-12-02T10:00:00Z");
 
-function meta(addresses: string[]): MessageMeta {
-  return {
-    version: 1,
-    id: "Q1",
-    from: "news@ours.test",
-    recipients: addresses.map((address) => ({
-      address,
-      status: "pending",
-      attempts: 0,
-      last_error: null,
-      last_status: null,
-      remote: null,
-      updated_at: null,
-    })),
-    state: "queued",
-    created_at: "2026-12-02T09:59:00Z",
-    next_attempt_at: "2026-12-02T09:59:00Z",
-    size: 100,
-    message_id: "<m1@ours.test>",
-    auth_user: null,
-    client_ip: null,
-    is_bounce: false,
-    smtputf8: false,
-    eight_bit: false,
-  };
-}
+const meta = (addresses: string[]) => testMeta(addresses);
 
 function reply(address: string, kind: RecipientOutcome["kind"], code: number): RecipientOutcome {
   return {

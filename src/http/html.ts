@@ -30,6 +30,31 @@ function render(value: unknown): string {
   return escapeHtml(String(value));
 }
 
+/** Where one page of a long list stands: the offset, the page's length and the total. */
+export interface PageWindow {
+  offset: number;
+  shown: number;
+  pageSize: number;
+  total: number;
+}
+
+/** ", showing 11–20" after a list's count, nothing for an empty list. */
+export function showing(w: PageWindow): Html {
+  return w.total ? html`, showing ${w.offset + 1}–${w.offset + w.shown}` : html``;
+}
+
+/** The newer/older links of a paginated list; `link` gives the address of an offset. */
+export function pager(w: PageWindow, link: (offset: number) => string): Html {
+  return html`<div class="pager">${
+    w.offset > 0 ? html`<a href="${link(Math.max(0, w.offset - w.pageSize))}">← newer</a>` : html``
+  }
+    ${
+    w.offset + w.pageSize < w.total
+      ? html`<a href="${link(w.offset + w.pageSize)}">older →</a>`
+      : html``
+  }</div>`;
+}
+
 /** The page frame: navigation and the stylesheet, no inline script. */
 export function layout(
   title: string,

@@ -1,6 +1,6 @@
 import type { IndexEntry, ProviderStatus } from "../delivery/mod.ts";
 import type { MessageMeta } from "../spool/mod.ts";
-import { type Html, html } from "./html.ts";
+import { type Html, html, pager, showing } from "./html.ts";
 import type { MinuteCounts } from "./metrics.ts";
 
 /** What the dashboard shows. */
@@ -138,6 +138,7 @@ export function queuePage(
 ): Html {
   const link = (o: number) =>
     `/queue?q=${encodeURIComponent(q)}&state=${encodeURIComponent(state)}&offset=${o}`;
+  const w = { offset, shown: result.items.length, pageSize, total: result.total };
   return html`
     <form method="get" action="/queue" class="actions">
       <input type="search" name="q" value="${q}" placeholder="id, sender, recipient or @domain"
@@ -149,9 +150,7 @@ export function queuePage(
       )}</select>
       <button type="submit">Search</button>
     </form>
-    <p>${result.total} message(s)${result.total
-      ? html`, showing ${offset + 1}–${offset + result.items.length}`
-      : html``}</p>
+    <p>${result.total} message(s)${showing(w)}</p>
     <div class="scroll">
       <table><tr><th>id</th><th>state</th><th>from</th><th>to go</th><th class="optional">created</th><th class="optional">last error</th></tr>
     ${result.items.map((e) =>
@@ -170,12 +169,7 @@ export function queuePage(
     )}
       </table>
     </div>
-    <div class="pager">${offset > 0
-      ? html`<a href="${link(Math.max(0, offset - pageSize))}">← newer</a>`
-      : html``}
-    ${offset + pageSize < result.total
-      ? html`<a href="${link(offset + pageSize)}">older →</a>`
-      : html``}</div>
+    ${pager(w, link)}
   `;
 }
 

@@ -1,5 +1,5 @@
 import type { Suppression } from "../spool/mod.ts";
-import { type Html, html } from "./html.ts";
+import { type Html, html, pager, showing } from "./html.ts";
 
 /** Entries whose address, sender domain or reply contains `q` (case-insensitive); all for "". */
 export function searchSuppressions(entries: Suppression[], q: string): Suppression[] {
@@ -18,15 +18,16 @@ export function suppressionsPage(
   pageSize: number,
 ): Html {
   const link = (o: number) => `/suppressions?q=${encodeURIComponent(q)}&offset=${o}`;
+  const w = { offset, shown: result.items.length, pageSize, total: result.total };
   return html`
     <form method="get" action="/suppressions" class="actions">
       <input type="search" name="q" value="${q}" placeholder="address, @domain or reply text"
         aria-label="search">
       <button type="submit">Search</button>
     </form>
-    <p>${result.total} suppressed address(es)${result.total
-      ? html`, showing ${offset + 1}–${offset + result.items.length}`
-      : html``}. Remove one with <code>minimta suppress remove ADDR</code>.</p>
+    <p>${result.total} suppressed address(es)${showing(
+      w,
+    )}. Remove one with <code>minimta suppress remove ADDR</code>.</p>
     <div class="scroll">
       <table><tr><th>address</th><th>added</th><th class="optional">expires</th><th>source</th><th class="optional">sender domain</th><th>reply</th></tr>
     ${result.items.map((e) =>
@@ -43,11 +44,6 @@ export function suppressionsPage(
     )}
       </table>
     </div>
-    <div class="pager">${offset > 0
-      ? html`<a href="${link(Math.max(0, offset - pageSize))}">← newer</a>`
-      : html``}
-    ${offset + pageSize < result.total
-      ? html`<a href="${link(offset + pageSize)}">older →</a>`
-      : html``}</div>
+    ${pager(w, link)}
   `;
 }

@@ -5,6 +5,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { Buffer } from "node:buffer";
+import type { SessionOptions } from "./open_session.ts";
 
 /** How the fake MX behaves; every reply is raw text including CRLF. */
 export interface ScriptedMxOptions {
@@ -229,6 +230,34 @@ export class ScriptedMx {
     });
     this.#listen(conn, secure);
   }
+}
+
+/** Runs `fn` with a started {@linkcode ScriptedMx}, closing it afterwards, also when `fn` throws. */
+export async function withMx(
+  options: ScriptedMxOptions,
+  fn: (mx: ScriptedMx) => Promise<void>,
+): Promise<void> {
+  const mx = await ScriptedMx.start(options);
+  try {
+    await fn(mx);
+  } finally {
+    await mx.close();
+  }
+}
+
+/** Session options that reach `mx` as "mx.test" with opportunistic TLS; `extra` overrides any. */
+export function sessionOptions(
+  mx: ScriptedMx,
+  extra: Partial<SessionOptions> = {},
+): SessionOptions {
+  return {
+    host: "mx.test",
+    ip: "127.0.0.1",
+    port: mx.port,
+    heloName: "out.ours.test",
+    tls: "opportunistic",
+    ...extra,
+  };
 }
 
 function findTerminator(buf: number[]): number {

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { haveTool, selfSignedCert } from "./_test_server.ts";
-import { openSession } from "./open_session.ts";
+import { openSession, type SessionOptions } from "./open_session.ts";
 
 const SINK = "/usr/sbin/smtp-sink";
 const AIOSMTPD = "/usr/bin/python3";
@@ -10,6 +10,11 @@ const HAVE_AIOSMTPD = await haveTool(AIOSMTPD, ["-c", "import aiosmtpd"], true);
 const SINK_USER = Deno.uid() === 0 ? ["-u", "nobody"] : [];
 const HAVE_OPENSSL = await haveTool("openssl", ["version"]);
 const BODY = new TextEncoder().encode("Subject: interop\r\n\r\n.leading dot\r\nline\r\n");
+
+/** Session options for a real peer listening on loopback `port`. */
+function peer(port: number, host: string): SessionOptions {
+  return { host, ip: "127.0.0.1", port, heloName: "out.test", tls: "opportunistic" };
+}
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -61,13 +66,7 @@ for (const flags of [[], ["-p"]]) {
       "/usr/sbin/smtp-sink",
       (p) => [...SINK_USER, ...flags, `127.0.0.1:${p}`, "10"],
       async (port) => {
-        const s = await openSession({
-          host: "sink.test",
-          ip: "127.0.0.1",
-          port,
-          heloName: "out.test",
-          tls: "opportunistic",
-        });
+        const s = await openSession(peer(port, "sink.test"));
         assertEquals(s.extensions.has("PIPELINING"), flags.length === 0);
         const res = await s.send({
           from: "a@ours.test",
@@ -92,13 +91,7 @@ Deno.test({
     "/usr/sbin/smtp-sink",
     (p) => [...SINK_USER, "-r", "RCPT", `127.0.0.1:${p}`, "10"],
     async (port) => {
-      const s = await openSession({
-        host: "sink.test",
-        ip: "127.0.0.1",
-        port,
-        heloName: "out.test",
-        tls: "opportunistic",
-      });
+      const s = await openSession(peer(port, "sink.test"));
       const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
       assertEquals(Math.floor(res.recipients[0].reply.code / 100), 4);
       assertEquals(res.data, null);
@@ -130,13 +123,7 @@ Deno.test({
       `${dir}/key.pem`,
     ];
     await withPeer(AIOSMTPD, args, async (port) => {
-      const s = await openSession({
-        host: "mx.test",
-        ip: "127.0.0.1",
-        port,
-        heloName: "out.test",
-        tls: "opportunistic",
-      });
+      const s = await openSession(peer(port, "mx.test"));
       assertEquals([s.tls.used, s.tls.verified], [true, false]);
       ok(s.tls.version?.startsWith("TLSv1."));
       const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });

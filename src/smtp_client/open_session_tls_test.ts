@@ -1,6 +1,13 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { haveTool, ScriptedMx, type ScriptedMxOptions, selfSignedCert } from "./_test_server.ts";
-import { openSession, type SessionOptions } from "./open_session.ts";
+import {
+  haveTool,
+  ScriptedMx,
+  type ScriptedMxOptions,
+  selfSignedCert,
+  sessionOptions,
+  withMx,
+} from "./_test_server.ts";
+import { openSession } from "./open_session.ts";
 import { SmtpError } from "./smtp_error.ts";
 
 const HAVE_OPENSSL = await haveTool("openssl", ["version"]);
@@ -8,32 +15,17 @@ const cert = HAVE_OPENSSL ? await selfSignedCert("mx.test") : { cert: "", key: "
 const ignore = !HAVE_OPENSSL;
 const BODY = new TextEncoder().encode("Subject: t\r\n\r\nhi\r\n");
 
-function opts(mx: ScriptedMx, extra: Partial<SessionOptions> = {}): SessionOptions {
-  return {
-    host: "mx.test",
-    ip: "127.0.0.1",
-    port: mx.port,
-    heloName: "out.ours.test",
-    tls: "opportunistic",
-    ...extra,
-  };
-}
-
-async function withMx(mxOpts: ScriptedMxOptions, fn: (mx: ScriptedMx) => Promise<void>) {
-  const mx = await ScriptedMx.start({ cert, ...mxOpts });
-  try {
-    await fn(mx);
-  } finally {
-    await mx.close();
-  }
+/** A fake MX that offers STARTTLS with the self-signed certificate. */
+function withTlsMx(mxOpts: ScriptedMxOptions, fn: (mx: ScriptedMx) => Promise<void>) {
+  return withMx({ cert, ...mxOpts }, fn);
 }
 
 Deno.test({
   name: "opportunistic STARTTLS with a self-signed certificate is encrypted but not verified",
   ignore,
 }, async () => {
-  await withMx({}, async (mx) => {
-    const s = await openSession(opts(mx));
+  await withTlsMx({}, async (mx) => {
+    const s = await openSession(sessionOptions(mx));
     assertEquals([s.tls.used, s.tls.verified, s.tls.version], [true, false, "TLSv1.3"]);
     const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
     assertEquals(res.data?.code, 250);
@@ -47,16 +39,16 @@ Deno.test({
   name: "verify refuses a self-signed certificate (temporary) and accepts it with caCerts",
   ignore,
 }, async () => {
-  await withMx({}, async (mx) => {
-    const err = await openSession(opts(mx, { tls: "verify" })).catch((e) => e);
+  await withTlsMx({}, async (mx) => {
+    const err = await openSession(sessionOptions(mx, { tls: "verify" })).catch((e) => e);
     ok(err instanceof SmtpError, String(err));
     assertEquals([err.stage, err.temporary], ["tls", true]);
     ok(err.message.includes("self-signed"), err.message);
-    const s = await openSession(opts(mx, { tls: "verify", caCerts: [cert.cert] }));
+    const s = await openSession(sessionOptions(mx, { tls: "verify", caCerts: [cert.cert] }));
     assertEquals([s.tls.used, s.tls.verified], [true, true]);
     await s.quit();
     const wrong = await openSession(
-      opts(mx, { tls: "verify", caCerts: [cert.cert], host: "other.test" }),
+      sessionOptions(mx, { tls: "verify", caCerts: [cert.cert], host: "other.test" }),
     )
       .catch((e) => e);
     assertEquals([wrong.stage, wrong.temporary], ["tls", true]);
@@ -69,8 +61,8 @@ Deno.test(
     const reply = (
       l: string,
     ) => (l === "STARTTLS" ? "220 2.0.0 Ready\r\n250-injected\r\n250 AUTH PLAIN\r\n" : undefined);
-    await withMx({ reply }, async (mx) => {
-      const err = await openSession(opts(mx)).catch((e) => e);
+    await withTlsMx({ reply }, async (mx) => {
+      const err = await openSession(sessionOptions(mx)).catch((e) => e);
       ok(err instanceof SmtpError, String(err));
       assertEquals([err.stage, err.temporary], ["starttls", true]);
       ok(err.message.includes("after its 220"), err.message);
@@ -85,8 +77,8 @@ Deno.test(
     const ehlo = (
       tls: boolean,
     ) => (tls ? ["SIZE 50000000", "AUTH PLAIN"] : ["SIZE 10", "STARTTLS"]);
-    await withMx({ ehlo }, async (mx) => {
-      const s = await openSession(opts(mx));
+    await withTlsMx({ ehlo }, async (mx) => {
+      const s = await openSession(sessionOptions(mx));
       assertEquals([...s.extensions], [["SIZE", "50000000"], ["AUTH", "PLAIN"]]);
       const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
       assertEquals(res.data?.code, 250);
@@ -100,12 +92,12 @@ Deno.test({
   name: "TLS-C-06: no STARTTLS: plaintext under opportunistic, temporary error under required",
   ignore,
 }, async () => {
-  await withMx({ ehlo: () => ["PIPELINING"] }, async (mx) => {
-    const s = await openSession(opts(mx));
+  await withTlsMx({ ehlo: () => ["PIPELINING"] }, async (mx) => {
+    const s = await openSession(sessionOptions(mx));
     assertEquals(s.tls.used, false);
     ok(s.tls.fallbackReason?.includes("does not offer STARTTLS"));
     await s.quit();
-    const err = await openSession(opts(mx, { tls: "required" })).catch((e) => e);
+    const err = await openSession(sessionOptions(mx, { tls: "required" })).catch((e) => e);
     assertEquals([err.name, err.stage, err.temporary], ["SmtpError", "starttls", true]);
   });
 });
@@ -115,13 +107,13 @@ Deno.test({
   ignore,
 }, async () => {
   const reply = (l: string) => (l === "STARTTLS" ? "454 4.7.0 TLS not available\r\n" : undefined);
-  await withMx({ reply }, async (mx) => {
-    const s = await openSession(opts(mx));
+  await withTlsMx({ reply }, async (mx) => {
+    const s = await openSession(sessionOptions(mx));
     assertEquals(s.tls.used, false);
     const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
     assertEquals(res.data?.code, 250);
     await s.quit();
-    const err = await openSession(opts(mx, { tls: "verify" })).catch((e) => e);
+    const err = await openSession(sessionOptions(mx, { tls: "verify" })).catch((e) => e);
     assertEquals([err.stage, err.temporary], ["starttls", true]);
   });
 });
@@ -137,14 +129,16 @@ Deno.test({
     setTimeout(() => c.socket.write("this is not TLS\r\n".repeat(10)), 20);
     return "";
   };
-  await withMx({ reply }, async (mx) => {
-    const s = await openSession(opts(mx, { timeouts: { starttls: 2000 } }));
+  await withTlsMx({ reply }, async (mx) => {
+    const s = await openSession(sessionOptions(mx, { timeouts: { starttls: 2000 } }));
     assertEquals(s.tls.used, false);
     ok(s.tls.fallbackReason?.includes("TLS handshake"), s.tls.fallbackReason ?? "");
     await s.quit();
     assertEquals(mx.conns.length, 2);
     ok(!mx.conns[1].commands.includes("STARTTLS"));
-    const err = await openSession(opts(mx, { tls: "required", timeouts: { starttls: 2000 } }))
+    const err = await openSession(
+      sessionOptions(mx, { tls: "required", timeouts: { starttls: 2000 } }),
+    )
       .catch((e) => e);
     assertEquals([err.stage, err.temporary], ["tls", true]);
     assertEquals(mx.conns.length, 3);
@@ -168,7 +162,7 @@ Deno.test({
   try {
     for (const [what, mx] of [["silent", silent], ["closes", closing]] as const) {
       const started = Date.now();
-      const s = await openSession(opts(mx, { timeouts: { starttls: 500 } }));
+      const s = await openSession(sessionOptions(mx, { timeouts: { starttls: 500 } }));
       ok(Date.now() - started < 3000, `${what}: took ${Date.now() - started} ms`);
       assertEquals(s.tls.used, false, what);
       ok(s.tls.fallbackReason?.includes("TLS handshake"), s.tls.fallbackReason ?? "");
@@ -186,8 +180,10 @@ Deno.test({
 });
 
 Deno.test({ name: "AUTH is never sent without TLS", ignore }, async () => {
-  await withMx({ ehlo: () => ["AUTH PLAIN LOGIN"] }, async (mx) => {
-    const err = await openSession(opts(mx, { auth: { username: "u", password: "secret" } })).catch((
+  await withTlsMx({ ehlo: () => ["AUTH PLAIN LOGIN"] }, async (mx) => {
+    const err = await openSession(
+      sessionOptions(mx, { auth: { username: "u", password: "secret" } }),
+    ).catch((
       e,
     ) => e);
     assertEquals([err.stage, err.temporary], ["auth", true]);
@@ -206,16 +202,21 @@ Deno.test({ name: "AUTH PLAIN over STARTTLS, LOGIN as a fallback", ignore }, asy
     return undefined;
   };
   for (const mechs of ["PLAIN LOGIN", "LOGIN"]) {
-    await withMx({ reply, ehlo: (tls) => (tls ? [`AUTH ${mechs}`] : ["STARTTLS"]) }, async (mx) => {
-      const s = await openSession(
-        opts(mx, { tls: "required", auth: { username: "u", password: "secret" } }),
-      );
-      ok(s.usable);
-      await s.quit();
-    });
+    await withTlsMx(
+      { reply, ehlo: (tls) => (tls ? [`AUTH ${mechs}`] : ["STARTTLS"]) },
+      async (mx) => {
+        const s = await openSession(
+          sessionOptions(mx, { tls: "required", auth: { username: "u", password: "secret" } }),
+        );
+        ok(s.usable);
+        await s.quit();
+      },
+    );
   }
-  await withMx({ reply, ehlo: (tls) => (tls ? ["AUTH PLAIN"] : ["STARTTLS"]) }, async (mx) => {
-    const err = await openSession(opts(mx, { auth: { username: "u", password: "wrong" } })).catch((
+  await withTlsMx({ reply, ehlo: (tls) => (tls ? ["AUTH PLAIN"] : ["STARTTLS"]) }, async (mx) => {
+    const err = await openSession(
+      sessionOptions(mx, { auth: { username: "u", password: "wrong" } }),
+    ).catch((
       e,
     ) => e);
     assertEquals([err.stage, err.temporary, err.reply?.code], ["auth", true, 535]);
@@ -225,13 +226,13 @@ Deno.test({ name: "AUTH PLAIN over STARTTLS, LOGIN as a fallback", ignore }, asy
 Deno.test(
   { name: "implicit TLS (port 465 style) works and verifies with caCerts", ignore },
   async () => {
-    await withMx({
+    await withTlsMx({
       implicitTls: true,
       ehlo: () => ["AUTH PLAIN"],
       reply: (l) => (l.startsWith("AUTH") ? "235 ok\r\n" : undefined),
     }, async (mx) => {
       const s = await openSession(
-        opts(mx, {
+        sessionOptions(mx, {
           implicitTls: true,
           tls: "verify",
           caCerts: [cert.cert],
@@ -254,7 +255,9 @@ Deno.test({
   });
   try {
     const started = Date.now();
-    const err = await openSession(opts(silent, { tls: "required", timeouts: { starttls: 300 } }))
+    const err = await openSession(
+      sessionOptions(silent, { tls: "required", timeouts: { starttls: 300 } }),
+    )
       .catch((e) => e);
     assertEquals([err.stage, err.temporary], ["tls", true]);
     ok(/timed out/i.test(err.message), err.message);

@@ -1,38 +1,15 @@
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
-import { ScriptedMx } from "./_test_server.ts";
-import { openSession, type SessionOptions } from "./open_session.ts";
+import { ScriptedMx, sessionOptions, withMx } from "./_test_server.ts";
+import { openSession } from "./open_session.ts";
 import { SmtpError } from "./smtp_error.ts";
 import { classifyReply } from "./smtp_reply.ts";
 
 const enc = new TextEncoder();
 const BODY = enc.encode("From: a@ours.test\r\nSubject: t\r\n\r\n.dot line\r\nbare\nLF\r\n");
 
-function opts(mx: ScriptedMx, extra: Partial<SessionOptions> = {}): SessionOptions {
-  return {
-    host: "mx.test",
-    ip: "127.0.0.1",
-    port: mx.port,
-    heloName: "out.ours.test",
-    tls: "opportunistic",
-    ...extra,
-  };
-}
-
-async function withMx(
-  mxOpts: Parameters<typeof ScriptedMx.start>[0],
-  fn: (mx: ScriptedMx) => Promise<void>,
-) {
-  const mx = await ScriptedMx.start(mxOpts);
-  try {
-    await fn(mx);
-  } finally {
-    await mx.close();
-  }
-}
-
 Deno.test("DLV-18: send() pipelines MAIL, RCPT and DATA in one write, sends nothing more before the 354, and puts safe bytes on the wire", async () => {
   await withMx({ goAheadDelayMs: 150 }, async (mx) => {
-    const s = await openSession(opts(mx));
+    const s = await openSession(sessionOptions(mx));
     const res = await s.send({
       from: "a@ours.test",
       recipients: ["b@x.test", "c@x.test"],
@@ -56,7 +33,7 @@ Deno.test("DLV-18: send() pipelines MAIL, RCPT and DATA in one write, sends noth
 
 Deno.test("DLV-18: send() goes lock-step without PIPELINING: one command per reply, no body before the 354", async () => {
   await withMx({ ehlo: () => ["SIZE 1000"], goAheadDelayMs: 150 }, async (mx) => {
-    const s = await openSession(opts(mx));
+    const s = await openSession(sessionOptions(mx));
     const res = await s.send({
       from: "a@ours.test",
       recipients: ["b@x.test", "c@x.test"],
@@ -81,7 +58,7 @@ for (const pipelining of [true, false]) {
         : undefined;
     const ehlo = () => pipelining ? ["PIPELINING"] : ["8BITMIME"];
     await withMx({ reply: rcpt, ehlo }, async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       const res = await s.send({
         from: "a@ours.test",
         recipients: ["ok@x.test", "temp@x.test", "gone@x.test"],
@@ -110,7 +87,7 @@ Deno.test("DLV-11: send() sends no DATA when every recipient is refused (lock-st
     ehlo: () => [],
     reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 no\r\n" : undefined),
   }, async (mx) => {
-    const s = await openSession(opts(mx));
+    const s = await openSession(sessionOptions(mx));
     const res = await s.send({
       from: "a@ours.test",
       recipients: ["x@x.test", "y@x.test"],
@@ -126,7 +103,7 @@ Deno.test("DLV-14: DATA answered 451 or 250 instead of 354: no body is sent, a t
   await withMx(
     { reply: (l) => (l === "DATA" ? "451 4.3.0 try later\r\n" : undefined) },
     async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
       assertEquals(res.data, null);
       assertEquals(res.recipients[0].reply.code, 451);
@@ -140,7 +117,7 @@ Deno.test("DLV-14: DATA answered 451 or 250 instead of 354: no body is sent, a t
   await withMx(
     { reply: (l) => (l === "DATA" ? "250 2.0.0 ok\r\n" : undefined) },
     async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
         .catch((e) => e);
       ok(err instanceof SmtpError && err.temporary, String(err));
@@ -154,7 +131,7 @@ Deno.test("DLV-14: DATA answered 451 or 250 instead of 354: no body is sent, a t
 
 Deno.test("send() refuses locally: SIZE limit 5.3.4 and SMTPUTF8 not offered 5.6.7", async () => {
   await withMx({ ehlo: () => ["SIZE 20", "PIPELINING"] }, async (mx) => {
-    const s = await openSession(opts(mx));
+    const s = await openSession(sessionOptions(mx));
     const big = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
     assertEquals([big.mail.code, big.mail.enhanced, big.mail.local], [552, "5.3.4", true]);
     assertEquals(classifyReply(big.recipients[0].reply), "permanent");
@@ -171,7 +148,7 @@ Deno.test("send() refuses locally: SIZE limit 5.3.4 and SMTPUTF8 not offered 5.6
 
 Deno.test("send() adds BODY=8BITMIME and SMTPUTF8 when needed and offered", async () => {
   await withMx({ ehlo: () => ["8BITMIME", "SMTPUTF8"] }, async (mx) => {
-    const s = await openSession(opts(mx));
+    const s = await openSession(sessionOptions(mx));
     await s.send({
       from: "a@ours.test",
       recipients: ["jörg@x.test"],
@@ -184,7 +161,7 @@ Deno.test("send() adds BODY=8BITMIME and SMTPUTF8 when needed and offered", asyn
 
 Deno.test("send() never puts a CR or LF from an address on the wire", async () => {
   await withMx({}, async (mx) => {
-    const s = await openSession(opts(mx));
+    const s = await openSession(sessionOptions(mx));
     const res = await s.send({
       from: "a@ours.test",
       recipients: ["b@x.test\r\nRSET", "ok@x.test"],
@@ -201,7 +178,7 @@ Deno.test("DLV-06: a 421 after RCPT makes the session unusable and temp-fails th
     reply: (l) => (l.includes("second") ? "421 4.3.2 shutting down\r\n" : undefined),
     ehlo: () => [],
   }, async (mx) => {
-    const s = await openSession(opts(mx));
+    const s = await openSession(sessionOptions(mx));
     const res = await s.send({
       from: "a@ours.test",
       recipients: ["first@x.test", "second@x.test", "third@x.test"],
@@ -219,7 +196,7 @@ Deno.test("openSession() falls back to HELO when EHLO gets a 5xx", async () => {
   await withMx(
     { reply: (l) => (l.startsWith("EHLO") ? "502 5.5.1 no EHLO here\r\n" : undefined) },
     async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       assertEquals(s.extensions.size, 0);
       const res = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY });
       assertEquals(res.data?.code, 250);
@@ -247,7 +224,7 @@ function closedByClient(
 for (const greeting of malformed) {
   Deno.test(`DLV-16: openSession() treats a malformed greeting as a temporary protocol error and closes: ${JSON.stringify(greeting.slice(0, 12))}`, async () => {
     await withMx({ greeting }, async (mx) => {
-      const err = await openSession(opts(mx)).catch((e) => e);
+      const err = await openSession(sessionOptions(mx)).catch((e) => e);
       ok(err instanceof SmtpError, String(err));
       assertEquals([err.stage, err.temporary], ["greeting", true]);
       ok(err.message.includes("Protocol error"), err.message);
@@ -259,7 +236,7 @@ for (const greeting of malformed) {
 Deno.test("DLV-16: a malformed reply inside a transaction is a temporary protocol error and closes", async () => {
   for (const bad of ["250 ok\n", "2500 ok\r\n", "250-a\r\n251 b\r\n", "hello\r\n"]) {
     await withMx({ reply: (l) => (l.startsWith("MAIL") ? bad : undefined) }, async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
         .catch((e) => e);
       ok(err instanceof SmtpError && err.temporary, `${JSON.stringify(bad)}: ${err}`);
@@ -274,7 +251,7 @@ Deno.test("DLV-16: a malformed reply inside a transaction is a temporary protoco
 
 Deno.test("openSession() reports a 554 greeting as a permanent reply error", async () => {
   await withMx({ greeting: "554 5.7.1 go away\r\n" }, async (mx) => {
-    const err = await openSession(opts(mx)).catch((e) => e);
+    const err = await openSession(sessionOptions(mx)).catch((e) => e);
     assertEquals([err.stage, err.temporary, err.reply?.code], ["greeting", false, 554]);
   });
 });
@@ -282,7 +259,7 @@ Deno.test("openSession() reports a 554 greeting as a permanent reply error", asy
 Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline covers the whole reply", async () => {
   const mx = await ScriptedMx.start({ greeting: "" });
   try {
-    const pending = openSession(opts(mx, { timeouts: { greeting: 2000 } }));
+    const pending = openSession(sessionOptions(mx, { timeouts: { greeting: 2000 } }));
     await (await mx.connection(0)).trickle("220-mx.test\r\n220 hi\r\n", 1);
     const s = await pending;
     await s.quit();
@@ -292,7 +269,9 @@ Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline
   const slow = await ScriptedMx.start({ greeting: "" });
   try {
     const started = Date.now();
-    const pending = openSession(opts(slow, { timeouts: { greeting: 300 } })).catch((e) => e);
+    const pending = openSession(sessionOptions(slow, { timeouts: { greeting: 300 } })).catch((e) =>
+      e
+    );
     const trickling = (await slow.connection(0)).trickle(
       "220-" + "x".repeat(40) + "\r\n220 hi\r\n",
       20,
@@ -314,7 +293,7 @@ Deno.test("DLV-16/DLV-17: a reply trickled byte by byte parses, but the deadline
       return "";
     },
   }, async (mx) => {
-    const s = await openSession(opts(mx, { timeouts: { mail: 300 } }));
+    const s = await openSession(sessionOptions(mx, { timeouts: { mail: 300 } }));
     const started = Date.now();
     const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
       .catch((e) => e);
@@ -344,7 +323,7 @@ Deno.test("openSession() fails fast with a temporary error when nothing listens"
 
 Deno.test("openSession() binds the source address", async () => {
   await withMx({}, async (mx) => {
-    const s = await openSession(opts(mx, { sourceAddress: "127.0.0.2" }));
+    const s = await openSession(sessionOptions(mx, { sourceAddress: "127.0.0.2" }));
     assertEquals(mx.conns[0].socket.remoteAddress, "127.0.0.2");
     await s.quit();
   });
@@ -354,7 +333,7 @@ Deno.test("a dropped connection mid-DATA is a temporary error", async () => {
   await withMx(
     { reply: (l, c) => (l === "DATA" ? (c.socket.destroy(), "") : undefined) },
     async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY }).catch(
         (e) => e,
       );
@@ -378,7 +357,7 @@ Deno.test("a refusal sent mid-body by a server that stops reading is the final r
       },
     },
     async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       const body = enc.encode(
         "Subject: big\r\n\r\n" + "y".repeat(78).concat("\r\n").repeat(100_000),
       );
@@ -396,7 +375,7 @@ Deno.test("a positive reply before the end of the body is a temporary protocol e
   await withMx(
     { reply: (l) => (l === "DATA" ? "354 go ahead\r\n250 2.0.0 thanks\r\n" : undefined) },
     async (mx) => {
-      const s = await openSession(opts(mx));
+      const s = await openSession(sessionOptions(mx));
       const err = await s.send({ from: "a@ours.test", recipients: ["b@x.test"], body: BODY })
         .catch((e) => e);
       ok(err instanceof SmtpError && err.temporary, String(err));

@@ -16,3 +16,4 @@ export {
   type SuppressionListOptions,
 } from "./suppression_list.ts";
 export type { ListIds, MessageMeta, MessageState, RecipientState } from "./types.ts";
+export { pendingRecipient } from "./types.ts";

@@ -6,7 +6,7 @@ import { giveToOwner, type SpoolOwner, wrapWriteError, writeDurably } from "./du
 import { Outbox } from "./outbox.ts";
 import { isQueueId, newQueueId } from "./queue_id.ts";
 import { SuppressionList } from "./suppression_list.ts";
-import type { MessageMeta, NewMessage } from "./types.ts";
+import { type MessageMeta, type NewMessage, pendingRecipient } from "./types.ts";
 
 /** Options for {@linkcode Spool.open}. */
 export interface SpoolOptions {
@@ -198,15 +198,7 @@ export class Spool {
       version: 1,
       id,
       ...message,
-      recipients: message.recipients.map((address) => ({
-        address,
-        status: "pending",
-        attempts: 0,
-        last_error: null,
-        last_status: null,
-        remote: null,
-        updated_at: null,
-      })),
+      recipients: message.recipients.map(pendingRecipient),
       state: "queued",
       created_at: now,
       next_attempt_at: now,

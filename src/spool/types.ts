@@ -20,6 +20,19 @@ export interface RecipientState {
   delay_warned_at?: string;
 }
 
+/** A recipient no attempt has been made for yet, as a new message holds it. */
+export function pendingRecipient(address: string): RecipientState {
+  return {
+    address,
+    status: "pending",
+    attempts: 0,
+    last_error: null,
+    last_status: null,
+    remote: null,
+    updated_at: null,
+  };
+}
+
 /** The list manager's ids of a campaign message, read from its headers at intake. */
 export interface ListIds {
   /** `X-Listmonk-Campaign`: the campaign's UUID. */
