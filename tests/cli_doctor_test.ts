@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { Mta, requireTool } from "./_harness.ts";
 import { FakeDns, type Zone } from "./_dns.ts";
 import { assertCliError, cli } from "./_cli.ts";
+import { ADMIN, startWebMta, WebClient } from "./_http.ts";
 import { generateDkimKey } from "../src/dkim/mod.ts";
 
 const needsDns = requireTool("python3:dns");
@@ -168,3 +169,116 @@ Deno.test({
     );
   },
 });
+
+/**
+ * The status page's rows as report lines: the table's cells unescaped,
+ * joined the way the CLI prints them (`STATUS check subject: message — publish: …`),
+ * whitespace collapsed.
+ */
+function pageLines(body: string): string[] {
+  const table = body.slice(body.indexOf("<th>status</th>"));
+  const unescape = (s: string) =>
+    s.replace(/<[^>]*>/g, "").replace(/&#(\d+);/g, (_, n) => String.fromCharCode(Number(n)))
+      .trim();
+  return [...table.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((row) => {
+    const [status, check, subject, message, publish] = [
+      ...row[1].matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g),
+    ].map((m) => unescape(m[1]));
+    return squash(
+      `${status} ${check} ${subject}: ${message}${publish ? ` — publish: ${publish}` : ""}`,
+    );
+  });
+}
+
+/** The CLI's report lines, whitespace collapsed (the CLI pads the check names). */
+function cliLines(stdout: string): string[] {
+  return stdout.split("\n").filter((l) => /^(PASS|FAIL|INFO) /.test(l)).map(squash);
+}
+
+function squash(line: string): string {
+  return line.replace(/\s+/g, " ");
+}
+
+Deno.test({
+  name: "doctor page: GET /doctor shows the CLI's lines, cached until Check again, escaped",
+  ignore: needsDns,
+  async fn(t) {
+    await using mta = await startWebMta({ dkim: ["rsa"], noStart: true });
+    const dkimTxt = mta.dkim[0].dnsTxt;
+    await using dns = await FakeDns.start(zoneWithoutDmarc(dkimTxt));
+    await mta.patchConfig({ delivery: { dns_servers: [dns.server], source_address: IP } });
+    await mta.launch();
+    const web = await WebClient.forMta(mta);
+    const doctorPage = async () => {
+      const r = await web.page("/doctor");
+      assert.equal(r.status, 200, r.body);
+      return r.body;
+    };
+    const checkAgain = async () => {
+      const res = await web.post("/doctor", { csrf: await web.csrf() });
+      await res.body?.cancel();
+      assert.equal(res.status, 303);
+      assert.equal(res.headers.get("location"), "/doctor");
+    };
+
+    await t.step("needs a login", async () => {
+      const res = await web.get("/doctor");
+      await res.body?.cancel();
+      assert.equal(res.status, 303);
+      assert.equal(res.headers.get("location"), "/login");
+      assert.equal((await web.login(ADMIN.user, ADMIN.pass)).status, 303);
+      assert.match((await web.page("/")).body, /<a href="\/doctor">DNS doctor<\/a>/);
+    });
+
+    await t.step("no DMARC: the page shows the same FAIL line as the CLI", async () => {
+      const cliRun = await doctor(mta);
+      assertCliError(cliRun, 1, "no DMARC");
+      const body = await doctorPage();
+      const lines = pageLines(body);
+      assert.deepEqual(lines, cliLines(cliRun.stdout));
+      const [fail] = lines.filter((l) => l.startsWith("FAIL"));
+      assert.equal(fail, squash(failing(cliRun.stdout)[0]));
+      assert.match(
+        fail,
+        /^FAIL dmarc ours\.test: no DMARC record .* — publish: _dmarc\.ours\.test\. TXT/,
+      );
+      assert.match(body, /1 of 6 checks failed/);
+    });
+
+    await t.step("DMARC published: cached on reload, PASS after Check again", async () => {
+      await dns.setZone(withDmarc(zoneWithoutDmarc(dkimTxt)));
+      assert.ok(
+        pageLines(await doctorPage()).some((l) => l.startsWith("FAIL dmarc")),
+        "a reload within the minute shows the cached report",
+      );
+      await checkAgain();
+      const cliRun = await doctor(mta);
+      assert.equal(cliRun.code, 0, cliRun.stderr + cliRun.stdout);
+      const body = await doctorPage();
+      const lines = pageLines(body);
+      assert.deepEqual(lines, cliLines(cliRun.stdout));
+      assert.ok(lines.some((l) => /^PASS dmarc ours\.test: policy p=quarantine/.test(l)), body);
+      assert.deepEqual(lines.filter((l) => l.startsWith("FAIL")), []);
+      assert.match(body, /All 6 checks pass/);
+    });
+
+    await t.step("a TXT record with <script> in it is shown escaped", async () => {
+      const sts = "v=STSv1; id=<script>alert(1)</script>";
+      await dns.setZone({
+        ...withDmarc(zoneWithoutDmarc(dkimTxt)),
+        "_mta-sts.ours.test": { TXT: [sts] },
+      });
+      await checkAgain();
+      const body = await doctorPage();
+      assert.doesNotMatch(body, /<script/i);
+      assert.match(body, /id=&#60;script&#62;alert\(1\)&#60;\/script&#62;/);
+      const cliRun = await doctor(mta);
+      assert.deepEqual(pageLines(body), cliLines(cliRun.stdout));
+      assert.ok(pageLines(body).includes(`INFO mta-sts ours.test: "${sts}" at _mta-sts.ours.test`));
+    });
+  },
+});
+
+function doctor(mta: Mta) {
+  return cli(mta, ["doctor"]);
+}

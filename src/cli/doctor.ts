@@ -140,3 +140,89 @@ async function sendingDomains(
   }
   return { domains: [...domains].sort(), problem };
 }
+
+/** A report and when it was made, as the status page shows it. */
+export interface CheckedReport extends DoctorReport {
+  /** When the checks ran (ISO 8601). */
+  checked_at: string;
+}
+
+/** Options of {@linkcode cachedDoctor}. */
+export interface CachedDoctorOptions {
+  /** Longest a run may take; later a report with one failing `doctor` line is returned. @default 10000 */
+  budgetMs?: number;
+  /** How long a finished report is reused. @default 60000 */
+  cacheMs?: number;
+  /** Bound on one DNS lookup. @default 3000 */
+  lookupTimeoutMs?: number;
+}
+
+/**
+ * The doctor for the status page: {@linkcode runDoctor} (the report the CLI
+ * prints) bounded by a time budget and reused for `cacheMs`, so reloading the
+ * page does not query the DNS each time. `fresh` skips the cache; a run in
+ * progress is always shared, so the DNS sees at most one run at a time.
+ */
+export function cachedDoctor(
+  config: Config,
+  options: CachedDoctorOptions = {},
+): (fresh?: boolean) => Promise<CheckedReport> {
+  const budgetMs = options.budgetMs ?? 10_000;
+  const cacheMs = options.cacheMs ?? 60_000;
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 3_000;
+  let last: { at: number; done: boolean; report: Promise<CheckedReport> } | null = null;
+  return (fresh = false) => {
+    if (last && (!last.done || (!fresh && Date.now() - last.at < cacheMs))) return last.report;
+    const started = Date.now();
+    const resolver = new Resolver({
+      servers: config.delivery.dns_servers,
+      timeoutMs: lookupTimeoutMs,
+    });
+    const entry: NonNullable<typeof last> = {
+      at: started,
+      done: false,
+      report: withinBudget(runDoctor(config, { resolver }), budgetMs, config).then(
+        (report) => ({ ...report, checked_at: new Date(started).toISOString() }),
+      ),
+    };
+    entry.report.then(
+      () => entry.done = true,
+      // A run that threw is not kept: the next request tries again.
+      () => last === entry && (last = null),
+    );
+    last = entry;
+    return entry.report;
+  };
+}
+
+async function withinBudget(
+  run: Promise<DoctorReport>,
+  budgetMs: number,
+  config: Config,
+): Promise<DoctorReport> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<DoctorReport>((resolve) => {
+    timer = setTimeout(() =>
+      resolve({
+        ok: false,
+        hostname: config.server.hostname,
+        sending_ip: null,
+        domains: [],
+        checks: [{
+          check: "doctor",
+          subject: "DNS",
+          status: "fail",
+          message: `the checks did not finish within ${
+            budgetMs / 1000
+          } s (slow or unreachable DNS servers?); try again later`,
+        }],
+      }), budgetMs);
+  });
+  // The run goes on in the background after the budget (each lookup is bounded): never unhandled.
+  run.catch(() => {});
+  try {
+    return await Promise.race([run, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { type Authenticator, AuthThrottle, type SendingLimits } from "../auth/mod.ts";
+import { cachedDoctor } from "./doctor.ts";
 import { type Config, DEFAULTS, splitHostPort } from "../config/mod.ts";
 import type { DeliveryEngine } from "../delivery/mod.ts";
 import { type HttpDeps, type Metrics, startHttpServer } from "../http/mod.ts";
@@ -75,6 +76,7 @@ export function startStatusServer(config: Config, r: Running): Deno.HttpServer {
     },
     operate: (id, op) => r.engine.operate(id, op),
     suppressions: () => r.suppressions.list(),
+    doctor: cachedDoctor(config),
     login: async (username, password, clientIp) => {
       // Throttled like SMTP AUTH: growing delays, then the IP is refused for a while.
       // The attempt is counted before the check, so parallel posts cannot all pass.

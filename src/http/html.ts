@@ -62,7 +62,7 @@ export function layout(
   options: { user?: string | null; csrf?: string } = {},
 ): string {
   const nav = options.user
-    ? html`<nav><a href="/">Dashboard</a><a href="/queue">Queue</a><a href="/suppressions">Suppressions</a>
+    ? html`<nav><a href="/">Dashboard</a><a href="/queue">Queue</a><a href="/suppressions">Suppressions</a><a href="/doctor">DNS doctor</a>
       <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="${
       options.csrf ?? ""
     }">
@@ -103,6 +103,7 @@ input[type=text],input[type=password],input[type=search],select{font:inherit;pad
 .legend span{margin-right:1rem}.delivered{fill:#2e7d32;color:#2e7d32}.deferred{fill:#ed8c00;color:#b56b00}
 .bounced{fill:#c62828;color:#c62828}.received{fill:#1565c0;color:#1565c0}
 pre{background:#fff;border:1px solid #dde1e8;padding:.6rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+.status-pass{color:#2e7d32}.status-fail{color:#c62828;font-weight:600}.status-info{color:#5b6577}
 .pager{display:flex;gap:1rem;margin:.8rem 0}.actions{display:flex;flex-wrap:wrap;gap:.5rem;margin:.8rem 0}
 @media (max-width:600px){th.optional,td.optional{display:none}main{padding:.6rem}}
 `;

@@ -1,6 +1,7 @@
 import type { QueueIndex } from "../delivery/mod.ts";
 import { log } from "../log/mod.ts";
 import type { MessageMeta, Suppression } from "../spool/mod.ts";
+import { doctorPage, type DoctorPageReport } from "./doctor_page.ts";
 import { type Html, html, layout, STYLE } from "./html.ts";
 import type { Gauges, Metrics } from "./metrics.ts";
 import {
@@ -27,6 +28,11 @@ export interface HttpDeps {
   suppressions(): Suppression[];
   /** Users with sending limits and their use (recipients this hour and in the last 24 hours). */
   sendingLimits?(): SendingLimitRow[];
+  /**
+   * The `minimta doctor` report: bounded in time and cached by the caller;
+   * `fresh` asks for a new run (a run in progress is shared).
+   */
+  doctor(fresh?: boolean): Promise<DoctorPageReport>;
   /** Checks a login: an admin user's password, or the configured admin token. */
   login(username: string, password: string, clientIp: string): Promise<string | null>;
 }
@@ -174,6 +180,9 @@ class StatusApp {
       const result = { total: found.length, items: found.slice(offset, offset + PAGE_SIZE) };
       return page("Suppressions", suppressionsPage(q, offset, result, PAGE_SIZE), session);
     }
+    if (path === "/doctor") {
+      return page("DNS doctor", doctorPage(await d.doctor(), session.csrf), session);
+    }
     const match = /^\/message\/([0-9A-Z]{16})(\/delete)?$/.exec(path);
     if (match) {
       if (match[2]) {
@@ -208,6 +217,11 @@ class StatusApp {
       return text("Refused: missing or wrong CSRF token. Reload the page and try again.", 403);
     }
     if (path === "/logout") return redirect("/login", this.#sessions.destroy(current.id));
+    if (path === "/doctor") {
+      // Check again: waits for the new run, so the page it redirects to shows it.
+      await this.#deps.doctor(true);
+      return redirect("/doctor");
+    }
     const match = /^\/message\/([0-9A-Z]{16})\/(retry|hold|release|delete)$/.exec(path);
     if (!match) return text("Not found", 404);
     const [, id, op] = match;
