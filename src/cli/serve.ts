@@ -6,7 +6,12 @@ import {
   reason,
   splitHostPort,
 } from "../config/mod.ts";
-import { DeliveryEngine, SmtpTransport, type SmtpTransportOptions } from "../delivery/mod.ts";
+import {
+  DeliveryEngine,
+  QueueIndex,
+  SmtpTransport,
+  type SmtpTransportOptions,
+} from "../delivery/mod.ts";
 import type { DkimSigner } from "../dkim/mod.ts";
 import { EventStream, writeMailLog } from "../events/mod.ts";
 import { Metrics } from "../http/mod.ts";
@@ -55,7 +60,10 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   if (!(await lockSpool(spool))) {
     throw new CliError(`Spool "${config.queue.dir}" is in use by another minimta process`);
   }
-  const report = await spool.recover();
+  // Start-up repair fills the queue index as it reads, one batch of full
+  // metadata alive at a time; the engine schedules from the index.
+  const index = new QueueIndex();
+  const report = await spool.recover({ onMessage: (meta) => index.set(meta) });
   for (const q of report.quarantined) {
     logger.warn("Moved corrupt queue entry {id} to corrupt/: {reason}", {
       id: q.id,
@@ -123,10 +131,10 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     retrySchedule: config.delivery.retry_schedule,
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
     emit: events.emit,
+    index,
   });
   webhooks?.start();
-  await engine.start(report.metas);
-  report.metas = []; // the engine's index holds what it needs
+  await engine.start("index");
   const http = config.http.listen_addr
     ? startStatusServer(config, {
       engine,

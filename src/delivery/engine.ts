@@ -41,6 +41,12 @@ export interface DeliveryEngineOptions {
   emit: EmitEvent;
   /** The clock. @default () => new Date() */
   now?: () => Date;
+  /**
+   * The queue index to keep current, e.g. one filled by start-up repair
+   * (`Spool.recover`'s `onMessage`), so {@linkcode DeliveryEngine.start} need
+   * not read the spool again. @default a new, empty index
+   */
+  index?: QueueIndex;
 }
 
 const logger = log("delivery");
@@ -79,7 +85,7 @@ export class DeliveryEngine {
   #active = 0;
   #gate: DomainGate;
   /** Every queued message in summary, for status pages and metrics. */
-  readonly index: QueueIndex = new QueueIndex();
+  readonly index: QueueIndex;
 
   constructor(options: DeliveryEngineOptions) {
     this.#o = {
@@ -88,8 +94,10 @@ export class DeliveryEngine {
       retrySchedule: [300_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000],
       maxQueueLifetimeMs: 5 * 86_400_000,
       now: () => new Date(),
+      index: new QueueIndex(),
       ...options,
     };
+    this.index = this.#o.index;
     this.#slots = new Semaphore(this.#o.concurrency);
     this.#domains = new KeyedSemaphore(this.#o.perDomainConcurrency);
     this.#gate = new DomainGate(this.#o.perDomainConcurrency * 2);
@@ -100,10 +108,15 @@ export class DeliveryEngine {
 
   /**
    * Rebuilds the schedule from the spool (or from `initial`, the metadata
-   * that start-up repair already read) and starts delivering.
+   * that start-up repair already read; or, with `"index"`, from the index
+   * given in the options, already filled) and starts delivering.
    */
-  async start(initial?: MessageMeta[]): Promise<void> {
-    for (const meta of initial ?? await this.#o.spool.list()) this.schedule(meta);
+  async start(initial?: MessageMeta[] | "index"): Promise<void> {
+    if (initial === "index") {
+      for (const [id, due] of this.index.due()) this.#due.set(id, due);
+    } else {
+      for (const meta of initial ?? await this.#o.spool.list()) this.schedule(meta);
+    }
     // New messages (and DSNs) come in through the spool.
     this.#o.spool.subscribe((meta) => this.schedule(meta));
     // The spool may have been written under a clock that was ahead of this one.
@@ -319,8 +332,7 @@ export class DeliveryEngine {
   }
 
   #domainsOf(id: string): string[] {
-    const open = this.index.get(id)?.open ?? [];
-    return [...new Set(open.map((a) => a.slice(a.lastIndexOf("@") + 1).toLowerCase()))];
+    return this.index.openDomains(id);
   }
 
   async #process(id: string): Promise<void> {

@@ -19,6 +19,11 @@ export { describe, type RecipientOutcome } from "./outcome.ts";
 export { bounceFailed, buildDsn, type FailedRecipient } from "./dsn.ts";
 export { recordOutcomes } from "./record_outcomes.ts";
 export { isExpired, retryDelay } from "./retry.ts";
-export { type IndexEntry, QueueIndex, type SearchOptions } from "./queue_index.ts";
+export {
+  type IndexEntry,
+  QueueIndex,
+  type QueueSummary,
+  type SearchOptions,
+} from "./queue_index.ts";
 export { SessionPool, type SessionPoolOptions } from "./session_pool.ts";
 export { Semaphore } from "./semaphore.ts";
