@@ -338,7 +338,7 @@ build_from_source() {
   [[ -f "${SRC}/deno.json" && -f "${SRC}/main.ts" ]] ||
     die "${SRC} is not the minimta source tree (no deno.json/main.ts); pass --binary PATH"
   perms=$(cd "${SRC}" && "${deno}" eval --quiet 'const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks.start;
-console.log(t.split(" ").filter((w) => w.startsWith("--allow-") || w === "--no-prompt").join(" "))')
+console.log(t.split(" ").filter((w) => w.startsWith("--allow-") || w.startsWith("--v8-flags=") || w === "--no-prompt").join(" "))')
   [[ "${perms}" == *--allow-* ]] || die "could not read the permission flags of the start task from ${SRC}/deno.json"
   say "Building from source ${SRC} with $("${deno}" --version | head -1) (${deno})"
   say "  permissions (from deno.json's start task): ${perms}"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 perms=$(deno eval --quiet 'const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks.start;
-console.log(t.split(" ").filter((w) => w.startsWith("--allow-") || w === "--no-prompt").join(" "))')
+console.log(t.split(" ").filter((w) => w.startsWith("--allow-") || w.startsWith("--v8-flags=") || w === "--no-prompt").join(" "))')
 mkdir -p dist
 deno check main.ts
 status=0

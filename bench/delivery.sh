@@ -62,6 +62,11 @@
 #                                    delivery-<server>-<domains>d-<date>.{txt,cpuprofile}.
 #                                    Profiled figures are not comparable to unprofiled ones.
 #   BENCH_REPORT_SUFFIX=""           appended to the report name (delivery-<date><suffix>.txt)
+#   BENCH_DKIM=1                     "DKIM on": both sign every message with the same RSA 2048
+#                                    key (d=ours.test, s=bench, relaxed/relaxed): minimta with
+#                                    its `dkim` key; Postfix through OpenDKIM as an smtpd milter
+#                                    (Debian opendkim: apt-get install -y opendkim opendkim-tools;
+#                                    OpenDKIM's CPU counts for Postfix). Report suffix "-dkim".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -88,7 +93,9 @@ SINK_PORT=$((PORT_BASE + 25))
 DNS_PORT=$((PORT_BASE + 53))
 OUT_DIR=$ROOT/bench/out
 STAMP=$(date +%Y-%m-%d)
-REPORT=$OUT_DIR/delivery-$STAMP${BENCH_REPORT_SUFFIX:-}.txt
+DKIM=${BENCH_DKIM:-}
+DKIM_PORT=$((PORT_BASE + 26))
+REPORT=$OUT_DIR/delivery-$STAMP${DKIM:+-dkim}${BENCH_REPORT_SUFFIX:-}.txt
 CLK_TCK=$(getconf CLK_TCK)
 PY=/usr/bin/python3
 
@@ -133,6 +140,7 @@ cleanup() {
   done
   [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null
   [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null && wait "$DNS_PID" 2>/dev/null
+  [ -n "${DKIM_PID:-}" ] && kill "$DKIM_PID" 2>/dev/null && wait "$DKIM_PID" 2>/dev/null
   if [ "${BENCH_KEEP:-}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
   exit $rc
 }
@@ -147,9 +155,44 @@ say "work dir $WORK; caching minimta's dependencies"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
   -keyout "$WORK/server.key" -out "$WORK/server.crt" >/dev/null 2>&1
 
+# ---- DKIM on: one key for both; OpenDKIM for Postfix ------------------------------
+DKIM_PID=""
+if [ -n "$DKIM" ]; then
+  command -v opendkim >/dev/null 2>&1 || die "BENCH_DKIM=1 needs opendkim: apt-get install -y opendkim opendkim-tools"
+  openssl genrsa -out "$WORK/dkim.key" 2048 >/dev/null 2>&1
+  chmod 600 "$WORK/dkim.key"
+  cat >"$WORK/opendkim.conf" <<DKIMCONF
+Syslog no
+Background no
+Mode s
+Domain ours.test
+Selector bench
+KeyFile $WORK/dkim.key
+Socket inet:$DKIM_PORT@127.0.0.1
+InternalHosts 127.0.0.0/8
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+PidFile $WORK/opendkim.pid
+# The work dir is under /var/tmp (world-writable), which OpenDKIM refuses by default.
+RequireSafeKeys false
+DKIMCONF
+  opendkim -f -x "$WORK/opendkim.conf" >"$WORK/opendkim.log" 2>&1 &
+  DKIM_PID=$!
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$DKIM_PORT") 2>/dev/null && break; sleep 0.1; done
+  kill -0 "$DKIM_PID" 2>/dev/null || { cat "$WORK/opendkim.log" >&2; die "opendkim did not start"; }
+fi
+
 # ---- CPU accounting: ticks_of, tree_ticks, now (bench/lib/cpu.sh) ----------
 # shellcheck source=bench/lib/cpu.sh
 . "$ROOT/bench/lib/cpu.sh"
+
+# server_ticks SERVER PID: the server's CPU ticks so far; Postfix's include OpenDKIM's.
+server_ticks() {
+  local t
+  t=$(tree_ticks "$2")
+  [ "$1" = postfix ] && [ -n "$DKIM_PID" ] && t=$((t + $(ticks_of "$DKIM_PID")))
+  echo "$t"
+}
 
 # ---- the sink and the fake DNS (shared by every server in the run) -------------
 SINK_OUT=$WORK/sink.out
@@ -219,6 +262,10 @@ log:
   level: info
   format: json
 EOF
+  if [ -n "$DKIM" ]; then
+    printf 'dkim:\n  - domain: ours.test\n    selector: bench\n    private_key_file: %s\n' \
+      "$WORK/dkim.key" >>"$dir/config.yaml"
+  fi
   mta_launch "$dir"
 }
 
@@ -239,6 +286,10 @@ start_postfix() { # dir port domains
     "smtp_tls_security_level = may" \
     "default_destination_concurrency_limit = $limit" \
     "default_process_limit = $((CONC + SESSIONS + 50))"
+  if [ -n "$DKIM" ]; then
+    postconf -c "$etc" -e "smtpd_milters = inet:127.0.0.1:$DKIM_PORT" \
+      "milter_default_action = tempfail"
+  fi
   pf_start "$dir" "$port"
 }
 
@@ -317,11 +368,11 @@ measure() { # domains server
     $PY "$ROOT/bench/lib/sink_count.py" "$SINK_OUT" "$EXPECTED" "$TIMEOUT" >"$WORK/wait.out" &
     waiter=$!
     load=$(cut -d' ' -f1 /proc/loadavg)
-    c0=$(tree_ticks "$pid"); t0=$(now)
+    c0=$(server_ticks "$server" "$pid"); t0=$(now)
     drive "$port" "$N" "$domains" || die "$server: run $rep: submission failed"
     tsub=$(now)
     wait "$waiter" || die "$server: run $rep: the sink got $(sink_count) of $EXPECTED messages in ${TIMEOUT}s; see $dir"
-    c1=$(tree_ticks "$pid")
+    c1=$(server_ticks "$server" "$pid")
     t1=$(cut -d' ' -f1 "$WORK/wait.out")
     if [ -n "$prof_pid" ]; then
       wait "$prof_pid" || say "profiler failed; see $pbase.txt"

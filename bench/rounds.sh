@@ -5,11 +5,14 @@
 # both alike; then print the median of each (mode or domains, server) over
 # the rounds and minimta's ratio to Postfix.
 #   bash bench/rounds.sh submission 3
-#   bash bench/rounds.sh delivery 3      (BENCH_DOMAINS, BENCH_SERVERS as in bench/delivery.sh)
+#   bash bench/rounds.sh delivery 3      (BENCH_DOMAINS, BENCH_SERVERS, BENCH_DKIM as in bench/delivery.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite=${1:?usage: bench/rounds.sh submission|delivery [ROUNDS]}
 rounds=${2:-3}
+# bench/delivery.sh names its report delivery-DATE-dkim… with BENCH_DKIM=1.
+sfx=""
+[ "$suite" = delivery ] && [ -n "${BENCH_DKIM:-}" ] && sfx=-dkim
 stamp=$(date +%F)
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
@@ -18,9 +21,9 @@ for r in $(seq 1 "$rounds"); do
   BENCH_REPEATS=1 BENCH_REPORT_SUFFIX="-round$r" bash bench/run.sh "$suite" >/dev/null
   # raw run lines: <mode|domains> <server> <run> <messages> <seconds> <msg/s> <cpu ms/msg> ...
   awk '/^raw runs/ { on = 1; next } on && NF >= 7 { print $1, $2, $6, $7 }' \
-    "bench/out/$suite-$stamp-round$r.txt" >>"$raw"
+    "bench/out/$suite-$stamp$sfx-round$r.txt" >>"$raw"
 done
-out="bench/out/$suite-$stamp-rounds.txt"
+out="bench/out/$suite-$stamp$sfx-rounds.txt"
 {
   echo "$suite: median over $rounds alternating rounds (one run per server per round)"
   printf '%-8s %-15s %9s %11s  %s\n' "case" "server" "msg/s" "CPU ms/msg" "runs (msg/s, sorted)"

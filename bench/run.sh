@@ -3,6 +3,7 @@
 #   bash bench/run.sh              # submission (as before; = BENCH_SUITE default)
 #   bash bench/run.sh submission   # bench/submission.sh
 #   bash bench/run.sh delivery     # bench/delivery.sh (end to end, to smtp-sink)
+#   bash bench/run.sh memory       # bench/memory.sh (RSS and start-up, 100,000 queued)
 #   bash bench/run.sh all          # submission, then delivery
 # The suite may also be chosen with BENCH_SUITE=submission|delivery|all
 # (`BENCH_SUITE=delivery deno task bench`); an argument wins over it.
@@ -13,7 +14,8 @@ which=${1:-${BENCH_SUITE:-submission}}
 case $which in
   submission) exec bash "$here/submission.sh" ;;
   delivery) exec bash "$here/delivery.sh" ;;
+  memory) exec bash "$here/memory.sh" ;;
   all) bash "$here/submission.sh" && exec bash "$here/delivery.sh" ;;
   -h | --help) sed -n '2,9p' "$0" ;;
-  *) echo "bench: unknown benchmark '$which' (known: submission, delivery, all)" >&2; exit 2 ;;
+  *) echo "bench: unknown benchmark '$which' (known: submission, delivery, memory, all)" >&2; exit 2 ;;
 esac

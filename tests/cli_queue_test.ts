@@ -663,3 +663,47 @@ Deno.test({
     assert.deepEqual(await acceptedRcpts(mx), ["a@dest.test", "b@dest.test"]);
   },
 });
+
+Deno.test("queue list --json and show through the running daemon give a deferred message's full per-recipient state", async () => {
+  // The daemon's index keeps a compact form of each message (issue 10): the
+  // per-recipient fields of the --json contract come from it, the attempt
+  // history, last status and remote host from the spool.
+  await using mta = await Mta.start({ config: refusedRelay() });
+  const id = await sendmail(
+    mta,
+    ["-f", "news@ours.test", "a@dest.test", "b@other.test"],
+    lfMessage(["Subject: deferred twice over"]),
+  );
+  await attempted(mta, id);
+  const stored = (await rawMeta(mta, id))!;
+  const [entry] = await queueJson(mta);
+  assert.deepEqual(contractProblems(entry), [], JSON.stringify(entry));
+  assert.equal(entry.id, id);
+  assert.equal(entry.state, "deferred");
+  assert.equal(entry.next_attempt_at, stored.next_attempt_at);
+  assert.equal(entry.created_at, stored.created_at);
+  assert.equal(entry.size, stored.size);
+  assert.deepEqual(
+    entry.recipients,
+    stored.recipients.map((r) => ({
+      address: r.address,
+      status: "deferred",
+      attempts: 1,
+      last_error: r.last_error,
+    })),
+  );
+  for (const r of entry.recipients) assert.ok(r.last_error, JSON.stringify(entry));
+  const shown = await showJson(mta, id);
+  assert.deepEqual(shown.recipients, stored.recipients);
+  for (const r of shown.recipients as typeof stored.recipients) {
+    assert.equal(r.history?.length, 1, JSON.stringify(r));
+    assert.equal(r.history![0].outcome, "transient");
+    assert.ok(r.last_error!.includes(r.history![0].text), JSON.stringify(r));
+    assert.ok(r.last_status?.startsWith("4."), JSON.stringify(r));
+  }
+  const text = await cliOk(mta, ["queue", "show", id]);
+  for (const r of stored.recipients) {
+    assert.ok(text.includes(`${r.address}  deferred  attempts=1`), text);
+    assert.ok(text.includes(`last: ${r.last_error}`), text);
+  }
+});

@@ -159,7 +159,9 @@ async function listing(dir: string): Promise<string[]> {
 
 function startPermissions(denoJson: string): string[] {
   const start: string = JSON.parse(denoJson).tasks.start;
-  return start.split(" ").filter((w) => w.startsWith("--allow-") || w === "--no-prompt");
+  return start.split(" ").filter((w) =>
+    w.startsWith("--allow-") || w.startsWith("--v8-flags=") || w === "--no-prompt"
+  );
 }
 
 function passwordsIn(text: string): string[] {

@@ -25,6 +25,11 @@ export interface ControlRequest {
   op?: "hold" | "release" | "retry" | "delete";
   ids?: string[];
   suppress?: SuppressRequest;
+  /**
+   * For "list": answer with a stream (see {@linkcode ControlResponse.stream})
+   * rather than one JSON document. Sent by this CLI; older ones leave it out.
+   */
+  stream?: boolean;
   /** For "submit": the message and its envelope. */
   message?: { from: string; recipients: string[]; data: string /* base64 */; user: string };
 }
@@ -35,6 +40,13 @@ export interface ControlResponse {
   lines: string[];
   error?: string;
   data?: unknown;
+  /**
+   * Items sent one JSON document per line after the response itself (which
+   * then ends with a newline and says `"stream": true`), made and written a
+   * chunk at a time: 100,000 queue entries never become one giant string.
+   * {@linkcode socketRequest} gathers them into `data`.
+   */
+  stream?: Iterable<unknown>;
 }
 
 /** Handles one control request inside the daemon. */
@@ -187,7 +199,7 @@ export class ControlServer {
       };
     }
     try {
-      if (!closed) await writeAll(conn, new TextEncoder().encode(JSON.stringify(response)));
+      if (!closed) await writeResponse(conn, response);
     } catch {
       // The client went away; nothing to tell it.
     } finally {
@@ -242,8 +254,7 @@ export async function socketRequest(
     if (timedOut) conn.close();
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(req)));
     await conn.closeWrite();
-    const text = await readAll(conn);
-    return text === "" ? null : JSON.parse(text) as ControlResponse;
+    return await readResponse(conn);
   } catch (error) {
     if (timedOut) {
       throw new Deno.errors.TimedOut(`No answer on ${path} within ${limit / 1000} s`, {
@@ -258,6 +269,56 @@ export async function socketRequest(
     clearTimeout(timer);
     if (!timedOut) conn?.close();
   }
+}
+
+const STREAM_CHUNK = 256 * 1024;
+
+// The response as one JSON document; or, with a stream, its head line and
+// then one line per item, written whenever a chunk's worth is made.
+async function writeResponse(conn: Deno.Conn, response: ControlResponse): Promise<void> {
+  const encoder = new TextEncoder();
+  const { stream, ...head } = response;
+  if (!stream) return await writeAll(conn, encoder.encode(JSON.stringify(head)));
+  let chunk = `${JSON.stringify({ ...head, stream: true })}\n`;
+  for (const item of stream) {
+    chunk += `${JSON.stringify(item)}\n`;
+    if (chunk.length < STREAM_CHUNK) continue;
+    await writeAll(conn, encoder.encode(chunk));
+    chunk = "";
+  }
+  await writeAll(conn, encoder.encode(chunk));
+}
+
+// Reads a response, parsing a stream's lines as they arrive (into `data`).
+// Null when the daemon closed without answering.
+async function readResponse(conn: Deno.Conn): Promise<ControlResponse | null> {
+  const decoder = new TextDecoder();
+  const buf = new Uint8Array(64 * 1024);
+  let text = "";
+  let head: ControlResponse | null = null;
+  let scanned = 0;
+  const items: unknown[] = [];
+  while (true) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    text += decoder.decode(buf.subarray(0, n), { stream: true });
+    if (head === null && text.length > MAX_REQUEST) throw new RangeError("Answer too large");
+    let start = 0;
+    // Only the new text is searched: a long answer without newlines is not rescanned.
+    for (let end = text.indexOf("\n", scanned); end >= 0; end = text.indexOf("\n", start)) {
+      const line = text.slice(start, end);
+      start = end + 1;
+      if (head === null) head = JSON.parse(line) as ControlResponse;
+      else items.push(JSON.parse(line));
+    }
+    if (start) text = text.slice(start);
+    scanned = text.length;
+  }
+  text += decoder.decode();
+  if (head === null) return text === "" ? null : JSON.parse(text) as ControlResponse;
+  if (text !== "") throw new SyntaxError("Control answer ended in the middle of a line");
+  delete head.stream;
+  return { ...head, data: items };
 }
 
 /** One read into `buf`: the bytes read (a copy), or an empty array at the end of the stream. */

@@ -36,7 +36,10 @@ export function controlHandler(
       case "ping":
         return await local(req);
       case "list":
-        return { ok: true, lines: [], data: engine.index.all() };
+        // Made one entry at a time as the socket takes them (see ControlResponse.stream).
+        return req.stream
+          ? { ok: true, lines: [], stream: engine.index.summaries() }
+          : { ok: true, lines: [], data: [...engine.index.summaries()] };
       case "providers":
         return { ok: true, lines: [], data: engine.providerStatus() };
       case "reload":

@@ -8,14 +8,29 @@ import { parseArgs } from "node:util";
 import { type Config, ConfigError, formatDuration, loadConfig } from "../config/mod.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { printErr, printOut } from "./io.ts";
-import { dkimCommand } from "./dkim.ts";
-import { doctorCommand } from "./doctor.ts";
-import { sendmailCommand } from "./sendmail.ts";
-import { loadTlsPair, tlsCommand } from "./tls.ts";
-import { queueCommand } from "./queue.ts";
-import { suppressCommand } from "./suppress.ts";
-import { userCommand } from "./user.ts";
-import { serve } from "./serve.ts";
+// Each command's module is loaded when it runs: loading them all (the SMTP
+// server, DKIM, DNS and TLS libraries) took most of a second, on every
+// `minimta queue list` and every `sendmail`.
+const dkimCommand = lazy(() => import("./dkim.ts"), "dkimCommand");
+const doctorCommand = lazy(() => import("./doctor.ts"), "doctorCommand");
+const sendmailCommand = lazy(() => import("./sendmail.ts"), "sendmailCommand");
+const tlsCommand = lazy(() => import("./tls.ts"), "tlsCommand");
+const loadTlsPair = lazy(() => import("./tls.ts"), "loadTlsPair");
+const queueCommand = lazy(() => import("./queue.ts"), "queueCommand");
+const userCommand = lazy(() => import("./user.ts"), "userCommand");
+const suppressCommand = lazy(() => import("./suppress.ts"), "suppressCommand");
+const serve = lazy(() => import("./serve.ts"), "serve");
+
+// A function of a module imported on its first call.
+function lazy<M, K extends keyof M>(
+  load: () => Promise<M>,
+  name: K,
+): M[K] extends (...args: infer A) => Promise<infer R> ? (...args: A) => Promise<R> : never {
+  return (async (...args: unknown[]) => {
+    const fn = (await load())[name] as (...args: unknown[]) => Promise<unknown>;
+    return await fn(...args);
+  }) as never;
+}
 
 /** minimta's version, printed by `minimta version`. */
 export const VERSION = "0.1.0";

@@ -7,6 +7,7 @@ import {
   type Operation,
   ProviderShaper,
   type ProviderStatus,
+  type QueueSummary,
 } from "../delivery/mod.ts";
 import { type MessageMeta, MessageNotFoundError, Spool } from "../spool/mod.ts";
 import { controlRequest } from "./control.ts";
@@ -60,10 +61,11 @@ async function openSpool(config: Config): Promise<Spool> {
 }
 
 // While the daemon runs, its in-memory index answers at once (100,000
-// messages in well under a second); otherwise every metadata file is read.
-async function allMessages(config: Config): Promise<MessageMeta[]> {
-  const answer = await controlRequest(config.queue.dir, { command: "list" });
-  if (answer?.ok && Array.isArray(answer.data)) return answer.data as MessageMeta[];
+// messages in well under a second, streamed); otherwise every metadata
+// file is read.
+async function allMessages(config: Config): Promise<QueueSummary[]> {
+  const answer = await controlRequest(config.queue.dir, { command: "list", stream: true });
+  if (answer?.ok && Array.isArray(answer.data)) return answer.data as QueueSummary[];
   return await (await openSpool(config)).list();
 }
 
@@ -89,7 +91,7 @@ async function providerStatus(config: Config): Promise<ProviderStatus[]> {
 }
 
 async function queueList(
-  load: () => Promise<MessageMeta[]>,
+  load: () => Promise<QueueSummary[]>,
   args: string[],
   out: Out,
 ): Promise<number> {
@@ -154,7 +156,7 @@ async function queueShow(open: () => Promise<Spool>, args: string[], out: Out): 
 }
 
 async function queueStatsCommand(
-  load: () => Promise<MessageMeta[]>,
+  load: () => Promise<QueueSummary[]>,
   providers: () => Promise<ProviderStatus[]>,
   args: string[],
   out: Out,

@@ -1,8 +1,9 @@
+import type { QueueSummary } from "../delivery/mod.ts";
 import type { MessageMeta } from "../spool/mod.ts";
 import type { ProviderStatus } from "../delivery/mod.ts";
 
 /** The fields of the `queue list --json` contract, in a stable order. */
-export function summary(meta: MessageMeta): Record<string, unknown> {
+export function summary(meta: QueueSummary): QueueSummary {
   return {
     id: meta.id,
     from: meta.from,
@@ -21,7 +22,7 @@ export function summary(meta: MessageMeta): Record<string, unknown> {
 }
 
 /** A readable table of messages for `queue list`. */
-export function formatTable(messages: MessageMeta[]): string {
+export function formatTable(messages: QueueSummary[]): string {
   if (messages.length === 0) return "Queue is empty";
   const rows = [["ID", "STATE", "SIZE", "CREATED", "FROM", "RECIPIENTS"]];
   for (const m of messages) {
@@ -76,7 +77,7 @@ export interface QueueStats {
 
 /** Counts by state and by recipient domain (recipients still to deliver), and the oldest message. */
 export function queueStats(
-  messages: MessageMeta[],
+  messages: QueueSummary[],
   now: Date,
   providers: ProviderStatus[] = [],
 ): QueueStats {
@@ -90,7 +91,7 @@ export function queueStats(
       byDomain[domain] = (byDomain[domain] ?? 0) + 1;
     }
   }
-  const oldest = messages.reduce<MessageMeta | null>(
+  const oldest = messages.reduce<QueueSummary | null>(
     (o, m) => (!o || m.created_at < o.created_at ? m : o),
     null,
   );

@@ -20,6 +20,7 @@ import {
   DeliveryEngine,
   mergeProviders,
   ProviderShaper,
+  QueueIndex,
   SmtpTransport,
   type SmtpTransportOptions,
 } from "../delivery/mod.ts";
@@ -89,7 +90,10 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   if (!(await lockSpool(spool))) {
     throw new CliError(`Spool "${config.queue.dir}" is in use by another minimta process`);
   }
-  const report = await spool.recover();
+  // Start-up repair fills the queue index as it reads, one batch of full
+  // metadata alive at a time; the engine schedules from the index.
+  const index = new QueueIndex();
+  const report = await spool.recover({ onMessage: (meta) => index.set(meta) });
   for (const q of report.quarantined) {
     logger.warn("Moved corrupt queue entry {id} to corrupt/: {reason}", {
       id: q.id,
@@ -171,10 +175,10 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     delayWarningMs: config.delivery.delay_warning,
     emit: events.emit,
     suppressions: enabled,
+    index,
   });
   webhooks?.start();
-  await engine.start(report.metas);
-  report.metas = []; // the engine's index holds what it needs
+  await engine.start("index");
   const http = config.http.listen_addr
     ? startStatusServer(config, {
       engine,

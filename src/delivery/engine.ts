@@ -54,6 +54,12 @@ export interface DeliveryEngineOptions {
   now?: () => Date;
   /** Limits per mailbox provider and throttle rules; null for per-domain limits only. @default null */
   shaper?: ProviderShaper | null;
+  /**
+   * The queue index to keep current, e.g. one filled by start-up repair
+   * (`Spool.recover`'s `onMessage`), so {@linkcode DeliveryEngine.start} need
+   * not read the spool again. @default a new, empty index
+   */
+  index?: QueueIndex;
 }
 
 const logger = log("delivery");
@@ -92,10 +98,17 @@ export class DeliveryEngine {
   #active = 0;
   #gate: DomainGate;
   /** Every queued message in summary, for status pages and metrics. */
-  readonly index: QueueIndex = new QueueIndex();
+  readonly index: QueueIndex;
 
   constructor(options: DeliveryEngineOptions) {
-    this.#o = { now: () => new Date(), suppressions: null, shaper: null, ...options };
+    this.#o = {
+      now: () => new Date(),
+      suppressions: null,
+      shaper: null,
+      index: new QueueIndex(),
+      ...options,
+    };
+    this.index = this.#o.index;
     this.#slots = new Semaphore(this.#o.concurrency);
     this.#domains = new KeyedSemaphore(this.#o.perDomainConcurrency);
     this.#gate = new DomainGate(this.#o.perDomainConcurrency * 2);
@@ -106,10 +119,15 @@ export class DeliveryEngine {
 
   /**
    * Rebuilds the schedule from the spool (or from `initial`, the metadata
-   * that start-up repair already read) and starts delivering.
+   * that start-up repair already read; or, with `"index"`, from the index
+   * given in the options, already filled) and starts delivering.
    */
-  async start(initial?: MessageMeta[]): Promise<void> {
-    for (const meta of initial ?? await this.#o.spool.list()) this.schedule(meta);
+  async start(initial?: MessageMeta[] | "index"): Promise<void> {
+    if (initial === "index") {
+      for (const [id, due] of this.index.due()) this.#due.set(id, due);
+    } else {
+      for (const meta of initial ?? await this.#o.spool.list()) this.schedule(meta);
+    }
     // New messages (and DSNs) come in through the spool.
     this.#o.spool.subscribe((meta) => this.schedule(meta));
     // The spool may have been written under a clock that was ahead of this one.
@@ -326,8 +344,7 @@ export class DeliveryEngine {
   }
 
   #domainsOf(id: string): string[] {
-    const open = this.index.get(id)?.open ?? [];
-    return [...new Set(open.map((a) => a.slice(a.lastIndexOf("@") + 1).toLowerCase()))];
+    return this.index.openDomains(id);
   }
 
   async #process(id: string): Promise<void> {

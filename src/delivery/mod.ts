@@ -9,7 +9,12 @@
 export { DeliveryEngine, type DeliveryEngineOptions } from "./engine.ts";
 export { applyOperation, type Operation } from "./operations.ts";
 export { SmtpTransport, type SmtpTransportOptions } from "./smtp_transport.ts";
-export { type IndexEntry, QueueIndex, type SearchOptions } from "./queue_index.ts";
+export {
+  type IndexEntry,
+  QueueIndex,
+  type QueueSummary,
+  type SearchOptions,
+} from "./queue_index.ts";
 export { Semaphore } from "./semaphore.ts";
 export { ProviderShaper, type ProviderShaperOptions, type ProviderStatus } from "./shaper.ts";
 export { mergeProviders } from "./shaping.ts";

@@ -1,20 +1,37 @@
-import type { MessageMeta, MessageState } from "../spool/mod.ts";
+import type { MessageMeta, MessageState, RecipientStatus } from "../spool/mod.ts";
 
-/** A queued message as the status page and metrics see it. */
+/** A queued message as the status page and metrics see it (made on demand from the index). */
 export interface IndexEntry {
   id: string;
   state: MessageState;
   from: string;
   created_at: string;
   next_attempt_at: string;
+  size: number;
   /** Recipients not yet delivered or failed. */
   open: string[];
   recipients: number;
   last_error: string | null;
-  /** Lowercase text searched by {@linkcode QueueIndex.search}. */
-  haystack: string;
-  /** The metadata without attempt histories (for `queue list` through the daemon). */
-  meta: MessageMeta;
+}
+
+/**
+ * One message as `queue list` shows it: the fields of the `queue list
+ * --json` contract (README), in their stable order.
+ */
+export interface QueueSummary {
+  id: string;
+  from: string;
+  state: MessageState;
+  created_at: string;
+  next_attempt_at: string;
+  size: number;
+  message_id: string | null;
+  recipients: {
+    address: string;
+    status: RecipientStatus;
+    attempts: number;
+    last_error: string | null;
+  }[];
 }
 
 /** Options for {@linkcode QueueIndex.search}. */
@@ -27,31 +44,89 @@ export interface SearchOptions {
   limit?: number;
 }
 
+const STATUSES: RecipientStatus[] = ["pending", "deferred", "delivered", "failed"];
+const STATE_CODES: Record<MessageState, number> = { queued: 0, deferred: 1, held: 2 };
+const STATES: MessageState[] = ["queued", "deferred", "held"];
+/** Distinct senders and errors remembered for sharing; past this the table starts over. */
+const INTERN_LIMIT = 4096;
+
+/**
+ * What the index keeps of one message: only what the scheduler, the status
+ * page and `queue list` read, with times as numbers, state and recipient
+ * status as small integers, and repeated strings (senders, errors) shared.
+ * Everything else (attempt histories, remote hosts, submitter, flags) stays
+ * in the spool and is read from there by `queue show` and the message page.
+ */
+class Compact {
+  constructor(
+    readonly id: string,
+    readonly state: number,
+    readonly from: string,
+    /** ms since the epoch, or the stored text when it is not canonical ISO 8601. */
+    readonly created: number | string,
+    readonly next: number | string,
+    readonly size: number,
+    readonly messageId: string | null,
+    /**
+     * The recipients as parallel lists: addresses; status index + 4 ×
+     * attempts; last errors (null when none has one). A single recipient
+     * (most messages) is kept as a bare value in each, saving three arrays.
+     */
+    readonly addresses: string | string[],
+    readonly codes: number | number[],
+    readonly errors: string | null | (string | null)[],
+  ) {}
+}
+
 /**
  * An in-memory summary of every queued message, kept current by the
- * delivery engine, so that counts, search and pagination over 100,000
- * messages never read the spool.
+ * delivery engine, so that counts, search, pagination and `queue list` over
+ * 100,000 messages never read the spool. It holds a compact form of each
+ * message (see {@linkcode Compact}), a few hundred bytes.
  */
 export class QueueIndex {
-  #entries = new Map<string, IndexEntry>();
+  #entries = new Map<string, Compact>();
+  #interned = new Map<string, string>();
+  /** False once an id was added out of order: {@linkcode #sorted} then sorts. */
+  #inOrder = true;
+  #lastId = "";
 
   /** Records a message's current metadata. */
   set(meta: MessageMeta): void {
-    const open = meta.recipients.filter((r) => r.status === "pending" || r.status === "deferred");
-    const lastError = open.map((r) => r.last_error).find((e) => e) ?? null;
-    this.#entries.set(meta.id, {
-      id: meta.id,
-      state: meta.state,
-      from: meta.from,
-      created_at: meta.created_at,
-      next_attempt_at: meta.next_attempt_at,
-      open: open.map((r) => r.address),
-      recipients: meta.recipients.length,
-      last_error: lastError,
-      haystack: [meta.id, meta.from, ...meta.recipients.map((r) => r.address)].join("\n")
-        .toLowerCase(),
-      meta: { ...meta, recipients: meta.recipients.map(({ history: _, ...r }) => r) },
-    });
+    const rs = meta.recipients;
+    let addresses: string | string[];
+    let codes: number | number[];
+    let errors: string | null | (string | null)[];
+    if (rs.length === 1) {
+      const r = rs[0];
+      addresses = r.address;
+      codes = codeOf(r.status, r.attempts);
+      errors = r.last_error === null ? null : this.#intern(r.last_error);
+    } else {
+      const all = rs.map((r) => r.last_error === null ? null : this.#intern(r.last_error));
+      addresses = rs.map((r) => r.address);
+      codes = rs.map((r) => codeOf(r.status, r.attempts));
+      errors = all.some((e) => e !== null) ? all : null;
+    }
+    if (!this.#entries.has(meta.id)) {
+      if (meta.id < this.#lastId) this.#inOrder = false;
+      else this.#lastId = meta.id;
+    }
+    this.#entries.set(
+      meta.id,
+      new Compact(
+        meta.id,
+        STATE_CODES[meta.state],
+        this.#intern(meta.from),
+        packTime(meta.created_at),
+        packTime(meta.next_attempt_at),
+        meta.size,
+        meta.message_id,
+        addresses,
+        codes,
+        errors,
+      ),
+    );
   }
 
   /** Forgets a removed message. */
@@ -61,31 +136,48 @@ export class QueueIndex {
 
   /** One message's summary. */
   get(id: string): IndexEntry | undefined {
-    return this.#entries.get(id);
+    const c = this.#entries.get(id);
+    return c && entryOf(c);
   }
 
-  /** Every message's metadata (without histories), oldest first. */
-  all(): MessageMeta[] {
-    return [...this.#entries.values()].map((e) => e.meta).sort((
-      a,
-      b,
-    ) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  /** Recipient domains (lowercase, distinct) still to deliver for message `id`. */
+  openDomains(id: string): string[] {
+    const c = this.#entries.get(id);
+    if (!c) return [];
+    const domains = new Set<string>();
+    for (const r of recipientsOf(c)) if (isOpen(r.code)) domains.add(domainOf(r.address));
+    return [...domains];
+  }
+
+  /** Ids of messages to schedule at start-up (not held), with when each is due (ms). */
+  *due(): Generator<[string, number]> {
+    for (const c of this.#entries.values()) {
+      if (c.state === STATE_CODES.held) continue;
+      yield [c.id, typeof c.next === "number" ? c.next : Date.parse(c.next) || 0];
+    }
+  }
+
+  /** Every message as `queue list` shows it, oldest first, made one at a time. */
+  *summaries(): Generator<QueueSummary> {
+    for (const c of this.#sorted()) yield summaryOf(c);
   }
 
   /** Messages by state. */
   counts(): Record<MessageState, number> {
     const counts = { queued: 0, deferred: 0, held: 0 };
-    for (const e of this.#entries.values()) counts[e.state]++;
+    for (const c of this.#entries.values()) counts[STATES[c.state]]++;
     return counts;
   }
 
   /** The oldest message, or null. */
   oldest(): IndexEntry | null {
-    let oldest: IndexEntry | null = null;
-    for (const e of this.#entries.values()) {
-      if (!oldest || e.created_at < oldest.created_at) oldest = e;
+    let oldest: Compact | null = null;
+    let oldestAt = Infinity;
+    for (const c of this.#entries.values()) {
+      const at = timeOf(c.created);
+      if (!oldest || at < oldestAt) (oldest = c, oldestAt = at);
     }
-    return oldest;
+    return oldest && entryOf(oldest);
   }
 
   /** Recipient domains with the most deferred recipients, each with one recent error. */
@@ -93,13 +185,15 @@ export class QueueIndex {
     n: number,
   ): { domain: string; recipients: number; last_error: string | null }[] {
     const domains = new Map<string, { recipients: number; last_error: string | null }>();
-    for (const e of this.#entries.values()) {
-      if (e.state !== "deferred") continue;
-      for (const address of e.open) {
-        const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+    for (const c of this.#entries.values()) {
+      if (c.state !== STATE_CODES.deferred) continue;
+      const error = firstOpenError(c);
+      for (const r of recipientsOf(c)) {
+        if (!isOpen(r.code)) continue;
+        const domain = domainOf(r.address);
         const d = domains.get(domain) ?? { recipients: 0, last_error: null };
         d.recipients++;
-        d.last_error ??= e.last_error;
+        d.last_error ??= error;
         domains.set(domain, d);
       }
     }
@@ -111,14 +205,127 @@ export class QueueIndex {
   /** Newest first, filtered, one page at a time. */
   search(options: SearchOptions = {}): { total: number; items: IndexEntry[] } {
     const q = options.q?.trim().toLowerCase() ?? "";
-    const matches: IndexEntry[] = [];
-    for (const e of this.#entries.values()) {
-      if (options.state && e.state !== options.state) continue;
-      if (q && !e.haystack.includes(q)) continue;
-      matches.push(e);
+    const state = options.state === undefined ? -1 : STATE_CODES[options.state];
+    // Ids are upper-case letters and digits: compared in their own case.
+    const qId = q.toUpperCase();
+    const matches: Compact[] = [];
+    for (const c of this.#entries.values()) {
+      if (state >= 0 && c.state !== state) continue;
+      if (q && !matchesQuery(c, q, qId)) continue;
+      matches.push(c);
     }
     matches.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
     const offset = Math.max(0, options.offset ?? 0);
-    return { total: matches.length, items: matches.slice(offset, offset + (options.limit ?? 50)) };
+    return {
+      total: matches.length,
+      items: matches.slice(offset, offset + (options.limit ?? 50)).map(entryOf),
+    };
   }
+
+  // The entries in id (= arrival) order. When one came out of order (start-up
+  // reads in parallel), the map is rebuilt in order once.
+  #sorted(): Iterable<Compact> {
+    if (!this.#inOrder) {
+      const sorted = [...this.#entries.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+      this.#entries = new Map(sorted.map((c) => [c.id, c]));
+      this.#lastId = sorted.at(-1)?.id ?? "";
+      this.#inOrder = true;
+    }
+    return this.#entries.values();
+  }
+
+  // One shared copy of a string seen before (the same sender or error on many messages).
+  #intern(s: string): string {
+    const known = this.#interned.get(s);
+    if (known !== undefined) return known;
+    if (this.#interned.size >= INTERN_LIMIT) this.#interned.clear();
+    this.#interned.set(s, s);
+    return s;
+  }
+}
+
+function matchesQuery(c: Compact, q: string, qId: string): boolean {
+  if (c.id.includes(qId) || c.from.toLowerCase().includes(q)) return true;
+  const a = c.addresses;
+  return typeof a === "string"
+    ? a.toLowerCase().includes(q)
+    : a.some((x) => x.toLowerCase().includes(q));
+}
+
+function codeOf(status: RecipientStatus, attempts: number): number {
+  return STATUSES.indexOf(status) + 4 * attempts;
+}
+
+function isOpen(code: number): boolean {
+  const status = code & 3;
+  return status === 0 || status === 1; // pending or deferred
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+}
+
+// A message's recipients, unpacked.
+function recipientsOf(c: Compact): { address: string; code: number; error: string | null }[] {
+  const { addresses, codes, errors } = c;
+  if (typeof addresses === "string") {
+    return [{ address: addresses, code: codes as number, error: errors as string | null }];
+  }
+  return addresses.map((address, i) => ({
+    address,
+    code: (codes as number[])[i],
+    error: (errors as (string | null)[] | null)?.[i] ?? null,
+  }));
+}
+
+function firstOpenError(c: Compact): string | null {
+  for (const r of recipientsOf(c)) if (isOpen(r.code) && r.error) return r.error;
+  return null;
+}
+
+// A canonical ISO 8601 time (what the spool writes) as a number; any other text is kept as is.
+function packTime(text: string): number | string {
+  const ms = Date.parse(text);
+  return Number.isFinite(ms) && new Date(ms).toISOString() === text ? ms : text;
+}
+
+function unpackTime(t: number | string): string {
+  return typeof t === "number" ? new Date(t).toISOString() : t;
+}
+
+function timeOf(t: number | string): number {
+  return typeof t === "number" ? t : Date.parse(t);
+}
+
+function entryOf(c: Compact): IndexEntry {
+  const rs = recipientsOf(c);
+  return {
+    id: c.id,
+    state: STATES[c.state],
+    from: c.from,
+    created_at: unpackTime(c.created),
+    next_attempt_at: unpackTime(c.next),
+    size: c.size,
+    open: rs.filter((r) => isOpen(r.code)).map((r) => r.address),
+    recipients: rs.length,
+    last_error: firstOpenError(c),
+  };
+}
+
+function summaryOf(c: Compact): QueueSummary {
+  return {
+    id: c.id,
+    from: c.from,
+    state: STATES[c.state],
+    created_at: unpackTime(c.created),
+    next_attempt_at: unpackTime(c.next),
+    size: c.size,
+    message_id: c.messageId,
+    recipients: recipientsOf(c).map((r) => ({
+      address: r.address,
+      status: STATUSES[r.code & 3],
+      attempts: Math.floor(r.code / 4),
+      last_error: r.error,
+    })),
+  };
 }

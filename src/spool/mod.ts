@@ -15,5 +15,11 @@ export {
   SuppressionList,
   type SuppressionListOptions,
 } from "./suppression_list.ts";
-export type { ListIds, MessageMeta, MessageState, RecipientState } from "./types.ts";
+export type {
+  ListIds,
+  MessageMeta,
+  MessageState,
+  RecipientState,
+  RecipientStatus,
+} from "./types.ts";
 export { pendingRecipient } from "./types.ts";

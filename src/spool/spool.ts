@@ -16,10 +16,24 @@ export interface SpoolOptions {
   now?: () => Date;
 }
 
+/** Options for {@linkcode Spool.recover}. */
+export interface RecoverOptions {
+  /**
+   * Called with each good message's metadata as it is read (in no
+   * particular order), instead of collecting them all in
+   * {@linkcode RecoveryReport.metas}: at 100,000 messages the full metadata
+   * (attempt histories included) would otherwise be held at once.
+   */
+  onMessage?: (meta: MessageMeta) => void;
+}
+
 /** What {@linkcode Spool.recover} found and did at start-up. */
 export interface RecoveryReport {
   messages: number;
-  /** Every good message's metadata, oldest first (the engine's schedule is built from it). */
+  /**
+   * Every good message's metadata, oldest first (the engine's schedule is
+   * built from it); empty when {@linkcode RecoverOptions.onMessage} took them.
+   */
   metas: MessageMeta[];
   tmpRemoved: string[];
   orphanBodiesRemoved: string[];
@@ -367,7 +381,7 @@ export class Spool {
    * cannot be read, or whose body is missing, to corrupt/. Never throws for
    * a bad entry.
    */
-  async recover(): Promise<RecoveryReport> {
+  async recover(options: RecoverOptions = {}): Promise<RecoveryReport> {
     const report: RecoveryReport = {
       messages: 0,
       metas: [],
@@ -386,43 +400,69 @@ export class Spool {
     }
     const names: string[] = [];
     for await (const entry of Deno.readDir(`${this.dir}/meta`)) names.push(entry.name);
-    const checked = await mapBounded(names.sort(), (name) => this.#checkMeta(name, bodies));
-    for (const [i, result] of checked.entries()) {
-      if (typeof result === "string") await this.#quarantine(names[i], result, report);
-      else if ("unreadable" in result) {
-        report.unreadable.push({ id: names[i].slice(0, -5), reason: result.unreadable });
-      } else report.metas.push(result);
+    names.sort();
+    // Read one after another, synchronously: at start-up nothing else waits
+    // on the event loop, and 100,000 small files cost half the CPU time of
+    // async reads (thread hand-offs), 64 at a time. A message handed to
+    // onMessage as soon as it is read is garbage a moment later: the full
+    // metadata of 100,000 messages is never held at once.
+    const take = options.onMessage;
+    const checked: (MessageMeta | string | { unreadable: string } | true)[] = [];
+    for (const [i, name] of names.entries()) {
+      if (i % 2048 === 2047) await new Promise((resolve) => setTimeout(resolve, 0));
+      const result = this.#checkMeta(name, bodies);
+      if (!take || typeof result === "string" || "unreadable" in result) checked.push(result);
+      else {
+        take(result);
+        checked.push(true);
+      }
     }
-    const kept = new Set([
-      ...report.metas.map((m) => m.id),
-      ...report.quarantined.map((q) => q.id),
-      ...report.unreadable.map((u) => u.id),
-    ]);
+    for (const [i, result] of checked.entries()) {
+      const id = names[i].slice(0, -5);
+      if (typeof result === "string") await this.#quarantine(names[i], result, report);
+      else if (result !== true && "unreadable" in result) {
+        report.unreadable.push({ id, reason: result.unreadable });
+        bodies.delete(id);
+      } else {
+        if (result !== true) report.metas.push(result);
+        report.messages++;
+        bodies.delete(id);
+      }
+    }
+    // What is left has no metadata (a quarantined message's body went with it).
+    const quarantined = new Set(report.quarantined.map((q) => q.id));
     for (const id of bodies.keys()) {
-      if (kept.has(id)) continue;
+      if (quarantined.has(id)) continue;
       await Deno.remove(this.#bodyPath(id)).catch(() => {});
       report.orphanBodiesRemoved.push(`${id}.eml`);
     }
-    report.messages = report.metas.length;
     return report;
   }
 
   // The metadata of one entry, why it is unusable, or why it may not be read.
-  async #checkMeta(
+  #checkMeta(
     name: string,
     bodies: Map<string, boolean>,
-  ): Promise<MessageMeta | string | { unreadable: string }> {
+  ): MessageMeta | string | { unreadable: string } {
     const id = name.endsWith(".json") ? name.slice(0, -5) : "";
     if (!isQueueId(id)) return "unexpected file name";
     const body = bodies.get(id);
     if (body === undefined) return "message file is missing";
     if (!body) return "message file is not a regular file";
+    let text: string;
     try {
-      return await this.get(id);
+      text = Deno.readTextFileSync(this.#metaPath(id));
     } catch (error) {
       // Not corrupt, only someone else's: quarantining it would lose mail
       // that was answered "queued" (issue 8).
-      if (error instanceof Deno.errors.PermissionDenied) return { unreadable: error.message };
+      if (error instanceof Deno.errors.PermissionDenied) {
+        return { unreadable: this.#permissionError(this.#metaPath(id), error).message };
+      }
+      return error instanceof Error ? error.message : String(error);
+    }
+    try {
+      return decodeMeta(text, id);
+    } catch (error) {
       return error instanceof Error ? error.message : String(error);
     }
   }
@@ -432,6 +472,14 @@ export class Spool {
   async #readError(path: string, error: unknown): Promise<unknown> {
     if (!(error instanceof Deno.errors.PermissionDenied)) return error;
     const uid = await Deno.lstat(path).then((i) => i.uid, () => null);
+    return this.#permissionError(path, error, uid);
+  }
+
+  #permissionError(
+    path: string,
+    error: unknown,
+    uid: number | null = lstatUid(path),
+  ): Deno.errors.PermissionDenied {
     const { uid: owner, gid } = this.#owner;
     return new Deno.errors.PermissionDenied(
       `Cannot read queue file "${path}": permission denied (owned by uid ${uid}, the spool by uid ${owner}); ` +
@@ -468,6 +516,14 @@ export class Spool {
 }
 
 const encoder = new TextEncoder();
+
+function lstatUid(path: string): number | null {
+  try {
+    return Deno.lstatSync(path).uid;
+  } catch {
+    return null;
+  }
+}
 
 function encodeMeta(meta: MessageMeta): Uint8Array {
   return encoder.encode(JSON.stringify(meta));
