@@ -5,6 +5,7 @@
 #   bash bench/run.sh delivery     # bench/delivery.sh (end to end, to smtp-sink)
 #   bash bench/run.sh memory       # bench/memory.sh (RSS and start-up, 100,000 queued)
 #   bash bench/run.sh all          # submission, then delivery
+#   bash bench/run.sh campaign     # bench/campaign_throttle.sh (issue 11; not in `all`: hours at full size)
 # The suite may also be chosen with BENCH_SUITE=submission|delivery|all
 # (`BENCH_SUITE=delivery deno task bench`); an argument wins over it.
 # See each script's header for its requirements and knobs (BENCH_* variables).
@@ -15,7 +16,8 @@ case $which in
   submission) exec bash "$here/submission.sh" ;;
   delivery) exec bash "$here/delivery.sh" ;;
   memory) exec bash "$here/memory.sh" ;;
+  campaign) exec bash "$here/campaign_throttle.sh" ;;
   all) bash "$here/submission.sh" && exec bash "$here/delivery.sh" ;;
-  -h | --help) sed -n '2,9p' "$0" ;;
-  *) echo "bench: unknown benchmark '$which' (known: submission, delivery, memory, all)" >&2; exit 2 ;;
+  -h | --help) sed -n '2,11p' "$0" ;;
+  *) echo "bench: unknown benchmark '$which' (known: submission, delivery, memory, campaign, all)" >&2; exit 2 ;;
 esac
