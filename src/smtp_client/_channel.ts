@@ -127,6 +127,20 @@ export class Channel {
     });
   }
 
+  /**
+   * After QUIT's reply: wait (at most `timeoutMs`) for the server to close
+   * its side (RFC 5321 §4.1.1.10: it closes once it has replied), so that a
+   * connection counted as closed here is closed as the server counts it too.
+   * Never throws; whatever arrives meanwhile is discarded.
+   */
+  async awaitClose(timeoutMs: number): Promise<void> {
+    if (this.#broken) return;
+    const drain = async () => {
+      while ((await this.#readChunk()) !== null) { /* discard */ }
+    };
+    await withDeadline(drain(), timeoutMs).catch(() => {});
+  }
+
   /** Close the connection now. */
   close(): void {
     this.#broken = true;

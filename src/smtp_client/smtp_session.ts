@@ -5,6 +5,12 @@ import { SmtpError, type SmtpStage } from "./smtp_error.ts";
 import { formatReply, localReply, type SmtpReply } from "./smtp_reply.ts";
 import type { Timeouts } from "./timeouts.ts";
 
+/**
+ * How long QUIT waits for the server to close its side before closing ours:
+ * long enough for any live server, short enough never to hold up a stop.
+ */
+const QUIT_CLOSE_WAIT_MS = 2_000;
+
 /** What TLS did on this connection. */
 export interface TlsInfo {
   /** Whether the session runs over TLS. */
@@ -136,7 +142,10 @@ export class Session implements SmtpSession {
 
   async quit(): Promise<void> {
     try {
-      if (this.usable) await this.#channel.command("quit", "QUIT", this.#t.quit);
+      if (this.usable) {
+        await this.#channel.command("quit", "QUIT", this.#t.quit);
+        await this.#channel.awaitClose(Math.min(this.#t.quit, QUIT_CLOSE_WAIT_MS));
+      }
     } catch {
       // RFC 5321 §4.1.1.10: the mail is already sent; a lost QUIT reply changes nothing.
     } finally {
