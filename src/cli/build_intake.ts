@@ -1,8 +1,15 @@
-import type { Config } from "../config/mod.ts";
+import type { Authenticator } from "../auth/mod.ts";
+import { type Config, splitHostPort } from "../config/mod.ts";
 import { DkimSigner, loadDkimKeys } from "../dkim/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import type { Spool } from "../spool/mod.ts";
-import { Intake, type SignFunction } from "../submission/mod.ts";
+import {
+  type ConnectionGate,
+  Intake,
+  type LoginThrottle,
+  type SignFunction,
+  SubmissionServer,
+} from "../submission/mod.ts";
 
 /** Options for {@linkcode buildIntake}. */
 export interface BuildIntakeOptions {
@@ -37,4 +44,42 @@ export async function loadSigner(config: Config): Promise<DkimSigner> {
       privateKeyFile: d.private_key_file,
     }))),
   );
+}
+
+/** Options for {@linkcode buildSubmission}. */
+export interface BuildSubmissionOptions {
+  cert: string;
+  key: string;
+  emit: EmitEvent;
+  intake: Intake;
+  authenticator: Authenticator;
+  throttle: LoginThrottle;
+  /** The connection limits kept elsewhere (intake workers); default: this server's own. */
+  gate?: ConnectionGate;
+  reusePort?: boolean;
+}
+
+/**
+ * The SMTP submission server as the config describes it, built alike in the
+ * main thread (`server.workers: 1`) and in each intake worker.
+ */
+export function buildSubmission(config: Config, options: BuildSubmissionOptions): SubmissionServer {
+  const s = config.server;
+  return new SubmissionServer({
+    hostname: s.hostname,
+    listen: listenAddr(s.listen_addr),
+    listenTls: listenAddr(s.listen_tls_addr),
+    ...options,
+    maxMessageSize: s.max_message_size,
+    maxRecipients: s.max_recipients,
+    maxConnections: s.max_connections,
+    maxConnectionsPerIp: s.max_connections_per_ip,
+    trustedNetworks: s.trusted_networks,
+    idleTimeoutMs: s.idle_timeout,
+    transactionTimeoutMs: s.transaction_timeout,
+  });
+}
+
+function listenAddr(addr: string): { host: string; port: number } | null {
+  return addr === "" ? null : splitHostPort(addr);
 }

@@ -1,4 +1,11 @@
-import { Authenticator, AuthThrottle, plaintextUsers, readUsersFile } from "../auth/mod.ts";
+import { randomBytes } from "node:crypto";
+import {
+  Authenticator,
+  AuthThrottle,
+  plaintextUsers,
+  readUsersFile,
+  type User,
+} from "../auth/mod.ts";
 import {
   type Config,
   ConfigError,
@@ -13,12 +20,13 @@ import { Metrics } from "../http/mod.ts";
 import { Resolver } from "../dns/mod.ts";
 import { closeLogging, log, setupLogging } from "../log/mod.ts";
 import { Spool } from "../spool/mod.ts";
-import { type Intake, SubmissionServer } from "../submission/mod.ts";
+import { type Intake, LocalConnectionGate, type SubmissionServer } from "../submission/mod.ts";
 import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
-import { controlPath, ControlServer } from "./control.ts";
+import { type ControlHandler, controlPath, ControlServer } from "./control.ts";
 import { controlHandler, localSubmitHandler } from "./control_handler.ts";
 import { startStatusServer } from "./status_server.ts";
-import { buildIntake, loadSigner } from "./build_intake.ts";
+import { buildIntake, buildSubmission, loadSigner } from "./build_intake.ts";
+import { IntakePool } from "./intake_pool.ts";
 import { CliError } from "./errors.ts";
 import { prepareDataFolder } from "./first_start.ts";
 import { loadTlsPair } from "./tls.ts";
@@ -91,29 +99,43 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     sign: (message, domain) => parts.signer.sign(message, domain),
     emit: events.emit,
   });
-  const submission = new SubmissionServer({
-    hostname: config.server.hostname,
-    listen: listenAddr(config.server.listen_addr),
-    listenTls: listenAddr(config.server.listen_tls_addr),
-    cert: parts.cert,
-    key: parts.key,
-    emit: events.emit,
-    intake,
-    authenticator: parts.authenticator,
-    throttle: new AuthThrottle({
-      failureDelayMs: config.auth.failure_delay,
-      maxPerConnection: config.auth.max_failures_per_connection,
-      maxPerIp: config.auth.max_failures_per_ip,
-      windowMs: config.auth.failure_window,
-    }),
-    maxMessageSize: config.server.max_message_size,
-    maxRecipients: config.server.max_recipients,
-    maxConnections: config.server.max_connections,
-    maxConnectionsPerIp: config.server.max_connections_per_ip,
-    trustedNetworks: config.server.trusted_networks,
-    idleTimeoutMs: config.server.idle_timeout,
-    transactionTimeoutMs: config.server.transaction_timeout,
+  const throttle = new AuthThrottle({
+    failureDelayMs: config.auth.failure_delay,
+    maxPerConnection: config.auth.max_failures_per_connection,
+    maxPerIp: config.auth.max_failures_per_ip,
+    windowMs: config.auth.failure_window,
   });
+  const workers = intakeWorkers(config);
+  // One thread: the server is built here. More: each worker builds its own,
+  // and asks this thread for what must be one view (intake_pool.ts).
+  const submission: IntakeServer = workers === 1
+    ? buildSubmission(config, {
+      cert: parts.cert,
+      key: parts.key,
+      emit: events.emit,
+      intake,
+      authenticator: parts.authenticator,
+      throttle,
+    })
+    : new IntakePool({
+      loaded,
+      workers,
+      cert: parts.cert,
+      key: parts.key,
+      users: parts.users,
+      authKey: parts.authKey,
+      throttle,
+      gate: new LocalConnectionGate({
+        maxConnections: config.server.max_connections,
+        maxConnectionsPerIp: config.server.max_connections_per_ip,
+      }),
+      emit: events.emit,
+      queued: (meta) => {
+        if (!engine.index.get(meta.id)) engine.schedule(meta);
+      },
+      adopt: () => adoptStored(spool, engine),
+    });
+  const pool = submission instanceof IntakePool ? submission : null;
   const engine = new DeliveryEngine({
     spool,
     transport: new SmtpTransport(transportOptions(config, parts.caCerts)),
@@ -139,7 +161,10 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
-    controlHandler(engine, intake, config.server.hostname, () => reload(loaded, parts)),
+    withTestHooks(
+      controlHandler(engine, intake, config.server.hostname, () => reload(loaded, parts, pool)),
+      pool,
+    ),
   );
   const local = await listenLocal(config, intake);
   try {
@@ -160,8 +185,9 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       messages: report.messages,
     },
   );
+  if (pool) logger.info("Intake on {workers} worker threads", { workers });
   return await waitForSignals({
-    reload: () => reload(loaded, parts),
+    reload: () => reload(loaded, parts, pool),
     stop: async () => {
       logger.info(
         "Stopping: no new connections; idle sessions closed, messages in progress get {grace} s",
@@ -189,8 +215,61 @@ interface Parts {
   cert: string;
   key: string;
   caCerts: string[];
+  users: User[];
+  /** The HMAC key of login attempts, shared with the intake workers. */
+  authKey: Uint8Array;
   authenticator: Authenticator;
   signer: DkimSigner;
+}
+
+/** What the daemon uses of its submission server: one, or the intake workers. */
+type IntakeServer = Pick<
+  SubmissionServer,
+  "listen" | "close" | "ports" | "listening" | "connections"
+>;
+
+/** `server.workers`, 0 meaning one per CPU. */
+function intakeWorkers(config: Config): number {
+  return config.server.workers || Math.max(1, navigator.hardwareConcurrency || 1);
+}
+
+/**
+ * After an intake worker died: messages it stored whose announcement never
+ * arrived are put on the delivery schedule from the spool.
+ */
+async function adoptStored(spool: Spool, engine: DeliveryEngine): Promise<void> {
+  for (const id of await spool.ids()) {
+    if (engine.index.get(id)) continue;
+    try {
+      engine.schedule(await spool.get(id));
+    } catch {
+      // Delivered and removed meanwhile, or being written: the worker's own message or the next start brings it.
+    }
+  }
+}
+
+/**
+ * Test-only control command `test-crash-worker` (kills intake worker 1),
+ * honoured only when the daemon was started with MINIMTA_TEST_HOOKS=1. The
+ * control socket is the daemon user's alone; nothing on SMTP reaches it.
+ */
+function withTestHooks(handler: ControlHandler, pool: IntakePool | null): ControlHandler {
+  let enabled = false;
+  try {
+    enabled = Deno.env.get("MINIMTA_TEST_HOOKS") === "1";
+  } catch {
+    // No permission to read it: the hooks stay off.
+  }
+  if (!enabled) return handler;
+  return (req) => {
+    if ((req.command as string) !== "test-crash-worker") return handler(req);
+    const crashed = pool?.crash(1) ?? false;
+    return Promise.resolve(
+      crashed
+        ? { ok: true, lines: ["intake worker 1 told to crash"] }
+        : { ok: false, lines: [], error: "no intake worker" },
+    );
+  };
 }
 
 async function loadParts(loaded: LoadedConfig): Promise<Parts> {
@@ -212,7 +291,16 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
   warnPlaintext(users);
   warnTrusted(config);
   const signer = await loadSigner(config);
-  return { cert, key, caCerts, authenticator: new Authenticator(users), signer };
+  const authKey = new Uint8Array(randomBytes(32));
+  return {
+    cert,
+    key,
+    caCerts,
+    users,
+    authKey,
+    authenticator: new Authenticator(users, { key: authKey }),
+    signer,
+  };
 }
 
 function warnPlaintext(users: Awaited<ReturnType<typeof readUsersFile>>): void {
@@ -237,15 +325,24 @@ function warnTrusted(config: Config): void {
   }
 }
 
-async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
+async function reload(loaded: LoadedConfig, parts: Parts, pool: IntakePool | null): Promise<void> {
+  let users: User[] | null = null;
+  let usersError: unknown = null;
   try {
-    const users = await readUsersFile(loaded.config.auth.users_file);
+    users = await readUsersFile(loaded.config.auth.users_file);
+  } catch (error) {
+    usersError = error;
+  }
+  // The workers first: once "Reloaded" is logged, every thread has the new users and keys.
+  await pool?.reload(users);
+  if (users) {
+    parts.users = users;
     parts.authenticator.replaceUsers(users);
     warnPlaintext(users);
     logger.info("Reloaded {count} users", { count: users.length });
-  } catch (error) {
+  } else {
     logger.error("Users not reloaded, keeping the old ones: {error}", {
-      error: (error as Error).message,
+      error: (usersError as Error).message,
     });
   }
   try {
@@ -311,10 +408,6 @@ async function bounded(work: Promise<void>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([work, new Promise((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
-}
-
-function listenAddr(addr: string): { host: string; port: number } | null {
-  return addr === "" ? null : splitHostPort(addr);
 }
 
 function waitForSignals(

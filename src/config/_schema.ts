@@ -34,6 +34,7 @@ export const SCHEMA: Schema = {
     bare_newline: { t: "enum", values: ["normalize", "reject"] },
     idle_timeout: { t: "duration", min: 1_000 },
     transaction_timeout: { t: "duration", min: 1_000 },
+    workers: { t: "int", min: 0, max: 256 },
   },
   tls: { cert_file: { t: "string" }, key_file: { t: "string" } },
   auth: {

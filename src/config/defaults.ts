@@ -18,6 +18,7 @@ export const DEFAULTS: Config = {
     bare_newline: "normalize",
     idle_timeout: 60_000,
     transaction_timeout: 300_000,
+    workers: 0,
   },
   tls: { cert_file: "/etc/minimta/certs/server.crt", key_file: "/etc/minimta/certs/server.key" },
   auth: {

@@ -14,6 +14,8 @@ export interface Config {
     bare_newline: "normalize" | "reject";
     idle_timeout: number;
     transaction_timeout: number;
+    /** Event loops (threads) running the SMTP intake; 0 = one per CPU, 1 = no worker thread. */
+    workers: number;
   };
   tls: { cert_file: string; key_file: string };
   auth: {

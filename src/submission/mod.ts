@@ -5,7 +5,15 @@
  * hygiene, RFC 6409 header fixes, DKIM signing through an injected function,
  * and a 250 only once the message is durable in the spool.
  */
-export { type SubmissionOptions, SubmissionServer } from "./server.ts";
+export {
+  type Admission,
+  type ConnectionGate,
+  LocalConnectionGate,
+  type LoginAttempt,
+  type LoginThrottle,
+  type SubmissionOptions,
+  SubmissionServer,
+} from "./server.ts";
 export {
   concat,
   Intake,
