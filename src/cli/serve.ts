@@ -167,6 +167,16 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     ),
   );
   const local = await listenLocal(config, intake);
+  // Intake workers start one by one and a port accepts once the first
+  // listens: a stop asked for meanwhile is honoured once all are up.
+  // (SIGHUP too: its default would end the process.)
+  let stopAsked = false;
+  let reloadAsked = false;
+  const askStop = () => (stopAsked = true);
+  const askReload = () => (reloadAsked = true);
+  Deno.addSignalListener("SIGTERM", askStop);
+  Deno.addSignalListener("SIGINT", askStop);
+  Deno.addSignalListener("SIGHUP", askReload);
   try {
     await submission.listen();
   } catch (error) {
@@ -186,7 +196,12 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     },
   );
   if (pool) logger.info("Intake on {workers} worker threads", { workers });
+  Deno.removeSignalListener("SIGTERM", askStop);
+  Deno.removeSignalListener("SIGINT", askStop);
+  Deno.removeSignalListener("SIGHUP", askReload);
+  if (reloadAsked && !stopAsked) void reload(loaded, parts, pool);
   return await waitForSignals({
+    stopNow: stopAsked,
     reload: () => reload(loaded, parts, pool),
     stop: async () => {
       logger.info(
@@ -411,7 +426,7 @@ async function bounded(work: Promise<void>, ms: number): Promise<void> {
 }
 
 function waitForSignals(
-  handlers: { reload: () => Promise<void>; stop: () => Promise<void> },
+  handlers: { reload: () => Promise<void>; stop: () => Promise<void>; stopNow?: boolean },
 ): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
@@ -423,6 +438,7 @@ function waitForSignals(
     Deno.addSignalListener("SIGTERM", stop);
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGHUP", () => void handlers.reload());
+    if (handlers.stopNow) stop();
   });
 }
 
