@@ -4,12 +4,24 @@
  * from many connections is all queued and delivered, limits and the AUTH
  * throttle count across workers, SIGHUP reaches every worker, SIGTERM ends
  * them all, and a worker that dies is restarted without losing mail it
- * acknowledged (docs/testing.md W1–W6).
+ * acknowledged; the suppression list and per-user sending limits are the
+ * main thread's one list and one count on every connection (docs/testing.md
+ * W1–W7).
  */
 import assert from "node:assert/strict";
 import { hashPassword } from "../src/auth/mod.ts";
 import { type ControlRequest, controlRequest } from "../src/cli/control.ts";
-import { ALICE, freePorts, Mta, plainBlob, queuedId, requireTool, waitFor } from "./_harness.ts";
+import {
+  ALICE,
+  freePorts,
+  Mta,
+  plainBlob,
+  queuedId,
+  requireTool,
+  type SmtpDriver,
+  waitFor,
+} from "./_harness.ts";
+import { cliOk } from "./_cli.ts";
 import { deliveryConfig, isGone, submit } from "./_delivery.ts";
 import { FakeDns, mxZone } from "./_dns.ts";
 import { text } from "./_mime.ts";
@@ -228,4 +240,98 @@ Deno.test("W6: the per-IP connection limit counts across workers", async () => {
   }
   for (const smtp of open) smtp.close();
   assert.equal(await mta.stop(), 0);
+});
+
+/** Connections opened at once: the kernel spreads them over both workers (SO_REUSEPORT). */
+const SPREAD = 8;
+
+/** The RCPT reply for `address` on each of `SPREAD` authenticated connections open at once. */
+async function rcptEverywhere(mta: Mta, address: string): Promise<string[]> {
+  const open = await Promise.all(Array.from({ length: SPREAD }, () => mta.authed()));
+  try {
+    return await Promise.all(open.map(async (smtp) => {
+      await smtp.cmd(`MAIL FROM:<${ALICE.user}>`, 250);
+      const reply = await smtp.cmd(`RCPT TO:<${address}>`);
+      await smtp.cmd("RSET", 250);
+      return reply.raw;
+    }));
+  } finally {
+    for (const smtp of open) smtp.close();
+  }
+}
+
+Deno.test({
+  name:
+    "W7: with two workers, a suppressed address is refused and a per_hour limit holds on every connection",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start({
+      "dest.test": { MX: [[10, "mx.dest.test"]] },
+      "ours.test": { MX: [[10, "mx.dest.test"]] }, // the DSN to alice is delivered too
+      "mx.dest.test": { A: [net(2)] },
+    });
+    await using _mx = await FakeMx.start(net(2), port, {
+      name: "mx.dest.test",
+      rcpt: { "gone@dest.test": "550 5.1.1 <gone@dest.test>: No such user here" },
+    });
+    await using mta = await Mta.start({
+      noStart: true,
+      config: {
+        server: WORKERS,
+        delivery: deliveryConfig({ dns, port, retry_schedule: ["1h"] }),
+      },
+    });
+    await Deno.writeTextFile(
+      `${mta.dir}/users.json`,
+      JSON.stringify([{
+        username: ALICE.user,
+        password: await hashPassword(ALICE.pass),
+        email: ALICE.user,
+        active: true,
+        limits: { per_hour: 3, per_day: 1000 },
+      }]),
+      { mode: 0o600 },
+    );
+    await mta.launch();
+
+    // A real hard bounce, found by the delivery engine in the main thread.
+    const gone = await submit(mta, { to: ["gone@dest.test"] });
+    await waitFor("the bounce", () => isGone(mta, gone));
+    await waitFor(
+      "the suppression",
+      async () => JSON.parse(await cliOk(mta, ["suppress", "list", "--json"])).length === 1,
+    );
+    for (const raw of await rcptEverywhere(mta, "gone@dest.test")) {
+      assert.match(raw, /^550 5\.1\.1 <gone@dest\.test>: address suppressed after a hard bounce/);
+    }
+    // Edits while running are seen by every worker at once.
+    await cliOk(mta, ["suppress", "remove", "gone@dest.test"]);
+    for (const raw of await rcptEverywhere(mta, "gone@dest.test")) assert.match(raw, /^250 /);
+    await cliOk(mta, ["suppress", "add", "ann@dest.test"]);
+    for (const raw of await rcptEverywhere(mta, "ann@dest.test")) assert.match(raw, /^550 /);
+
+    // per_hour 3, and one was sent: two more messages, on whichever connections, then 452.
+    const open = await Promise.all(Array.from({ length: SPREAD }, () => mta.authed()));
+    const send = async (smtp: SmtpDriver, n: number): Promise<string> => {
+      await smtp.cmd(`MAIL FROM:<${ALICE.user}>`, 250);
+      const rcpt = await smtp.cmd(`RCPT TO:<r${n}@dest.test>`);
+      if (rcpt.code !== 250) return rcpt.raw;
+      await smtp.cmd("DATA", 354);
+      await smtp.write(`From: <${ALICE.user}>\r\nSubject: ${n}\r\n\r\nHi.\r\n.\r\n`);
+      return (await smtp.reply()).raw;
+    };
+    const replies: string[] = [];
+    try {
+      for (const [n, smtp] of open.entries()) replies.push(await send(smtp, n));
+    } finally {
+      for (const smtp of open) smtp.close();
+    }
+    assert.equal(replies.filter((r) => r.startsWith("250 ")).length, 2, replies.join("\n"));
+    for (const raw of replies.slice(2)) {
+      assert.match(raw, /^452 4\.7\.1 sending limit of 3 per hour reached/);
+    }
+    assert.equal(await mta.stop(), 0);
+  },
 });
