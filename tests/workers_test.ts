@@ -5,8 +5,8 @@
  * throttle count across workers, SIGHUP reaches every worker, SIGTERM ends
  * them all, and a worker that dies is restarted without losing mail it
  * acknowledged; the suppression list and per-user sending limits are the
- * main thread's one list and one count on every connection (docs/testing.md
- * W1–W7).
+ * main thread's one list and one count on every connection, and every
+ * worker signs with the main thread's DKIM key (docs/testing.md W1–W8).
  */
 import assert from "node:assert/strict";
 import { hashPassword } from "../src/auth/mod.ts";
@@ -332,6 +332,64 @@ Deno.test({
     for (const raw of replies.slice(2)) {
       assert.match(raw, /^452 4\.7\.1 sending limit of 3 per hour reached/);
     }
+    assert.equal(await mta.stop(), 0);
+  },
+});
+
+Deno.test({
+  name:
+    "W8: with two workers, every connection signs with the main thread's DKIM key, before and after a rotation switch",
+  ignore: needs,
+  async fn() {
+    // Nothing listens on the MX: every message stays deferred in the spool, to be read there.
+    const [port] = freePorts(1);
+    const mxDomain = mxZone("dest.test", "mx1.dest.test", loopbackNet()(2));
+    await using dns = await FakeDns.start(mxDomain);
+    await using mta = await Mta.start({
+      dkim: ["rsa"],
+      noStart: true,
+      config: {
+        server: WORKERS,
+        delivery: deliveryConfig({ dns, port, retry_schedule: ["1h"] }),
+      },
+    });
+    const old = mta.dkim[0];
+    const published = { ...mxDomain, "srsa._domainkey.ours.test": { TXT: [old.dnsTxt] } };
+    await dns.setZone(published);
+    const config = await mta.config();
+    await Deno.writeTextFile(
+      mta.configPath,
+      JSON.stringify({ ...config, dkim_rotation_check: "1s" }, null, 2),
+    );
+    await mta.launch();
+    /** The s= of the stored messages, submitted over `SPREAD` connections at once. */
+    let sent = 0;
+    const selectors = async () => {
+      const ids = await Promise.all(
+        Array.from({ length: SPREAD }, () => submit(mta, { to: [`bob${++sent}@dest.test`] })),
+      );
+      return await Promise.all(ids.map(async (id) => {
+        const stored = text(await Deno.readFile(mta.emlPath(id)));
+        return /^DKIM-Signature:[^]*?\bs=([^;\s]+)/m.exec(stored)?.[1];
+      }));
+    };
+
+    // `dkim rotate` edits the dkim entries and reloads the daemon (SIGHUP path): still the old key.
+    const out = await cliOk(mta, ["dkim", "rotate", "--domain", "ours.test"]);
+    const record = /^(\S+)\._domainkey\.ours\.test\. IN TXT \(([^)]*)\)/m.exec(out);
+    assert.ok(record, out);
+    const next = record[1];
+    assert.deepEqual(await selectors(), Array(SPREAD).fill("srsa"));
+
+    // The new record appears in DNS: the main thread switches, and so does every worker.
+    await dns.setZone({
+      ...published,
+      [`${next}._domainkey.ours.test`]: {
+        TXT: [[...record[2].matchAll(/"([^"]*)"/g)].map((m) => m[1]).join("")],
+      },
+    });
+    await waitFor("the daemon to switch", () => mta.stdout.includes(`signs with selector ${next}`));
+    assert.deepEqual(await selectors(), Array(SPREAD).fill(next));
     assert.equal(await mta.stop(), 0);
   },
 });
