@@ -370,7 +370,7 @@ console.log(t.split(" ").filter((w) => w.startsWith("--allow-") || w.startsWith(
     say "  deno compile ..."
     local perm_args
     read -ra perm_args <<<"${perms}"
-    if log=$(cd "${SRC}" && timeout 600 "${deno}" compile --no-check "${perm_args[@]}" --output "${TMP}/minimta" main.ts 2>&1); then
+    if log=$(cd "${SRC}" && timeout 600 "${deno}" compile --no-check "${perm_args[@]}" --include src/cli/intake_worker.ts --output "${TMP}/minimta" main.ts 2>&1); then
       mode=compiled
     elif grep -qiE 'dl\.deno\.land|denort|error sending request|dns error|connect|timed out|download' <<<"${log}"; then
       say "  deno compile could not download the Deno runtime base (denort) for this machine:"

@@ -11,7 +11,9 @@ status=0
 for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
   out="dist/minimta-${target}"
   echo "== compiling ${out} (${perms})"
-  if ! log=$(deno compile ${perms} --target "${target}" --output "${out}" main.ts 2>&1); then
+  # The intake worker is loaded with new Worker(URL): not an import, so it is included by name.
+  if ! log=$(deno compile ${perms} --include src/cli/intake_worker.ts --target "${target}" \
+    --output "${out}" main.ts 2>&1); then
     echo "${log}" | tail -3
     if grep -qiE 'download|dl\.deno\.land|network|dns error|connect' <<<"${log}"; then
       echo "!! ${out}: deno compile could not download the Deno runtime base for ${target} (no access to Deno's servers from this machine)."

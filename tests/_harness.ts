@@ -313,6 +313,8 @@ export interface MtaOptions {
    * CLI runs through the harness stay root's.
    */
   runAs?: { uid: number; gid: number };
+  /** Extra environment for the daemon, e.g. `MINIMTA_TEST_HOOKS: "1"`. @default {} */
+  env?: Record<string, string>;
 }
 
 /** The harness base config; tests override sections. */
@@ -365,6 +367,7 @@ export class Mta {
   readonly dkim: DkimFixture[];
   readonly #v8Flags: string[];
   readonly #runAs: { uid: number; gid: number } | null;
+  readonly #env: Record<string, string>;
   #child: Deno.ChildProcess | null = null;
   #stdout = "";
   #stderr = "";
@@ -380,6 +383,7 @@ export class Mta {
       dkim: DkimFixture[];
       v8Flags: string[];
       runAs: { uid: number; gid: number } | null;
+      env?: Record<string, string>;
     },
   ) {
     this.dir = init.dir;
@@ -391,6 +395,7 @@ export class Mta {
     this.dkim = init.dkim;
     this.#v8Flags = init.v8Flags;
     this.#runAs = init.runAs;
+    this.#env = init.env ?? {};
   }
 
   /** Prepares a folder, writes the config and starts the daemon. */
@@ -424,7 +429,16 @@ export class Mta {
     await Deno.writeTextFile(`${dir}/config.yaml`, JSON.stringify(config, null, 2));
     const v8Flags = options.v8Flags ?? [];
     const runAs = options.runAs ?? null;
-    const mta = new Mta({ dir, spoolDir, certPem: fx.certPem, ports, dkim, v8Flags, runAs });
+    const mta = new Mta({
+      dir,
+      spoolDir,
+      certPem: fx.certPem,
+      ports,
+      dkim,
+      v8Flags,
+      runAs,
+      env: options.env,
+    });
     if (runAs) await handOver(mta, runAs);
     if (!options.noStart) {
       try {
@@ -466,7 +480,7 @@ export class Mta {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1", ...(as ? { DENO_DIR: `${this.dir}/deno_dir` } : {}) },
+      env: { NO_COLOR: "1", ...this.#env, ...(as ? { DENO_DIR: `${this.dir}/deno_dir` } : {}) },
     }).spawn();
     this.#child = child;
     this.#exit = child.status;

@@ -8,6 +8,12 @@ export interface AuthenticatorOptions {
   cacheTtlMs?: number;
   /** The clock. @default Date.now */
   now?: () => number;
+  /**
+   * The HMAC key of {@linkcode Authenticator.attemptKey} and the cache; intake
+   * workers share one, so the same credentials give the same attempt key in
+   * every thread. @default 32 random bytes
+   */
+  key?: Uint8Array;
 }
 
 /** Result of {@linkcode Authenticator.verify}. */
@@ -25,13 +31,14 @@ export class Authenticator {
   #users = new Map<string, User>();
   #cache = new Map<string, number>();
   #inFlight = new Map<string, Promise<boolean>>();
-  #key = randomBytes(32);
+  #key: Uint8Array;
   #ttl: number;
   #now: () => number;
 
   constructor(users: User[], options: AuthenticatorOptions = {}) {
     this.#ttl = options.cacheTtlMs ?? 300_000;
     this.#now = options.now ?? Date.now;
+    this.#key = options.key ?? randomBytes(32);
     this.replaceUsers(users);
   }
 

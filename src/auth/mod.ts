@@ -14,5 +14,10 @@ export {
   SendingLimits,
   type SendingLimitsOptions,
 } from "./sending_limits.ts";
-export { AuthThrottle, type AuthThrottleOptions } from "./throttle.ts";
+export {
+  type AuthAttempt,
+  AuthThrottle,
+  type AuthThrottleOptions,
+  type FailureVerdict,
+} from "./throttle.ts";
 export { plaintextUsers, readUsersFile, type User, usersFormat, writeUsersFile } from "./users.ts";

@@ -1,5 +1,5 @@
-import type { SendingLimits } from "../auth/mod.ts";
-import type { Config } from "../config/mod.ts";
+import type { Authenticator, SendingLimits } from "../auth/mod.ts";
+import { type Config, splitHostPort } from "../config/mod.ts";
 import {
   DkimSigner,
   loadDkimKeys,
@@ -10,7 +10,14 @@ import {
 } from "../dkim/mod.ts";
 import type { EmitEvent } from "../events/mod.ts";
 import type { Spool, SuppressionList } from "../spool/mod.ts";
-import { Intake, type SignFunction } from "../submission/mod.ts";
+import {
+  type ConnectionGate,
+  Intake,
+  type LoginThrottle,
+  type SharedChecks,
+  type SignFunction,
+  SubmissionServer,
+} from "../submission/mod.ts";
 
 /** Options for {@linkcode buildIntake}. */
 export interface BuildIntakeOptions {
@@ -22,6 +29,8 @@ export interface BuildIntakeOptions {
   suppressions: SuppressionList | null;
   /** Per-user sending limits (the daemon's); none when absent. */
   limits?: SendingLimits;
+  /** In an intake worker: suppression and limits asked of the main thread. */
+  shared?: SharedChecks;
 }
 
 /**
@@ -40,6 +49,7 @@ export function buildIntake(config: Config, options: BuildIntakeOptions): Intake
     emit: options.emit,
     suppressions: options.suppressions,
     limits: options.limits,
+    shared: options.shared,
   });
 }
 
@@ -47,9 +57,50 @@ export function buildIntake(config: Config, options: BuildIntakeOptions): Intake
  * A signer with the keys the daemon signs with: each `dkim[]` entry's key,
  * or its rotated one once the daemon has switched to it (`minimta dkim rotate`).
  */
-export async function loadSigner(config: Config): Promise<DkimSigner> {
+export async function loadSigner(
+  config: Config,
+  dkim: Config["dkim"] = config.dkim,
+): Promise<DkimSigner> {
   const state = await readRotationState(`${config.queue.dir}/${ROTATION_STATE_FILE}`);
   return new DkimSigner(
-    await loadDkimKeys(config.dkim.map((d) => rotationView(rotatingKeyConfig(d), state).signing)),
+    await loadDkimKeys(dkim.map((d) => rotationView(rotatingKeyConfig(d), state).signing)),
   );
+}
+
+/** Options for {@linkcode buildSubmission}. */
+export interface BuildSubmissionOptions {
+  cert: string;
+  key: string;
+  emit: EmitEvent;
+  intake: Intake;
+  authenticator: Authenticator;
+  throttle: LoginThrottle;
+  /** The connection limits kept elsewhere (intake workers); default: this server's own. */
+  gate?: ConnectionGate;
+  reusePort?: boolean;
+}
+
+/**
+ * The SMTP submission server as the config describes it, built alike in the
+ * main thread (`server.workers: 1`) and in each intake worker.
+ */
+export function buildSubmission(config: Config, options: BuildSubmissionOptions): SubmissionServer {
+  const s = config.server;
+  return new SubmissionServer({
+    hostname: s.hostname,
+    listen: listenAddr(s.listen_addr),
+    listenTls: listenAddr(s.listen_tls_addr),
+    ...options,
+    maxMessageSize: s.max_message_size,
+    maxRecipients: s.max_recipients,
+    maxConnections: s.max_connections,
+    maxConnectionsPerIp: s.max_connections_per_ip,
+    trustedNetworks: s.trusted_networks,
+    idleTimeoutMs: s.idle_timeout,
+    transactionTimeoutMs: s.transaction_timeout,
+  });
+}
+
+function listenAddr(addr: string): { host: string; port: number } | null {
+  return addr === "" ? null : splitHostPort(addr);
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   Authenticator,
   AuthThrottle,
@@ -5,6 +6,7 @@ import {
   plaintextUsers,
   readUsersFile,
   SendingLimits,
+  type User,
 } from "../auth/mod.ts";
 import {
   BUILTIN_PROVIDERS,
@@ -36,17 +38,18 @@ import { Resolver } from "../dns/mod.ts";
 import { stageTimeouts } from "../smtp_client/mod.ts";
 import { closeLogging, log, reopenLogFile, setupLogging } from "../log/mod.ts";
 import { Spool, type SuppressionList } from "../spool/mod.ts";
-import { type Intake, SubmissionServer } from "../submission/mod.ts";
+import { type Intake, LocalConnectionGate, type SubmissionServer } from "../submission/mod.ts";
 import {
   type Pending,
   postalSignatures,
   WebhookDispatcher,
   type WebhookTarget,
 } from "../webhooks/mod.ts";
-import { controlPath, ControlServer } from "./control.ts";
+import { type ControlHandler, controlPath, ControlServer } from "./control.ts";
 import { controlHandler, localSubmitHandler } from "./control_handler.ts";
 import { startStatusServer } from "./status_server.ts";
-import { buildIntake } from "./build_intake.ts";
+import { buildIntake, buildSubmission } from "./build_intake.ts";
+import { IntakePool } from "./intake_pool.ts";
 import { CliError } from "./errors.ts";
 import { prepareDataFolder } from "./first_start.ts";
 import { loadTlsPair } from "./tls.ts";
@@ -136,29 +139,51 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     emit: events.emit,
     limits,
   });
-  const submission = new SubmissionServer({
-    hostname: config.server.hostname,
-    listen: listenAddr(config.server.listen_addr),
-    listenTls: listenAddr(config.server.listen_tls_addr),
-    cert: parts.cert,
-    key: parts.key,
-    emit: events.emit,
-    intake,
-    authenticator: parts.authenticator,
-    throttle: new AuthThrottle({
-      failureDelayMs: config.auth.failure_delay,
-      maxPerConnection: config.auth.max_failures_per_connection,
-      maxPerIp: config.auth.max_failures_per_ip,
-      windowMs: config.auth.failure_window,
-    }),
-    maxMessageSize: config.server.max_message_size,
-    maxRecipients: config.server.max_recipients,
-    maxConnections: config.server.max_connections,
-    maxConnectionsPerIp: config.server.max_connections_per_ip,
-    trustedNetworks: config.server.trusted_networks,
-    idleTimeoutMs: config.server.idle_timeout,
-    transactionTimeoutMs: config.server.transaction_timeout,
+  const throttle = new AuthThrottle({
+    failureDelayMs: config.auth.failure_delay,
+    maxPerConnection: config.auth.max_failures_per_connection,
+    maxPerIp: config.auth.max_failures_per_ip,
+    windowMs: config.auth.failure_window,
   });
+  const workers = intakeWorkers(config);
+  // One thread: the server is built here. More: each worker builds its own,
+  // and asks this thread for what must be one view (intake_pool.ts).
+  const submission: IntakeServer = workers === 1
+    ? buildSubmission(config, {
+      cert: parts.cert,
+      key: parts.key,
+      emit: events.emit,
+      intake,
+      authenticator: parts.authenticator,
+      throttle,
+    })
+    : new IntakePool({
+      loaded,
+      workers,
+      cert: parts.cert,
+      key: parts.key,
+      users: parts.users,
+      authKey: parts.authKey,
+      throttle,
+      checks: {
+        checkSuppressed: (address) => intake.checkSuppressed(address),
+        checkLimit: (user, pending) => intake.checkLimit(user, pending),
+        count: (username, recipients) => limits.add(username, recipients),
+      },
+      dkim: parts.dkim,
+      gate: new LocalConnectionGate({
+        maxConnections: config.server.max_connections,
+        maxConnectionsPerIp: config.server.max_connections_per_ip,
+      }),
+      emit: events.emit,
+      queued: (meta) => {
+        if (!engine.index.get(meta.id)) engine.schedule(meta);
+      },
+      adopt: () => adoptStored(spool, engine),
+    });
+  const pool = submission instanceof IntakePool ? submission : null;
+  // A DKIM rotation switch in this thread: the workers sign with the new keys too.
+  parts.signerChanged = (dkim) => void pool?.reload(null, dkim);
   const transport = transportOptions(config, parts.caCerts);
   const shaper = buildShaper(config, transport, spool, events.emit);
   await shaper?.load();
@@ -193,14 +218,27 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     : null;
   const control = await ControlServer.listen(
     controlPath(config.queue.dir),
-    controlHandler(engine, intake, {
-      hostname: config.server.hostname,
-      reloadAll: () => reload(loaded, parts),
-      suppressions,
-      emit: events.emit,
-    }),
+    withTestHooks(
+      controlHandler(engine, intake, {
+        hostname: config.server.hostname,
+        reloadAll: () => reload(loaded, parts, pool),
+        suppressions,
+        emit: events.emit,
+      }),
+      pool,
+    ),
   );
   const local = await listenLocal(config, intake);
+  // Intake workers start one by one and a port accepts once the first
+  // listens: a stop asked for meanwhile is honoured once all are up.
+  // (SIGHUP too: its default would end the process.)
+  let stopAsked = false;
+  let reloadAsked = false;
+  const askStop = () => (stopAsked = true);
+  const askReload = () => (reloadAsked = true);
+  Deno.addSignalListener("SIGTERM", askStop);
+  Deno.addSignalListener("SIGINT", askStop);
+  Deno.addSignalListener("SIGHUP", askReload);
   try {
     await submission.listen();
   } catch (error) {
@@ -219,8 +257,14 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       messages: report.messages,
     },
   );
+  if (pool) logger.info("Intake on {workers} worker threads", { workers });
+  Deno.removeSignalListener("SIGTERM", askStop);
+  Deno.removeSignalListener("SIGINT", askStop);
+  Deno.removeSignalListener("SIGHUP", askReload);
+  if (reloadAsked && !stopAsked) void reload(loaded, parts, pool);
   return await waitForSignals({
-    reload: () => reload(loaded, parts),
+    stopNow: stopAsked,
+    reload: () => reload(loaded, parts, pool),
     stop: async () => {
       logger.info(
         "Stopping: no new connections; idle sessions closed, messages in progress get {grace} s",
@@ -293,10 +337,67 @@ interface Parts {
   cert: string;
   key: string;
   caCerts: string[];
+  users: User[];
+  /** The HMAC key of login attempts, shared with the intake workers. */
+  authKey: Uint8Array;
   authenticator: Authenticator;
   signer: DkimSigner;
+  /** The `dkim` entries `signer` was built from (reread on SIGHUP). */
+  dkim: Config["dkim"];
+  /** Called when a rotation switch replaced `signer` (tells the intake workers). */
+  signerChanged?: (dkim: Config["dkim"]) => void;
   /** Switches DKIM keys rotated by `minimta dkim rotate` once their records are in DNS. */
   rotation: RotationWatcher;
+}
+
+/** What the daemon uses of its submission server: one, or the intake workers. */
+type IntakeServer = Pick<
+  SubmissionServer,
+  "listen" | "close" | "ports" | "listening" | "connections"
+>;
+
+/** `server.workers`, 0 meaning one per CPU. */
+function intakeWorkers(config: Config): number {
+  return config.server.workers || Math.max(1, navigator.hardwareConcurrency || 1);
+}
+
+/**
+ * After an intake worker died: messages it stored whose announcement never
+ * arrived are put on the delivery schedule from the spool.
+ */
+async function adoptStored(spool: Spool, engine: DeliveryEngine): Promise<void> {
+  for (const id of await spool.ids()) {
+    if (engine.index.get(id)) continue;
+    try {
+      engine.schedule(await spool.get(id));
+    } catch {
+      // Delivered and removed meanwhile, or being written: the worker's own message or the next start brings it.
+    }
+  }
+}
+
+/**
+ * Test-only control command `test-crash-worker` (kills intake worker 1),
+ * honoured only when the daemon was started with MINIMTA_TEST_HOOKS=1. The
+ * control socket is the daemon user's alone; nothing on SMTP reaches it.
+ */
+function withTestHooks(handler: ControlHandler, pool: IntakePool | null): ControlHandler {
+  let enabled = false;
+  try {
+    enabled = Deno.env.get("MINIMTA_TEST_HOOKS") === "1";
+  } catch {
+    // No permission to read it: the hooks stay off.
+  }
+  if (!enabled) return handler;
+  return (req) => {
+    if ((req.command as string) !== "test-crash-worker") return handler(req);
+    const crashed = pool?.crash(1) ?? false;
+    return Promise.resolve(
+      crashed
+        ? { ok: true, lines: ["intake worker 1 told to crash"] }
+        : { ok: false, lines: [], error: "no intake worker" },
+    );
+  };
 }
 
 async function loadParts(loaded: LoadedConfig): Promise<Parts> {
@@ -317,7 +418,16 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
   const users = await readUsersFile(config.auth.users_file);
   warnPlaintext(users);
   warnTrusted(config);
-  const parts = { cert, key, caCerts, authenticator: new Authenticator(users) } as Parts;
+  const authKey = new Uint8Array(randomBytes(32));
+  const parts = {
+    cert,
+    key,
+    caCerts,
+    users,
+    authKey,
+    authenticator: new Authenticator(users, { key: authKey }),
+    dkim: config.dkim,
+  } as Parts;
   parts.rotation = dkimRotation(config, config.dkim, parts);
   parts.signer = new DkimSigner(await parts.rotation.load());
   return parts;
@@ -330,7 +440,7 @@ async function loadParts(loaded: LoadedConfig): Promise<Parts> {
 function dkimRotation(
   config: Config,
   dkim: Config["dkim"],
-  parts: { signer: DkimSigner },
+  parts: Pick<Parts, "signer" | "signerChanged">,
 ): RotationWatcher {
   const resolver = new Resolver({ servers: config.delivery.dns_servers });
   return new RotationWatcher({
@@ -339,6 +449,7 @@ function dkimRotation(
     resolveTxt: (name) => resolver.resolveTxt(name),
     onSwitch: (keys, change) => {
       parts.signer = new DkimSigner(keys);
+      parts.signerChanged?.(dkim);
       logger.info(
         "DKIM for {domain} now signs with selector {to}, whose record is in DNS; keep {from}._domainkey.{domain} published until {until}",
         { ...change, until: change.keepUntil.toISOString(), keepUntil: undefined },
@@ -375,17 +486,15 @@ function warnTrusted(config: Config): void {
   }
 }
 
-async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
+async function reload(loaded: LoadedConfig, parts: Parts, pool: IntakePool | null): Promise<void> {
+  let users: User[] | null = null;
+  let usersError: unknown = null;
   try {
-    const users = await readUsersFile(loaded.config.auth.users_file);
-    parts.authenticator.replaceUsers(users);
-    warnPlaintext(users);
-    logger.info("Reloaded {count} users", { count: users.length });
+    users = await readUsersFile(loaded.config.auth.users_file);
   } catch (error) {
-    logger.error("Users not reloaded, keeping the old ones: {error}", {
-      error: (error as Error).message,
-    });
+    usersError = error;
   }
+  let dkimError: unknown = null;
   try {
     // The dkim entries are read again: `minimta dkim rotate` edits them.
     const dkim = loaded.embedded
@@ -396,12 +505,29 @@ async function reload(loaded: LoadedConfig, parts: Parts): Promise<void> {
     await parts.rotation.stop();
     parts.rotation = rotation;
     parts.signer = new DkimSigner(keys);
+    parts.dkim = dkim;
     rotation.start(loaded.config.dkim_rotation_check);
-    logger.info("Reloaded DKIM keys");
   } catch (error) {
-    logger.error("DKIM keys not reloaded, keeping the old ones: {error}", {
-      error: (error as Error).message,
+    dkimError = error;
+  }
+  // The workers too: once "Reloaded" is logged, every thread has the new users and keys.
+  await pool?.reload(users, dkimError ? null : parts.dkim);
+  if (users) {
+    parts.users = users;
+    parts.authenticator.replaceUsers(users);
+    warnPlaintext(users);
+    logger.info("Reloaded {count} users", { count: users.length });
+  } else {
+    logger.error("Users not reloaded, keeping the old ones: {error}", {
+      error: (usersError as Error).message,
     });
+  }
+  if (dkimError) {
+    logger.error("DKIM keys not reloaded, keeping the old ones: {error}", {
+      error: (dkimError as Error).message,
+    });
+  } else {
+    logger.info("Reloaded DKIM keys");
   }
 }
 
@@ -480,12 +606,8 @@ async function bounded(work: Promise<void>, ms: number): Promise<void> {
   clearTimeout(timer);
 }
 
-function listenAddr(addr: string): { host: string; port: number } | null {
-  return addr === "" ? null : splitHostPort(addr);
-}
-
 function waitForSignals(
-  handlers: { reload: () => Promise<void>; stop: () => Promise<void> },
+  handlers: { reload: () => Promise<void>; stop: () => Promise<void>; stopNow?: boolean },
 ): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
@@ -502,6 +624,7 @@ function waitForSignals(
       reopenLogFile();
       logger.info("Reopened the log file");
     });
+    if (handlers.stopNow) stop();
   });
 }
 

@@ -15,7 +15,7 @@ const logger = log("serve");
 export interface Running {
   engine: DeliveryEngine;
   spool: Spool;
-  submission: SubmissionServer;
+  submission: Pick<SubmissionServer, "connections" | "listening">;
   authenticator: Authenticator;
   /** Counted from the mail events (subscribed where the daemon is wired). */
   metrics: Metrics;

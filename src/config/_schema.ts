@@ -39,6 +39,7 @@ export const SCHEMA: Schema = {
     idle_timeout: { t: "duration", min: 1_000 },
     transaction_timeout: { t: "duration", min: 1_000 },
     bulk_lint: { t: "enum", values: ["off", "warn", "reject"] },
+    workers: { t: "int", min: 0, max: 256 },
   },
   tls: { cert_file: { t: "string" }, key_file: { t: "string" } },
   auth: {

@@ -35,6 +35,8 @@ export interface Config {
     transaction_timeout: number;
     /** Bulk mail without RFC 8058 one-click unsubscribe: let through, warn and count, or refuse. */
     bulk_lint: "off" | "warn" | "reject";
+    /** Event loops (threads) running the SMTP intake; 0 = one per CPU, 1 = no worker thread. */
+    workers: number;
   };
   tls: { cert_file: string; key_file: string };
   auth: {

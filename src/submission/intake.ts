@@ -47,8 +47,27 @@ export interface IntakeOptions {
   bulkLint: "off" | "warn" | "reject";
   /** Per-user sending limits; none when absent. */
   limits?: SendingLimits;
+  /**
+   * The suppression and sending-limit checks of another thread, in place of
+   * `suppressions` and `limits` (an intake worker asks the main thread).
+   */
+  shared?: SharedChecks;
   /** The clock. @default () => new Date() */
   now?: () => Date;
+}
+
+/**
+ * Suppression and sending limits kept by another thread: intake workers
+ * (`server.workers`) ask the main thread, so every connection sees one list
+ * and one count.
+ */
+export interface SharedChecks {
+  /** As {@linkcode Intake.checkSuppressed}. */
+  checkSuppressed(address: string): Promise<SmtpRejection | null>;
+  /** As {@linkcode Intake.checkLimit}. */
+  checkLimit(user: User, pending: number): Promise<SmtpRejection | null>;
+  /** Counts `recipients` more messages for `username`, once they are queued. */
+  count(username: string, recipients: number): Promise<void>;
 }
 
 /** One submitted message, its bytes already through a {@linkcode LineEndingNormalizer}. */
@@ -78,7 +97,7 @@ const logger = log("submission");
  * Refusals are {@linkcode SmtpRejection}s with the reply to give.
  */
 export class Intake {
-  #o: Required<Omit<IntakeOptions, "sign" | "limits">> & IntakeOptions;
+  #o: Required<Omit<IntakeOptions, "sign" | "limits" | "shared">> & IntakeOptions;
 
   constructor(options: IntakeOptions) {
     this.#o = { now: () => new Date(), suppressions: null, ...options };
@@ -106,7 +125,8 @@ export class Intake {
    * The refusal for a recipient on the suppression list, so the submitting
    * application learns at RCPT that the address bounced; null otherwise.
    */
-  checkSuppressed(address: string): SmtpRejection | null {
+  async checkSuppressed(address: string): Promise<SmtpRejection | null> {
+    if (this.#o.shared) return await this.#o.shared.checkSuppressed(address);
     const entry = this.#o.suppressions?.find(address);
     return entry ? suppressedRefusal(address, entry) : null;
   }
@@ -117,7 +137,8 @@ export class Intake {
    * included); null when there is room. RFC 3463 §3.8: 4.7.1, a temporary
    * policy refusal, so the client tries again later.
    */
-  checkLimit(user: User | null, pending: number): SmtpRejection | null {
+  async checkLimit(user: User | null, pending: number): Promise<SmtpRejection | null> {
+    if (user?.limits && this.#o.shared) return await this.#o.shared.checkLimit(user, pending);
     if (!user || !this.#o.limits) return null;
     const verdict = this.#o.limits.check(user, pending);
     if (!verdict) return null;
@@ -143,7 +164,7 @@ export class Intake {
     checkHygiene(sub, this.#o.maxMessageSize, this.#o.bareNewline);
     // SMTP refused these at RCPT already; `minimta sendmail` has no RCPT.
     for (const address of sub.recipients) {
-      const refusal = this.checkSuppressed(address);
+      const refusal = await this.checkSuppressed(address);
       if (refusal) throw refusal;
     }
     const queueId = newQueueId(this.#o.now());
@@ -159,7 +180,7 @@ export class Intake {
     });
     if (sub.user) checkAuthor(sub.user, message);
     // Parallel sessions may each have passed their RCPT check: the last word is here.
-    const over = this.checkLimit(sub.user, sub.recipients.length);
+    const over = await this.checkLimit(sub.user, sub.recipients.length);
     if (over) throw over;
     const bulk = this.#lintBulk(queueId, sub, message);
     this.#o.emit({
@@ -199,9 +220,13 @@ export class Intake {
       ...(ids ? { list_ids: ids } : {}),
       subject: message.subject,
     });
-    if (sub.user?.limits && this.#o.limits) {
+    if (sub.user?.limits && (this.#o.limits || this.#o.shared)) {
+      const { username } = sub.user;
+      const count = this.#o.shared
+        ? this.#o.shared.count(username, sub.recipients.length)
+        : this.#o.limits!.add(username, sub.recipients.length);
       // The message is queued whatever happens here: a lost count must not make the client resend.
-      await this.#o.limits.add(sub.user.username, sub.recipients.length).catch((error) =>
+      await count.catch((error) =>
         logger.error("Cannot store the sending count of {user}: {error}", {
           user: sub.user?.username,
           error: String(error),

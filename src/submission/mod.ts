@@ -5,8 +5,14 @@
  * hygiene, RFC 6409 header fixes, DKIM signing through an injected function,
  * and a 250 only once the message is durable in the spool.
  */
-export { SubmissionServer } from "./server.ts";
-export { concat, Intake, type SignFunction } from "./intake.ts";
+export {
+  type Admission,
+  type ConnectionGate,
+  LocalConnectionGate,
+  type LoginThrottle,
+  SubmissionServer,
+} from "./server.ts";
+export { concat, Intake, type SharedChecks, type SignFunction } from "./intake.ts";
 export { LineEndingNormalizer } from "./normalizer.ts";
 export { addressList, fieldValue, parseMessage } from "./headers.ts";
 export { SmtpRejection } from "./rejection.ts";

@@ -10,7 +10,7 @@ import {
 import {
   type Authenticator,
   type AuthResult,
-  type AuthThrottle,
+  type FailureVerdict,
   senderAllowed,
   type User,
 } from "../auth/mod.ts";
@@ -38,7 +38,15 @@ export interface SubmissionOptions {
   /** What happens to a message after DATA (shared with `minimta sendmail`). */
   intake: Intake;
   authenticator: Authenticator;
-  throttle: AuthThrottle;
+  /** Failed-AUTH throttling: an `AuthThrottle`, or one kept by another thread (intake workers). */
+  throttle: LoginThrottle;
+  /**
+   * Admits connections against the per-IP and total limits. Defaults to a
+   * count kept by this server; intake workers share one kept by the main thread.
+   */
+  gate?: ConnectionGate;
+  /** Listen with SO_REUSEPORT, so several event loops share the ports (`server.workers`). @default false */
+  reusePort?: boolean;
   /** Announced with SIZE and enforced while streaming (`server.max_message_size`). */
   maxMessageSize: number;
   /** `server.max_recipients`. */
@@ -53,6 +61,69 @@ export interface SubmissionOptions {
   idleTimeoutMs: number;
   /** Longest time from connect, or from the end of the previous message, to the end of the next (`server.transaction_timeout`). */
   transactionTimeoutMs: number;
+}
+
+/**
+ * {@linkcode AuthThrottle} as the server uses it; each answer may come
+ * later, from a throttle shared by the intake workers.
+ */
+export interface LoginThrottle {
+  reserve(ip: string, key: string): LoginAttempt | null | Promise<LoginAttempt | null>;
+}
+
+/** One reserved login attempt (see `AuthAttempt`); `failed` may answer later. */
+export interface LoginAttempt {
+  succeeded(username: string): void;
+  failed(username: string, failuresOnConnection: number): FailureVerdict | Promise<FailureVerdict>;
+}
+
+/** Why {@linkcode ConnectionGate.admit} refused a connection, or "ok". */
+export type Admission = "ok" | "ip" | "total";
+
+/**
+ * The connection limits (`server.max_connections`, `max_connections_per_ip`).
+ * Every admitted connection is released exactly once when it closes.
+ */
+export interface ConnectionGate {
+  admit(ip: string, trusted: boolean): Admission | Promise<Admission>;
+  release(ip: string): void;
+}
+
+/**
+ * A {@linkcode ConnectionGate} in one thread: per-IP counts (trusted
+ * networks exempt) and a total.
+ */
+export class LocalConnectionGate implements ConnectionGate {
+  #perIp = new Map<string, number>();
+  #total = 0;
+  #max: number;
+  #maxPerIp: number;
+
+  constructor(options: { maxConnections: number; maxConnectionsPerIp: number }) {
+    this.#max = options.maxConnections;
+    this.#maxPerIp = options.maxConnectionsPerIp;
+  }
+
+  /** Admitted connections now open. */
+  get open(): number {
+    return this.#total;
+  }
+
+  admit(ip: string, trusted: boolean): Admission {
+    const open = this.#perIp.get(ip) ?? 0;
+    if (!trusted && open >= this.#maxPerIp) return "ip";
+    if (this.#total >= this.#max) return "total";
+    this.#perIp.set(ip, open + 1);
+    this.#total++;
+    return "ok";
+  }
+
+  release(ip: string): void {
+    const open = (this.#perIp.get(ip) ?? 1) - 1;
+    if (open > 0) this.#perIp.set(ip, open);
+    else this.#perIp.delete(ip);
+    this.#total = Math.max(0, this.#total - 1);
+  }
 }
 
 interface SessionState {
@@ -83,11 +154,19 @@ export class SubmissionServer {
   #servers: SMTPServer[] = [];
   #trusted = new BlockList();
   #state = new WeakMap<SMTPServerSession, SessionState>();
-  #perIp = new Map<string, number>();
+  /** Sessions whose admission is being decided, and those of them already closed. */
+  #admitting = new WeakMap<SMTPServerSession, { closed: boolean }>();
+  #gate: ConnectionGate;
   #closing = false;
 
   constructor(options: SubmissionOptions) {
     this.#o = options;
+    // smtp-server's maxClients stays the backstop; this gate counts the
+    // same total, so the limit holds across listeners (and workers).
+    this.#gate = options.gate ?? new LocalConnectionGate({
+      maxConnections: options.maxConnections,
+      maxConnectionsPerIp: options.maxConnectionsPerIp,
+    });
     for (const cidr of this.#o.trustedNetworks) {
       const [ip, bits] = cidr.split("/");
       const type = isIPv4(ip) ? "ipv4" : "ipv6";
@@ -103,6 +182,11 @@ export class SubmissionServer {
   async listen(): Promise<void> {
     if (this.#o.listen) await this.#start(this.#o.listen, false);
     if (this.#o.listenTls) await this.#start(this.#o.listenTls, true);
+  }
+
+  /** The bound ports, in the order [STARTTLS, implicit TLS] of those configured. */
+  get ports(): number[] {
+    return this.#servers.map((s) => (s.server.address() as { port: number }).port);
   }
 
   /** True while every configured listener accepts connections. */
@@ -197,7 +281,8 @@ export class SubmissionServer {
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
       server.server.once("error", reject);
-      server.listen(addr.port, addr.host, () => {
+      const options = { port: addr.port, host: addr.host, reusePort: this.#o.reusePort };
+      server.listen(options, () => {
         server.server.off("error", reject);
         resolve();
       });
@@ -211,8 +296,27 @@ export class SubmissionServer {
   ): void {
     const ip = session.remoteAddress;
     const trusted = this.#trusted.check(ip, isIPv4(ip) ? "ipv4" : "ipv6");
-    const open = this.#perIp.get(ip) ?? 0;
-    if (!trusted && open >= this.#o.maxConnectionsPerIp) {
+    const admitting = { closed: false };
+    this.#admitting.set(session, admitting);
+    const admitted = (verdict: Admission) => {
+      this.#admitting.delete(session);
+      if (verdict === "ok" && admitting.closed) return this.#gate.release(ip);
+      this.#admitted(server, session, trusted, verdict, cb);
+    };
+    const verdict = this.#gate.admit(ip, trusted);
+    if (typeof verdict === "string") admitted(verdict);
+    else verdict.then(admitted, (error) => cb(error));
+  }
+
+  #admitted(
+    server: SMTPServer,
+    session: SMTPServerSession,
+    trusted: boolean,
+    verdict: Admission,
+    cb: (err?: Error | null) => void,
+  ): void {
+    const ip = session.remoteAddress;
+    if (verdict !== "ok") {
       // docs/testing.md R7: one address cannot take every connection slot.
       this.#o.emit({
         type: "rejected",
@@ -220,13 +324,18 @@ export class SubmissionServer {
         client_ip: ip,
         stage: "connect",
         code: 421,
-        reason: "too many connections",
+        reason: verdict === "ip" ? "too many connections" : "too many connected clients",
       });
       return cb(
-        new SmtpRejection(421, "4.7.0", "Too many connections from your address, try again later"),
+        verdict === "ip"
+          ? new SmtpRejection(
+            421,
+            "4.7.0",
+            "Too many connections from your address, try again later",
+          )
+          : new SmtpRejection(421, "4.7.0", "Too many connected clients, try again in a moment"),
       );
     }
-    this.#perIp.set(ip, open + 1);
     // RFC 4954 §4 and Postfix's smtpd_tls_auth_only: AUTH is neither
     // offered nor accepted until the session is encrypted.
     session.disabledCommands = session.secure ? [] : ["AUTH"];
@@ -260,14 +369,13 @@ export class SubmissionServer {
   }
 
   #onClose(session: SMTPServerSession): void {
+    const admitting = this.#admitting.get(session);
+    if (admitting) admitting.closed = true; // released once the gate answers
     const state = this.#state.get(session);
     if (!state) return; // refused in onConnect: never counted
     clearTimeout(state.deadline);
     this.#state.delete(session);
-    const ip = session.remoteAddress;
-    const open = (this.#perIp.get(ip) ?? 1) - 1;
-    if (open > 0) this.#perIp.set(ip, open);
-    else this.#perIp.delete(ip);
+    this.#gate.release(session.remoteAddress);
   }
 
   async #onAuth(
@@ -280,7 +388,7 @@ export class SubmissionServer {
     const username = auth.username ?? "";
     const password = auth.password ?? "";
     // Counted before the check, so parallel connections cannot all slip under the limit.
-    const attempt = this.#o.throttle.reserve(
+    const attempt = await this.#o.throttle.reserve(
       ip,
       this.#o.authenticator.attemptKey(username, password),
     );
@@ -309,7 +417,7 @@ export class SubmissionServer {
         ? { ok: false as const, reason: "authzid_mismatch" }
         : await this.#o.authenticator.verify(username, password);
     } catch (error) {
-      attempt.failed(username, ++state.authFailures);
+      await attempt.failed(username, ++state.authFailures);
       throw error;
     }
     if (result.ok) {
@@ -324,7 +432,7 @@ export class SubmissionServer {
       return cb(null, { user: result.user.username });
     }
     state.authFailures++;
-    const verdict = attempt.failed(username, state.authFailures);
+    const verdict = await attempt.failed(username, state.authFailures);
     this.#o.emit({
       type: "auth_failure",
       session: session.id,
@@ -381,21 +489,24 @@ export class SubmissionServer {
     session: SMTPServerSession,
     cb: (err?: Error | null) => void,
   ): void {
-    let refusal: SmtpRejection | null = null;
+    this.#checkRcpt(address.address, session).then((refusal) => {
+      if (refusal) this.#reject(session, "rcpt_to", refusal, { to: address.address });
+      cb(refusal);
+    }, (error) => cb(error));
+  }
+
+  async #checkRcpt(address: string, session: SMTPServerSession): Promise<SmtpRejection | null> {
     if (session.envelope.rcptTo.length >= this.#o.maxRecipients) {
       // RFC 5321 §4.5.3.1.10: 452, and the transaction goes on with those accepted.
-      refusal = new SmtpRejection(452, "4.5.3", "Too many recipients");
-    } else {
-      refusal = checkRecipient(address.address) ??
-        this.#o.intake.checkSuppressed(address.address) ??
-        // Nothing is queued over a user's sending limit; the client keeps the rest.
-        this.#o.intake.checkLimit(
-          this.#state.get(session)?.user ?? null,
-          session.envelope.rcptTo.length + 1,
-        );
+      return new SmtpRejection(452, "4.5.3", "Too many recipients");
     }
-    if (refusal) this.#reject(session, "rcpt_to", refusal, { to: address.address });
-    cb(refusal);
+    return checkRecipient(address) ??
+      await this.#o.intake.checkSuppressed(address) ??
+      // Nothing is queued over a user's sending limit; the client keeps the rest.
+      await this.#o.intake.checkLimit(
+        this.#state.get(session)?.user ?? null,
+        session.envelope.rcptTo.length + 1,
+      );
   }
 
   #reject(
