@@ -34,15 +34,18 @@ function literals(list: string): string[] {
 
 /**
  * The outside programs a source file names: `requireTool("a", "b")`,
- * `tools: ["a", …]` (install_test), `…_TOOLS = ["a", …]`, and the program of
- * `run("prog", …)` and `new Deno.Command("prog", …)`.
+ * `tools: ["a", …]` (install_test), `…_TOOLS = ["a", …]`, the program of
+ * `run("prog", …)`, `new Deno.Command("prog", …)` and `haveTool("prog", …)`,
+ * and `python3:MODULE` for every `"-c", "import MODULE"` probe.
  */
 function toolsNamed(text: string): string[] {
   const found: string[] = [];
   for (const m of text.matchAll(/requireTool\(([^)]*)\)/g)) found.push(...literals(m[1]));
   for (const m of text.matchAll(/\btools: \[([^\]]*)\]/g)) found.push(...literals(m[1]));
   for (const m of text.matchAll(/_TOOLS = \[([^\]]*)\]/g)) found.push(...literals(m[1]));
-  for (const m of text.matchAll(/\b(?:run|Command)\(\s*"([^"]+)"/g)) found.push(m[1]);
+  for (const m of text.matchAll(/\b(?:run|Command|haveTool)\(\s*"([^"]+)"/g)) found.push(m[1]);
+  // `python3 -c "import MODULE"` probes (src/ unit tests, tests/fakes helpers).
+  for (const m of text.matchAll(/"-c",\s*"import ([\w]+)/g)) found.push(`python3:${m[1]}`);
   return found;
 }
 
@@ -64,10 +67,23 @@ Deno.test("the scan of test sources finds the tools of each form it knows", () =
     'export const POSTFIX_TOOLS = ["root:", "postfix"];',
     'await run("promtool", ["check"]);',
     'new Deno.Command("nmap", { args });',
+    'await haveTool("openssl", ["version"]);',
+    'await haveTool(PY, ["-c", "import aiosmtpd"], true);',
   ].join("\n");
   assert.deepEqual(
     toolsNamed(text).sort(),
-    ["bash", "nmap", "perl:Net::SSLeay", "postfix", "promtool", "root:", "swaks", "unshare"],
+    [
+      "bash",
+      "nmap",
+      "openssl",
+      "perl:Net::SSLeay",
+      "postfix",
+      "promtool",
+      "python3:aiosmtpd",
+      "root:",
+      "swaks",
+      "unshare",
+    ],
   );
 });
 

@@ -274,12 +274,37 @@ function findTerminator(buf: number[]): number {
 /** True when MINIMTA_REQUIRE_INTEROP=1: missing tools must fail tests, not skip them. */
 export const REQUIRE_INTEROP = Deno.env.get("MINIMTA_REQUIRE_INTEROP") === "1";
 
-/** Whether `cmd` runs; logs a loud skip reason when not (and throws under REQUIRE_INTEROP). */
+/**
+ * The name `.ci/tools.txt` (the list of outside tools CI installs) gives
+ * `cmd args`: `python3:MODULE` for `python3 -c "import MODULE"`, else the
+ * program's file name.
+ */
+function listedName(cmd: string, args: string[]): string {
+  const module = args[0] === "-c" ? /^import ([\w]+)/.exec(args[1] ?? "")?.[1] : undefined;
+  return module ? `python3:${module}` : cmd.slice(cmd.lastIndexOf("/") + 1);
+}
+
+function listedTools(): Set<string> {
+  const text = Deno.readTextFileSync(new URL("../../.ci/tools.txt", import.meta.url));
+  return new Set(
+    text.split("\n").map((l) => l.replace(/#.*/, "").trim().split(/\s+/)[0]).filter(Boolean),
+  );
+}
+
+/**
+ * Whether `cmd` runs; logs a loud skip reason when not (and throws under
+ * REQUIRE_INTEROP). A tool `.ci/tools.txt` does not list throws wherever it
+ * runs: CI installs only what that file names.
+ */
 export async function haveTool(
   cmd: string,
   args: string[] = ["--version"],
   mustSucceed = false,
 ): Promise<boolean> {
+  const name = listedName(cmd, args);
+  if (!listedTools().has(name)) {
+    throw new Error(`"${name}" is used by a test but not listed in .ci/tools.txt`);
+  }
   try {
     const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
     if (mustSucceed && !out.success) throw new Error(`"${cmd} ${args.join(" ")}" failed`);
