@@ -143,9 +143,15 @@ export class WebhookDispatcher {
     let nextDue = Infinity;
     const now = this.#o.now();
     const byUrl = new Map<string, Entry[]>();
+    // A receiver being drained when the listing starts may finish (and
+    // remove what it posted) while the outbox is read: what this listing
+    // holds of it can be stale, so it is left to the drain that receiver's
+    // end asks for. Checking only after the listing posted an event twice.
+    const busyAtStart = new Set(this.#busy.keys());
     for (const entry of await this.#o.outbox.list()) {
       const url = entry.value.url;
-      if (this.#busy.has(url)) continue; // picked up when that receiver's drain ends
+      // Picked up when that receiver's drain ends.
+      if (busyAtStart.has(url) || this.#busy.has(url)) continue;
       const due = Math.max(entry.value.next_at, this.#blockedUntil.get(url) ?? 0);
       if (due > now) {
         nextDue = Math.min(nextDue, due);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { MailEvent, RecipientEvent } from "../events/mod.ts";
+import { type Pending, WebhookDispatcher } from "./dispatcher.ts";
 import { toWebhookEvent } from "./formats.ts";
 
 function attempt(type: RecipientEvent["type"]): RecipientEvent {
@@ -46,4 +47,79 @@ Deno.test("toWebhookEvent() ignores events that are not a recipient's outcome", 
     { type: "message_expired", queue_id: "Q1", recipients: ["r@one.test"] },
   ];
   for (const e of others) assert.equal(toWebhookEvent(e, 0), null);
+});
+
+/**
+ * An outbox in memory whose listing can be held while it is being read:
+ * the real one reads a folder file by file, so a listing can see a record
+ * that a drain running meanwhile posts and removes.
+ */
+class SlowListOutbox {
+  records = new Map<string, Pending>();
+  #n = 0;
+  holdList: PromiseWithResolvers<void> | null = null;
+  listing = Promise.withResolvers<void>();
+
+  add(value: Pending): Promise<string> {
+    const id = String(++this.#n).padStart(4, "0");
+    this.records.set(id, structuredClone(value));
+    return Promise.resolve(id);
+  }
+  put(id: string, value: Pending): Promise<void> {
+    this.records.set(id, structuredClone(value));
+    return Promise.resolve();
+  }
+  async list(): Promise<{ id: string; value: Pending }[]> {
+    const snapshot = [...this.records].map(([id, value]) => ({ id, value }));
+    if (this.holdList) {
+      this.listing.resolve();
+      await this.holdList.promise;
+    }
+    return snapshot;
+  }
+  remove(id: string): Promise<void> {
+    this.records.delete(id);
+    return Promise.resolve();
+  }
+}
+
+Deno.test("WebhookDispatcher posts an event once even when a listing overlaps the drain that posts it", async () => {
+  const outbox = new SlowListOutbox();
+  const posted: string[] = [];
+  let release!: () => void;
+  const firstPostHeld = new Promise<void>((r) => (release = r));
+  const fetch = (async (_url: string | URL | Request, init?: RequestInit) => {
+    const body = JSON.parse(String(init?.body));
+    posted.push(body.recipient);
+    if (posted.length === 1) await firstPostHeld;
+    return new Response(null, { status: 204 });
+  }) as typeof globalThis.fetch;
+  const dispatcher = new WebhookDispatcher({
+    targets: [{ url: "http://hooks.invalid/", events: ["delivered"], secret: "s".repeat(16) }],
+    // deno-lint-ignore no-explicit-any
+    outbox: outbox as any,
+    fetch,
+  });
+  dispatcher.start();
+  try {
+    dispatcher.record(attempt("delivered"));
+    while (posted.length === 0) await new Promise((r) => setTimeout(r, 5));
+    // A second event starts a listing while the first is still being posted; the
+    // listing is held until the first post has ended and been removed.
+    outbox.holdList = Promise.withResolvers<void>();
+    dispatcher.record({ ...attempt("delivered"), recipient: "second@one.test" });
+    await outbox.listing.promise;
+    release();
+    while (outbox.records.has("0001")) await new Promise((r) => setTimeout(r, 5));
+    outbox.holdList.resolve();
+    outbox.holdList = null;
+    const deadline = Date.now() + 5_000;
+    while (outbox.records.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(posted, ["r@one.test", "second@one.test"]);
+  } finally {
+    await dispatcher.stop();
+  }
 });
