@@ -89,7 +89,7 @@ export function lfMessage(headers: string[], body = "Hello from a script.\n"): s
 /** The metadata file of a message read straight from the spool, or null once it is gone. */
 export async function rawMeta(mta: Mta, id: string): Promise<MessageMeta | null> {
   try {
-    return JSON.parse(await Deno.readTextFile(mta.metaPath(id)));
+    return (await mta.readMeta(id));
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;

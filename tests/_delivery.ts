@@ -172,10 +172,10 @@ export function mailEvents(mta: Mta, event: string): Record<string, unknown>[] {
   return mta.logs().filter((e) => e.event === event);
 }
 
-/** True once the message has left the spool (its metadata file is gone). */
+/** True once the message has left the spool (its message file is gone). */
 export async function isGone(mta: Mta, id: string): Promise<boolean> {
   try {
-    await Deno.stat(mta.metaPath(id));
+    await Deno.stat(mta.emlPath(id));
     return false;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return true;

@@ -608,9 +608,34 @@ export class Mta {
     return `${this.spoolDir}/msg/${id}.eml`;
   }
 
-  /** Path of a message's metadata. */
+  /** Path of a message's metadata file (present once the metadata changed; see {@linkcode readMeta}). */
   metaPath(id: string): string {
     return `${this.spoolDir}/meta/${id}.json`;
+  }
+
+  /** A message's stored bytes as signed: its file in msg/, without the envelope line. */
+  async readEml(id: string): Promise<Uint8Array> {
+    return splitEnvelope(await Deno.readFile(this.emlPath(id))).message;
+  }
+
+  /** Writes a message's stored bytes ({@linkcode readEml}) to a file of their own, for outside tools; returns its path. */
+  async emlFile(id: string): Promise<string> {
+    const path = `${this.dir}/${id}.message.eml`;
+    await Deno.writeFile(path, await this.readEml(id));
+    return path;
+  }
+
+  /** A message's metadata: meta/ID.json, or the envelope its message file starts with. */
+  // deno-lint-ignore no-explicit-any
+  async readMeta(id: string): Promise<any> {
+    try {
+      return JSON.parse(await Deno.readTextFile(this.metaPath(id)));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    const { envelope } = splitEnvelope(await Deno.readFile(this.emlPath(id)));
+    if (!envelope) throw new Error(`${id}: no metadata file and no envelope`);
+    return envelope;
   }
 
   /** Names of the files in a spool sub-folder (`tmp`, `msg`, `meta`, `corrupt`). */
@@ -624,11 +649,11 @@ export class Mta {
     return names.sort();
   }
 
-  /** Every metadata file read raw from the spool (bounces the delivery engine made excluded). */
+  /** Every queued message's metadata read raw from the spool (bounces the delivery engine made excluded). */
   async spoolMetas(): Promise<Record<string, unknown>[]> {
     const out: Record<string, unknown>[] = [];
-    for (const name of await this.spoolFiles("meta")) {
-      const meta = JSON.parse(await Deno.readTextFile(`${this.spoolDir}/meta/${name}`));
+    for (const name of await this.spoolFiles("msg")) {
+      const meta = await this.readMeta(name.replace(/\.eml$/, ""));
       if (meta.is_bounce !== true) out.push(meta);
     }
     return out;
@@ -801,4 +826,24 @@ export function contractProblems(entry: QueueEntry): string[] {
     }
   }
   return problems;
+}
+
+/**
+ * Splits a spool message file into its envelope (the first metadata, JSON;
+ * null for the older layout of message bytes only) and the message. Read
+ * here from the bytes, not through src/spool: `NUL "minimta-envelope " LENGTH
+ * LF JSON LF MESSAGE`.
+ */
+export function splitEnvelope(
+  bytes: Uint8Array,
+): { envelope: Record<string, unknown> | null; message: Uint8Array } {
+  if (bytes[0] !== 0) return { envelope: null, message: bytes };
+  const lf = bytes.indexOf(0x0a);
+  const line = new TextDecoder().decode(bytes.subarray(0, lf));
+  const m = /^\0minimta-envelope (\d+)$/.exec(line);
+  if (!m) throw new Error(`not a minimta envelope: ${JSON.stringify(line.slice(0, 40))}`);
+  const end = lf + 1 + Number(m[1]);
+  const envelope = JSON.parse(new TextDecoder().decode(bytes.subarray(lf + 1, end)));
+  if (bytes[end] !== 0x0a) throw new Error("envelope not followed by LF");
+  return { envelope, message: bytes.subarray(end + 1) };
 }

@@ -132,7 +132,7 @@ export class WebClient {
 /** A message's state as stored in its metadata file, or null once gone. */
 export async function storedState(mta: Mta, id: string): Promise<string | null> {
   try {
-    return JSON.parse(await Deno.readTextFile(mta.metaPath(id))).state;
+    return (await mta.readMeta(id)).state;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;

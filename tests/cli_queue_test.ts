@@ -450,9 +450,9 @@ Deno.test({
     const outcome = (id: string) => lines.find((l) => l.startsWith(`${id}: `)) ?? "";
     await waitFor(
       "the queue to drain",
-      async () => (await mta.spoolFiles("meta")).length === 0,
+      async () => (await mta.spoolFiles("msg")).length === 0,
       30_000,
-      async () => (await mta.spoolFiles("meta")).join(" "),
+      async () => (await mta.spoolFiles("msg")).join(" "),
     );
     assert.deepEqual(await mta.spoolFiles("msg"), [], "no orphaned message file");
     const counts = new Map<string, number>();

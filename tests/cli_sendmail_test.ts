@@ -45,7 +45,7 @@ Deno.test("sendmail -t -oi -f: recipients from To/Cc/Bcc, one message, no Bcc he
   ]);
   assert.ok(meta.recipients.every((r) => r.status === "pending" && r.attempts === 0));
   assert.doesNotMatch(meta.headers, /^bcc:/im);
-  const stored = await Deno.readFile(mta.emlPath(id));
+  const stored = await mta.readEml(id);
   const message = latin1.decode(stored);
   assert.doesNotMatch(message, /^bcc:/im, "no Bcc header in the stored message");
   assert.ok(!message.includes("secret@third.test"), "the Bcc address appears nowhere");
@@ -60,8 +60,8 @@ Deno.test("sendmail without -i stops at a line with a single dot; with -i it doe
   const input = lfMessage(["Subject: dots"], "first line\n..two dots stay\n.\nafter the dot\n");
   const cut = await sendmail(mta, ["rcpt@dest.test"], input);
   const whole = await sendmail(mta, ["-i", "rcpt@dest.test"], input);
-  const cutText = latin1.decode(await Deno.readFile(mta.emlPath(cut)));
-  const wholeText = latin1.decode(await Deno.readFile(mta.emlPath(whole)));
+  const cutText = latin1.decode(await mta.readEml(cut));
+  const wholeText = latin1.decode(await mta.readEml(whole));
   assert.match(cutText, /\r\n\r\nfirst line\r\n\.\.two dots stay\r\n$/, cutText);
   assert.ok(!cutText.includes("after the dot"), cutText);
   assert.match(wholeText, /\r\n\.\r\nafter the dot\r\n$/, wholeText);

@@ -148,9 +148,9 @@ Deno.test({
     await mta.launch();
     await waitFor(
       "the queue to drain after the storm",
-      async () => (await mta.spoolFiles("meta")).length === 0,
+      async () => (await mta.spoolFiles("msg")).length === 0,
       60_000,
-      async () => `${(await mta.spoolFiles("meta")).length} still queued`,
+      async () => `${(await mta.spoolFiles("msg")).length} still queued`,
     );
     assert.equal(await mta.stop(), 0);
 

@@ -137,7 +137,7 @@ Deno.test({
     assert.doesNotMatch(dsn.original.text ?? "", /Hello from the delivery tests/, "headers only");
     await waitFor(
       "the DSN to leave the queue",
-      async () => (await mta.spoolFiles("meta")).length === 0,
+      async () => (await mta.spoolFiles("msg")).length === 0,
     );
     assert.equal(mailEvents(mta, "bounced").length, 1);
   },
@@ -331,9 +331,9 @@ Deno.test({
     const { mta } = w;
     const id = await submit(mta, { to: ["nobody@dest.test"] });
     await waitFor("the message to leave the queue", () => isGone(mta, id));
-    await waitFor("the spool to be empty", async () => (await mta.spoolFiles("meta")).length === 0);
+    await waitFor("the spool to be empty", async () => (await mta.spoolFiles("msg")).length === 0);
     await delay(2000);
-    assert.deepEqual(await mta.spoolFiles("meta"), [], "nothing new queued");
+    assert.deepEqual(await mta.spoolFiles("msg"), [], "nothing new queued");
     assert.equal(mailEvents(mta, "bounced").length, 1, "one DSN made, none for the DSN");
     const dsnId = mailEvents(mta, "bounced")[0].dsn_id;
     const dsnEvents = deliveryEvents(mta, String(dsnId));

@@ -95,7 +95,7 @@ Deno.test({
     await mta.launch();
     await waitFor(
       "every message to leave the queue",
-      async () => (await mta.spoolFiles("meta")).length === 0,
+      async () => (await mta.spoolFiles("msg")).length === 0,
       15_000,
     );
 
@@ -181,7 +181,7 @@ Deno.test({
     }
     await waitFor(
       "every message to leave the queue",
-      async () => (await mta.spoolFiles("meta")).length === 0,
+      async () => (await mta.spoolFiles("msg")).length === 0,
       20_000,
     );
     const txs = await mx.accepted();

@@ -23,7 +23,7 @@ Deno.test({
     const id = queuedId((await smtp.cmd(".", 250)).raw);
     await smtp.cmd("QUIT", 221);
 
-    const eml = mta.emlPath(id);
+    const eml = await mta.emlFile(id);
     const text = new TextDecoder().decode(await Deno.readFile(eml));
     const head = text.slice(0, text.indexOf("\r\n\r\n"));
     for (const field of ["Received", "Message-ID", "Date", "DKIM-Signature"]) {
@@ -75,7 +75,7 @@ Deno.test({
     );
     const id = queuedId((await smtp.cmd(".", 250)).raw);
     await smtp.cmd("QUIT", 221);
-    const eml = mta.emlPath(id);
+    const eml = await mta.emlFile(id);
     const text = new TextDecoder().decode(await Deno.readFile(eml));
     const head = text.slice(0, text.indexOf("\r\n\r\n")).replace(/\r\n[ \t]+/g, " ");
     const signatures = head.split("\r\n").filter((l) => /^DKIM-Signature:/i.test(l));

@@ -85,7 +85,7 @@ Deno.test({
     );
     await waitFor(
       "the DSN to leave the queue",
-      async () => (await mta.spoolFiles("meta")).length === 2,
+      async () => (await mta.spoolFiles("msg")).length === 2,
     );
     await waitFor(
       "the deferred ones to be deferred",

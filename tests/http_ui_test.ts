@@ -153,7 +153,7 @@ Deno.test({
         "the released message to be tried again and deferred",
         async () =>
           (await storedState(mta, id)) === "deferred" &&
-          JSON.parse(await Deno.readTextFile(mta.metaPath(id))).recipients[0].attempts >= 2,
+          (await mta.readMeta(id)).recipients[0].attempts >= 2,
       );
 
       // The domain becomes deliverable; Retry now delivers it.

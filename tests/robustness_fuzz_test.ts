@@ -624,7 +624,7 @@ Deno.test(`R13: hostile SMTP-shaped command lines get well-formed replies (seed 
   // RFC 5322's 998 octets, a sender alice owns, routable recipients only.
   for (const meta of await mta.spoolMetas()) {
     assert.match(String(meta.from), /^[^@\s]+@ours\.test$/, `${meta.id}: sender ${meta.from}`);
-    const bytes = await Deno.readFile(mta.emlPath(meta.id as string));
+    const bytes = await mta.readEml(meta.id as string);
     assert.deepEqual(bareLineEnds(bytes), [], `${meta.id}: bare line ends`);
     assert.ok(
       latin1.decode(bytes).split("\r\n").every((l) => l.length <= 998),

@@ -117,7 +117,7 @@ Deno.test(`R14: ${SESSIONS} sequential full sessions leak no descriptor and no m
 
   assert.ok(alive(pid), `the daemon died:\n${mta.stderr}`);
   assert.deepEqual(daemonFaults(mta), []);
-  assert.equal((await mta.spoolFiles("meta")).length, WARM_UP + SESSIONS, "every message spooled");
+  assert.equal((await mta.spoolFiles("msg")).length, WARM_UP + SESSIONS, "every message spooled");
   assert.ok(fdAfter <= fdBase, `descriptors: ${fdAfter} after, ${fdBase} before`);
   assert.ok(
     rssAfter <= rssLimit,

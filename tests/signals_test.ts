@@ -70,7 +70,7 @@ Deno.test({
         "From: alice@ours.test\r\nTo: bob@dest.test\r\nSubject: keys\r\n\r\nhello\r\n.",
         250,
       );
-      const eml = await Deno.readFile(mta.emlPath(queuedId(reply.raw)));
+      const eml = await mta.readEml(queuedId(reply.raw));
       const r = await run(PYTHON, [
         `${FAKES}/dkim_verify.py`,
         "-",

@@ -57,7 +57,7 @@ Deno.test({
       await spoolFixture(mta.spoolDir, body("good one"), envelope),
       await spoolFixture(mta.spoolDir, body("good two"), envelope),
     ];
-    const template: Meta = JSON.parse(await Deno.readTextFile(mta.metaPath(good[0])));
+    const template: Meta = await mta.readMeta(good[0]);
     const bad = new Map<string, string>();
     for (const [what, breakIt] of Object.entries(BREAKAGES)) {
       const id = newQueueId();

@@ -109,7 +109,7 @@ Deno.test({
       const replies = await submit(mta, legit);
       for (const [i, [code, text]] of replies.entries()) {
         assert.equal(code, 250, `${legit[i]}: ${code} ${text}`);
-        const eml = mta.emlPath(queuedId(text));
+        const eml = await mta.emlFile(queuedId(text));
         const r = await run(PYTHON, [`${ROOT}/tests/fakes/dkim_verify.py`, eml, ...txt]);
         const sigs = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
         assert.deepEqual(

@@ -66,7 +66,7 @@ Deno.test("a header folded over 120,000 or 20,000 lines gets 552 5.3.4; /healthz
     // The daemon is fine afterwards: a message with an ordinary folded header is signed.
     const ok = await send(mta, "X-Folded: a\r\n" + " x\r\n".repeat(50));
     assert.equal(ok.code, 250, ok.raw);
-    const stored = await Deno.readTextFile(mta.emlPath(queuedId(ok.raw)));
+    const stored = await mta.readEml(queuedId(ok.raw)).then((b) => new TextDecoder().decode(b));
     assert.match(stored, /^DKIM-Signature:/);
   } finally {
     assert.deepEqual(await health.stop(), [], "/healthz did not answer within 5 s");

@@ -72,7 +72,7 @@ Deno.test("limits: SIZE=, oversized bodies and too many recipients", async (t) =
       assert.equal(reply.code, 552, reply.raw);
       assert.deepEqual(await mta.spoolMetas(), []);
       assert.deepEqual(await mta.spoolFiles("msg"), []);
-      assert.deepEqual(await mta.spoolFiles("meta"), []);
+      assert.deepEqual(await mta.spoolFiles("msg"), []);
       assert.deepEqual(await mta.spoolFiles("tmp"), []);
       // The session goes on: a message within the limit is accepted.
       await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
@@ -98,7 +98,9 @@ Deno.test("limits: SIZE=, oversized bodies and too many recipients", async (t) =
         if (code === 554) assert.match(reply.raw, /5\.6\.0 Line of 5000 octets/);
       }
       const subjects = await Promise.all(
-        (await mta.spoolMetas()).map((m) => Deno.readTextFile(mta.emlPath(m.id as string))),
+        (await mta.spoolMetas()).map((m) =>
+          mta.readEml(m.id as string).then((b) => new TextDecoder().decode(b))
+        ),
       );
       assert.equal(subjects.filter((t) => t.includes("Subject: line 998")).length, 1);
       assert.equal(subjects.filter((t) => t.includes("Subject: line 5000")).length, 0);
@@ -108,7 +110,7 @@ Deno.test("limits: SIZE=, oversized bodies and too many recipients", async (t) =
   await t.step(
     "SMUG-IN-16: an oversized body with .LF and HELP lines in its tail gets one 552; nothing runs, nothing stored",
     async () => {
-      const before = await mta.spoolFiles("meta");
+      const before = await mta.spoolFiles("msg");
       using smtp = await mta.authed();
       await smtp.cmd("MAIL FROM:<alice@ours.test>", 250);
       await smtp.cmd("RCPT TO:<big@remote.test>", 250);
@@ -123,7 +125,7 @@ Deno.test("limits: SIZE=, oversized bodies and too many recipients", async (t) =
       assert.equal(refused.code, 552, refused.raw);
       // The next reply is the NOOP's: the HELP lines were body text (no 214).
       assert.equal((await smtp.reply()).raw, "250 OK");
-      assert.deepEqual(await mta.spoolFiles("meta"), before);
+      assert.deepEqual(await mta.spoolFiles("msg"), before);
       assert.deepEqual(await mta.spoolFiles("tmp"), []);
     },
   );
@@ -330,7 +332,7 @@ Deno.test("R11: 1 000 transactions pipelined on one connection: 1 000 × 250, 1 
   );
   const ids = replies.filter((r) => /queued as/.test(r.raw)).map((r) => queuedId(r.raw));
   assert.equal(new Set(ids).size, 1_000);
-  const stored = (await mta.spoolFiles("meta")).map((name) => name.replace(/\.json$/, ""));
+  const stored = (await mta.spoolFiles("msg")).map((name) => name.replace(/\.eml$/, ""));
   assert.deepEqual(stored.sort(), [...ids].sort());
   // Loose: the heap grows with the queue (about 100 MB here); only a gross leak fails this.
   assert.ok(grown < 200 * MB, `RSS grew by ${(grown / MB).toFixed(0)} MB`);

@@ -67,7 +67,7 @@ async function assertNoSmuggledSender(mta: Mta): Promise<void> {
   const metas = await mta.spoolMetas();
   assert.deepEqual(metas.filter((m) => m.from !== "alice@ours.test").map((m) => m.from), []);
   for (const m of metas) {
-    const eml = await Deno.readFile(mta.emlPath(m.id as string));
+    const eml = await mta.readEml(m.id as string);
     assert.deepEqual(bareLineEnds(eml), [], `bare CR/LF stored in ${m.id}`);
   }
 }
@@ -90,7 +90,7 @@ Deno.test("SMUG-IN-01..13 (bare_newline: normalize): one message, CRLF only, NUL
           assert.equal(added.length, 1, `expected one spool entry, got ${added.length}`);
           assert.equal(added[0].id, queuedId(replies[0].raw));
           assert.equal(added[0].from, "alice@ours.test");
-          const eml = await Deno.readFile(mta.emlPath(added[0].id as string));
+          const eml = await mta.readEml(added[0].id as string);
           assert.deepEqual(bareLineEnds(eml), [], "bare CR or LF in the stored message");
           // The would-be second transaction is inert body text of the first message.
           assert.ok(new TextDecoder().decode(eml).includes("Subject: SMUGGLED"));
@@ -146,7 +146,7 @@ Deno.test("SMUG-IN-15: two pipelined messages in one write are exactly two, in o
     const metas = await mta.spoolMetas();
     assert.deepEqual(metas.map((m) => m.id).sort(), [...ids].sort());
     for (const [i, id] of ids.entries()) {
-      const eml = new TextDecoder().decode(await Deno.readFile(mta.emlPath(id)));
+      const eml = new TextDecoder().decode(await mta.readEml(id));
       assert.match(eml, new RegExp(`Subject: pipelined ${i + 1}\r\n`));
       const meta = metas.find((m) => m.id === id)!;
       assert.deepEqual(
@@ -200,7 +200,7 @@ function concatBytes(a: string | Uint8Array, b: string | Uint8Array): Uint8Array
 /** The stored body (after the header block) of the message queued by `reply`. */
 async function storedBody(mta: Mta, reply: SmtpReply): Promise<string> {
   const eml = new TextDecoder("latin1").decode(
-    await Deno.readFile(mta.emlPath(queuedId(reply.raw))),
+    await mta.readEml(queuedId(reply.raw)),
   );
   return eml.slice(eml.indexOf("\r\n\r\n") + 4);
 }
@@ -221,7 +221,7 @@ Deno.test("SMUG-IN-14 (bare_newline: reject): every payload split at every offse
       assert.deepEqual(replies.map((r) => r.code), [want]);
     });
   }
-  assert.deepEqual(await mta.spoolFiles("meta"), []);
+  assert.deepEqual(await mta.spoolFiles("msg"), []);
   assert.deepEqual(await mta.spoolFiles("tmp"), []);
   assert.equal(await mta.stop(), 0);
 });
@@ -275,6 +275,6 @@ Deno.test("R12: BDAT (CHUNKING not offered) gets 500 and its chunk is read as co
   assert.equal((await smtp.cmd("DATA")).code, 503, "the RSET ran: no transaction left");
   await smtp.cmd("QUIT", 221);
   smtp.close();
-  assert.deepEqual(await mta.spoolFiles("meta"), []);
+  assert.deepEqual(await mta.spoolFiles("msg"), []);
   assert.equal(await mta.stop(), 0);
 });

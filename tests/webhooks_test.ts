@@ -118,7 +118,7 @@ Deno.test({
     await waitFor("the deferred message to expire and leave", () => isGone(mta, late), 20_000);
     await waitFor(
       "every message and both DSNs to be done",
-      async () => (await mta.spoolFiles("meta")).length === 0 && (await mx.accepted()).length === 3,
+      async () => (await mta.spoolFiles("msg")).length === 0 && (await mx.accepted()).length === 3,
       15_000,
     );
     assert.equal(mailEvents(mta, "expired").length, 1);
@@ -237,7 +237,7 @@ Deno.test({
     );
     await waitFor(
       "the DSN to be delivered",
-      async () => (await mta.spoolFiles("meta")).length === 1,
+      async () => (await mta.spoolFiles("msg")).length === 1,
     );
     const logged = produced(deliveryEvents(mta));
     assert.equal(logged.length, 4, "delivered, bounced, deferred, DSN delivered");

@@ -195,7 +195,7 @@ Deno.test("W4: SIGTERM ends every worker: idle sessions get 421, a message in pr
   assert.equal(closing.code, 421);
   busy.close();
   assert.equal(await stopped, 0);
-  assert.ok(await Deno.stat(mta.metaPath(queuedId(done.raw))), "the last message is in the spool");
+  assert.ok(await Deno.stat(mta.emlPath(queuedId(done.raw))), "the last message is in the spool");
 });
 
 Deno.test("W5: the per-IP AUTH failure limit counts across workers", async () => {
@@ -392,7 +392,7 @@ Deno.test({
         Array.from({ length: SPREAD }, () => submit(mta, { to: [`bob${++sent}@dest.test`] })),
       );
       return await Promise.all(ids.map(async (id) => {
-        const stored = text(await Deno.readFile(mta.emlPath(id)));
+        const stored = text(await mta.readEml(id));
         return /^DKIM-Signature:[^]*?\bs=([^;\s]+)/m.exec(stored)?.[1];
       }));
     };

@@ -14,6 +14,14 @@ export class SpoolWriteError extends Error {
   }
 }
 
+/** A message file that cannot be read as one (a damaged envelope). */
+export class SpoolReadError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SpoolReadError";
+  }
+}
+
 /** No message with that id. */
 export class MessageNotFoundError extends Error {
   constructor(readonly id: string) {

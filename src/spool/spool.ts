@@ -1,7 +1,8 @@
 import { promises as fsp } from "node:fs";
 import { decodeMeta } from "./decode_meta.ts";
 import { DirSync } from "./dir_sync.ts";
-import { MessageNotFoundError, SpoolWriteError } from "./errors.ts";
+import { encodeEnvelope, type EnvelopeSpan, envelopeSpan, HEAD_PROBE } from "./envelope.ts";
+import { MessageNotFoundError, SpoolReadError, SpoolWriteError } from "./errors.ts";
 import { giveToOwner, type SpoolOwner, wrapWriteError, writeDurably } from "./durable_write.ts";
 import { Outbox } from "./outbox.ts";
 import { isQueueId, newQueueId } from "./queue_id.ts";
@@ -50,10 +51,14 @@ const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 
 /**
- * The durable queue: `msg/ID.eml` holds the message as signed (CRLF),
- * `meta/ID.json` its envelope and per-recipient state. A message exists once
- * its metadata file exists. Every write goes to `tmp/` first, is fsynced,
- * renamed into place, and the directory is fsynced (docs/testing.md I1).
+ * The durable queue: `msg/ID.eml` holds an envelope (the message's first
+ * metadata, src/spool/envelope.ts) followed by the message as signed (CRLF);
+ * `meta/ID.json`, written once that metadata changes, holds the envelope
+ * and per-recipient state from then on. A message exists once its message
+ * file is in `msg/`. Every write goes to `tmp/` first, is fsynced, renamed
+ * into place, and the directory is fsynced (docs/testing.md I1). Message
+ * files of the older layout (message bytes only, metadata always in
+ * `meta/`) are read as before.
  */
 const FREE_SPACE_CACHE_MS = 1_000;
 
@@ -218,22 +223,16 @@ export class Spool {
       next_attempt_at: now,
       size,
     };
-    const tmpMeta = `${this.dir}/tmp/${id}.json`;
+    const tmp = `${this.dir}/tmp/${id}.eml`;
     try {
-      // The body goes straight to msg/: until its metadata is renamed into
-      // meta/ the message does not exist, and recover() removes a body
-      // without metadata. Body and metadata are written in parallel; the
-      // body's directory entry is durable before the metadata appears, and
-      // the metadata's before the caller may answer 250 (docs/testing.md I1).
-      await Promise.all([
-        this.#writeFile(this.#bodyPath(id), parts),
-        this.#writeFile(tmpMeta, [encodeMeta(meta)]),
-      ]);
+      // One file: envelope and message, fsynced under tmp/, renamed into
+      // msg/ (the message now exists), and msg/ fsynced before the caller
+      // may answer 250 (docs/testing.md I1).
+      await this.#writeFile(tmp, [encodeEnvelope(JSON.stringify(meta)), ...parts]);
+      await Deno.rename(tmp, this.#bodyPath(id));
       if (this.#fsync) await this.#msgSync.sync();
-      await Deno.rename(tmpMeta, this.#metaPath(id));
-      if (this.#fsync) await this.#metaSync.sync();
     } catch (error) {
-      await this.#discard([tmpMeta, this.#metaPath(id), this.#bodyPath(id)]);
+      await this.#discard([tmp, this.#bodyPath(id)]);
       throw wrapWriteError(error, id);
     }
     for (const listener of this.#listeners) listener(meta);
@@ -248,27 +247,53 @@ export class Spool {
     this.#listeners.push(listener);
   }
 
-  /** Reads one message's metadata. */
+  /** Reads one message's metadata: `meta/ID.json`, or the message file's envelope until there is one. */
   async get(id: string): Promise<MessageMeta> {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
     let text: string;
     try {
       text = await Deno.readTextFile(this.#metaPath(id));
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
+      if (error instanceof Deno.errors.NotFound) return await this.#envelopeMeta(id);
       throw await this.#readError(this.#metaPath(id), error);
     }
     return decodeMeta(text, id);
   }
 
-  /** Reads one message's stored bytes. */
+  /** Reads one message's stored bytes (the message as signed, without the envelope). */
   async readBody(id: string): Promise<Uint8Array> {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
+    let bytes: Uint8Array;
     try {
-      return await Deno.readFile(this.#bodyPath(id));
+      bytes = await Deno.readFile(this.#bodyPath(id));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
       throw await this.#readError(this.#bodyPath(id), error);
+    }
+    const span = envelopeSpan(bytes.subarray(0, HEAD_PROBE));
+    if (typeof span === "string") throw new SpoolReadError(`${this.#bodyPath(id)}: ${span}`);
+    return span ? bytes.subarray(span.bodyOffset) : bytes;
+  }
+
+  // The metadata in a message file's envelope (a message no attempt has changed yet).
+  async #envelopeMeta(id: string): Promise<MessageMeta> {
+    const path = this.#bodyPath(id);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
+      throw await this.#readError(path, error);
+    }
+    try {
+      const head = await readUpTo(file, HEAD_PROBE);
+      const span = envelopeSpan(head);
+      // A message file of the older layout without metadata was never acknowledged.
+      if (span === null) throw new MessageNotFoundError(id);
+      if (typeof span === "string") throw new SpoolReadError(`${path}: ${span}`);
+      return decodeMeta(await envelopeText(file, head, span), id);
+    } finally {
+      file.close();
     }
   }
 
@@ -283,14 +308,10 @@ export class Spool {
       throw await this.#readError(this.#bodyPath(id), error);
     }
     try {
-      const buf = new Uint8Array(64 * 1024);
-      let filled = 0;
-      while (filled < buf.length) {
-        const n = await file.read(buf.subarray(filled));
-        if (n === null) break;
-        filled += n;
-      }
-      const text = new TextDecoder().decode(buf.subarray(0, filled));
+      const span = envelopeSpan(await readUpTo(file, HEAD_PROBE));
+      if (typeof span === "string") throw new SpoolReadError(`${this.#bodyPath(id)}: ${span}`);
+      await file.seek(span?.bodyOffset ?? 0, Deno.SeekMode.Start);
+      const text = new TextDecoder().decode(await readUpTo(file, 64 * 1024));
       const end = text.indexOf("\r\n\r\n");
       return end < 0 ? text : text.slice(0, end);
     } finally {
@@ -298,7 +319,6 @@ export class Spool {
     }
   }
 
-  /** Ids of every queued message, oldest first (ids sort by time). */
   /**
    * Bytes available to unprivileged writers on the spool's file system, read at
    * most once a second; null when it cannot be read (without `--allow-sys=statfs`,
@@ -320,11 +340,12 @@ export class Spool {
     return bytes;
   }
 
+  /** Ids of every queued message, oldest first (ids sort by time). */
   async ids(): Promise<string[]> {
     const ids: string[] = [];
-    for await (const entry of Deno.readDir(`${this.dir}/meta`)) {
-      if (entry.isFile && entry.name.endsWith(".json")) {
-        const id = entry.name.slice(0, -5);
+    for await (const entry of Deno.readDir(`${this.dir}/msg`)) {
+      if (entry.isFile && entry.name.endsWith(".eml")) {
+        const id = entry.name.slice(0, -4);
         if (isQueueId(id)) ids.push(id);
       }
     }
@@ -355,13 +376,13 @@ export class Spool {
   }
 
   /**
-   * Removes a message: its metadata first (from then on it no longer
-   * exists), then its body.
+   * Removes a message: its message file first (from then on it no longer
+   * exists), then its metadata.
    */
   async remove(id: string, options: { durable?: boolean } = {}): Promise<void> {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
     try {
-      await Deno.remove(this.#metaPath(id));
+      await Deno.remove(this.#bodyPath(id));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new MessageNotFoundError(id);
       throw error;
@@ -371,15 +392,16 @@ export class Spool {
     // delivered once more (a duplicate, never a loss), while every delivery
     // would otherwise add a directory sync to the one new submissions wait
     // on. An operator's delete is made durable: deleted mail never returns.
-    if (options.durable && this.#fsync) await this.#metaSync.sync();
-    await Deno.remove(this.#bodyPath(id)).catch(() => {});
+    if (options.durable && this.#fsync) await this.#msgSync.sync();
+    // Left behind by a crash, metadata without its message file is quarantined at the next start.
+    await Deno.remove(this.#metaPath(id)).catch(() => {});
   }
 
   /**
    * Start-up repair (docs/testing.md D11): empties tmp/, removes message bodies
-   * that never got metadata (never acknowledged), and moves metadata that
-   * cannot be read, or whose body is missing, to corrupt/. Never throws for
-   * a bad entry.
+   * of the older layout that never got metadata (never acknowledged), and
+   * moves metadata or envelopes that cannot be read, or metadata whose
+   * message file is missing, to corrupt/. Never throws for a bad entry.
    */
   async recover(options: RecoverOptions = {}): Promise<RecoveryReport> {
     const report: RecoveryReport = {
@@ -429,14 +451,60 @@ export class Spool {
         bodies.delete(id);
       }
     }
-    // What is left has no metadata (a quarantined message's body went with it).
+    // What is left has no metadata file (a quarantined message's body went
+    // with it): a message no attempt has changed yet, whose metadata is its
+    // envelope, or an older layout's body that never got metadata.
     const quarantined = new Set(report.quarantined.map((q) => q.id));
-    for (const id of bodies.keys()) {
-      if (quarantined.has(id)) continue;
-      await Deno.remove(this.#bodyPath(id)).catch(() => {});
-      report.orphanBodiesRemoved.push(`${id}.eml`);
+    const left = [...bodies.keys()].filter((id) => !quarantined.has(id)).sort();
+    for (const [i, id] of left.entries()) {
+      if (i % 2048 === 2047) await new Promise((resolve) => setTimeout(resolve, 0));
+      const result = isQueueId(id) ? this.#checkEnvelope(id) : null;
+      if (result === null) {
+        await Deno.remove(this.#bodyPath(id)).catch(() => {});
+        report.orphanBodiesRemoved.push(`${id}.eml`);
+      } else if (typeof result === "string") {
+        await this.#quarantineBody(id, result, report);
+      } else if ("unreadable" in result) {
+        report.unreadable.push({ id, reason: result.unreadable });
+      } else {
+        if (take) take(result);
+        else report.metas.push(result);
+        report.messages++;
+      }
     }
+    if (!take) report.metas.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return report;
+  }
+
+  // The envelope of a message file without a metadata file: its metadata,
+  // null for an older layout's orphan body, or why it is unusable.
+  #checkEnvelope(id: string): MessageMeta | null | string | { unreadable: string } {
+    const path = this.#bodyPath(id);
+    let file: Deno.FsFile;
+    try {
+      file = Deno.openSync(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.PermissionDenied) {
+        return { unreadable: this.#permissionError(path, error).message };
+      }
+      return error instanceof Error ? error.message : String(error);
+    }
+    try {
+      const head = readUpToSync(file, HEAD_PROBE);
+      const span = envelopeSpan(head);
+      if (span === null || typeof span === "string") return span;
+      let json = head.subarray(span.jsonStart, span.jsonEnd);
+      if (span.jsonEnd > head.length) {
+        file.seekSync(span.jsonStart, Deno.SeekMode.Start);
+        json = readUpToSync(file, span.jsonEnd - span.jsonStart);
+      }
+      if (json.length !== span.jsonEnd - span.jsonStart) return "envelope is cut short";
+      return decodeMeta(new TextDecoder().decode(json), id);
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
+    } finally {
+      file.close();
+    }
   }
 
   // The metadata of one entry, why it is unusable, or why it may not be read.
@@ -498,6 +566,12 @@ export class Spool {
     report.quarantined.push({ id, reason });
   }
 
+  async #quarantineBody(id: string, reason: string, report: RecoveryReport): Promise<void> {
+    const stamp = this.#now().getTime();
+    await Deno.rename(this.#bodyPath(id), `${this.dir}/corrupt/${id}.eml.${stamp}`).catch(() => {});
+    report.quarantined.push({ id, reason });
+  }
+
   #writeFile(path: string, parts: Uint8Array[]): Promise<void> {
     return writeDurably(path, parts, { fsync: this.#fsync, owner: this.#owner });
   }
@@ -523,6 +597,46 @@ function lstatUid(path: string): number | null {
   } catch {
     return null;
   }
+}
+
+/** Reads up to `limit` bytes from the file's current position (fewer at its end). */
+async function readUpTo(file: Deno.FsFile, limit: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(limit);
+  let filled = 0;
+  while (filled < limit) {
+    const n = await file.read(buf.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return buf.subarray(0, filled);
+}
+
+function readUpToSync(file: Deno.FsFile, limit: number): Uint8Array {
+  const buf = new Uint8Array(limit);
+  let filled = 0;
+  while (filled < limit) {
+    const n = file.readSync(buf.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return buf.subarray(0, filled);
+}
+
+// The envelope's JSON text; `head` holds the file's first bytes (the file is positioned after them).
+async function envelopeText(
+  file: Deno.FsFile,
+  head: Uint8Array,
+  span: EnvelopeSpan,
+): Promise<string> {
+  let json = head.subarray(span.jsonStart, span.jsonEnd);
+  if (span.jsonEnd > head.length) {
+    await file.seek(span.jsonStart, Deno.SeekMode.Start);
+    json = await readUpTo(file, span.jsonEnd - span.jsonStart);
+  }
+  if (json.length !== span.jsonEnd - span.jsonStart) {
+    throw new SpoolReadError("envelope is cut short");
+  }
+  return new TextDecoder().decode(json);
 }
 
 function encodeMeta(meta: MessageMeta): Uint8Array {

@@ -28,9 +28,12 @@ Deno.test("spool stores bytes exactly, with 0600 files in 0700 folders", async (
   const again = await t.spool.get(meta.id);
   assert.deepEqual(again.recipients.map((r) => r.address), msg.recipients);
   assert.equal(again.size, 5);
-  for (const path of [`${t.dir}/msg/${meta.id}.eml`, `${t.dir}/meta/${meta.id}.json`]) {
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
-  }
+  assert.equal((await Deno.stat(`${t.dir}/msg/${meta.id}.eml`)).mode! & 0o777, 0o600);
+  // One file per new message: the metadata file appears when the metadata changes.
+  assert.deepEqual([...Deno.readDirSync(`${t.dir}/meta`)], []);
+  await t.spool.writeMeta({ ...again, state: "held" });
+  assert.equal((await Deno.stat(`${t.dir}/meta/${meta.id}.json`)).mode! & 0o777, 0o600);
+  assert.deepEqual(await t.spool.readBody(meta.id), body);
   for (const sub of ["", "/msg", "/meta", "/tmp"]) {
     assert.equal((await Deno.stat(`${t.dir}${sub}`)).mode! & 0o777, 0o700);
   }
@@ -57,6 +60,7 @@ Deno.test("spool recover empties tmp, drops orphan bodies and quarantines bad me
   await using t = await temp();
   const good = await t.spool.create([new Uint8Array([1])], msg);
   const noBody = await t.spool.create([new Uint8Array([2])], msg);
+  await t.spool.writeMeta({ ...noBody, state: "held" });
   await Deno.remove(`${t.dir}/msg/${noBody.id}.eml`);
   const broken = await t.spool.create([new Uint8Array([3])], msg);
   await Deno.writeTextFile(`${t.dir}/meta/${broken.id}.json`, '{"version":1,"id":');
@@ -111,4 +115,31 @@ Deno.test("spool recover quarantines JSON metadata that is malformed inside, nam
     assert.match(q.reason, new RegExp(`"${q.id}"`));
     assert.match(q.reason, reasons.get(q.id)!);
   }
+});
+
+Deno.test("spool reads a new message's metadata from its envelope, and the older two-file layout as before", async () => {
+  await using t = await temp();
+  const fresh = await t.spool.create([new TextEncoder().encode("Subject: new\r\n\r\nhi\r\n")], msg);
+  // The older layout: message bytes only in msg/, the metadata in meta/.
+  const old = { ...fresh, id: "237W2FMGYK2V39KX", subject: "old" };
+  const oldBody = new TextEncoder().encode("Subject: old\r\n\r\nhi\r\n");
+  await Deno.writeFile(`${t.dir}/msg/${old.id}.eml`, oldBody, { mode: 0o600 });
+  await Deno.writeTextFile(`${t.dir}/meta/${old.id}.json`, JSON.stringify(old), { mode: 0o600 });
+  // A damaged envelope: quarantined at start-up, never delivered as garbage.
+  const damaged = await t.spool.create([new Uint8Array([0x41])], msg);
+  const bytes = await Deno.readFile(`${t.dir}/msg/${damaged.id}.eml`);
+  await Deno.writeFile(`${t.dir}/msg/${damaged.id}.eml`, bytes.subarray(0, 30));
+  await assert.rejects(() => t.spool.get(damaged.id), /envelope is cut short|Unterminated|JSON/);
+
+  assert.deepEqual((await t.spool.get(fresh.id)).recipients, fresh.recipients);
+  assert.equal(await t.spool.readHeaders(fresh.id), "Subject: new");
+  assert.equal(await t.spool.readHeaders(old.id), "Subject: old");
+  assert.deepEqual(await t.spool.readBody(old.id), oldBody);
+  const report = await t.spool.recover();
+  assert.deepEqual(report.metas.map((m) => m.id), [old.id, fresh.id]);
+  assert.deepEqual(report.quarantined.map((q) => q.id), [damaged.id]);
+  assert.match(report.quarantined[0].reason, /cut short/);
+  assert.deepEqual(await t.spool.ids(), [old.id, fresh.id]);
+  const listed = await t.spool.list();
+  assert.deepEqual(listed.map((m) => m.subject), ["old", undefined]);
 });
