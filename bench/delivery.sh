@@ -269,7 +269,7 @@ EOF
   mta_launch "$dir"
 }
 
-queued_minimta() { find "$1/spool/meta" -type f -name '*.json' 2>/dev/null | wc -l; }
+queued_minimta() { find "$1/spool/msg" -type f -name '*.eml' 2>/dev/null | wc -l; }
 
 # ---- Postfix -----------------------------------------------------------------
 start_postfix() { # dir port domains

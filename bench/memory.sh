@@ -138,7 +138,7 @@ done
 wait
 pf_count() { find "$PDIR/queue/deferred" -type f | wc -l; }
 for i in $(seq 1 1800); do [ "$(pf_count)" -ge $((per * 20)) ] && break; sleep 1; done
-say "Postfix deferred queue: $(pf_count) messages; minimta spool: $(find "$MDIR/spool/meta" -type f | wc -l)"
+say "Postfix deferred queue: $(pf_count) messages; minimta spool: $(find "$MDIR/spool/msg" -type f | wc -l)"
 pf_stop "$PDIR"
 
 RESULTS=$WORK/results.tsv

@@ -351,9 +351,8 @@ export class DeliveryEngine {
     let meta: MessageMeta;
     let body: Uint8Array;
     try {
-      meta = await this.#o.spool.get(id);
+      ({ meta, body } = await this.#o.spool.load(id));
       if (meta.state === "held") return;
-      body = await this.#o.spool.readBody(id);
     } catch (error) {
       if (error instanceof MessageNotFoundError) return;
       throw error;

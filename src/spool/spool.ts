@@ -262,6 +262,38 @@ export class Spool {
 
   /** Reads one message's stored bytes (the message as signed, without the envelope). */
   async readBody(id: string): Promise<Uint8Array> {
+    const { bytes, span } = await this.#readMessageFile(id);
+    return span ? bytes.subarray(span.bodyOffset) : bytes;
+  }
+
+  /**
+   * Reads a message's metadata and stored bytes for an attempt, its message
+   * file once: what {@linkcode get} and {@linkcode readBody} give.
+   */
+  async load(id: string): Promise<{ meta: MessageMeta; body: Uint8Array }> {
+    if (!isQueueId(id)) throw new MessageNotFoundError(id);
+    let text: string | null = null;
+    try {
+      text = await Deno.readTextFile(this.#metaPath(id));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        throw await this.#readError(this.#metaPath(id), error);
+      }
+    }
+    const { bytes, span } = await this.#readMessageFile(id);
+    const body = span ? bytes.subarray(span.bodyOffset) : bytes;
+    if (text !== null) return { meta: decodeMeta(text, id), body };
+    // A message file of the older layout without metadata was never acknowledged.
+    if (!span) throw new MessageNotFoundError(id);
+    if (span.bodyOffset > bytes.length) {
+      throw new SpoolReadError(`${this.#bodyPath(id)}: envelope is cut short`);
+    }
+    const json = new TextDecoder().decode(bytes.subarray(span.jsonStart, span.jsonEnd));
+    return { meta: decodeMeta(json, id), body };
+  }
+
+  // A message file's bytes and where its envelope lies (null: the older layout).
+  async #readMessageFile(id: string): Promise<{ bytes: Uint8Array; span: EnvelopeSpan | null }> {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
     let bytes: Uint8Array;
     try {
@@ -272,7 +304,7 @@ export class Spool {
     }
     const span = envelopeSpan(bytes.subarray(0, HEAD_PROBE));
     if (typeof span === "string") throw new SpoolReadError(`${this.#bodyPath(id)}: ${span}`);
-    return span ? bytes.subarray(span.bodyOffset) : bytes;
+    return { bytes, span };
   }
 
   // The metadata in a message file's envelope (a message no attempt has changed yet).

@@ -135,6 +135,12 @@ Deno.test("spool reads a new message's metadata from its envelope, and the older
   assert.equal(await t.spool.readHeaders(fresh.id), "Subject: new");
   assert.equal(await t.spool.readHeaders(old.id), "Subject: old");
   assert.deepEqual(await t.spool.readBody(old.id), oldBody);
+  const loaded = await t.spool.load(fresh.id);
+  assert.equal(new TextDecoder().decode(loaded.body), "Subject: new\r\n\r\nhi\r\n");
+  assert.deepEqual(loaded.meta, await t.spool.get(fresh.id));
+  assert.equal((await t.spool.load(old.id)).meta.subject, "old");
+  assert.deepEqual((await t.spool.load(old.id)).body, oldBody);
+  await assert.rejects(() => t.spool.load(damaged.id), /cut short/);
   const report = await t.spool.recover();
   assert.deepEqual(report.metas.map((m) => m.id), [old.id, fresh.id]);
   assert.deepEqual(report.quarantined.map((q) => q.id), [damaged.id]);
