@@ -459,7 +459,7 @@ done
 {
   echo "minimta delivery benchmark (end to end), $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
   echo "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -r)," \
-    "$(deno --version | head -1), Postfix $(postconf -h mail_version)"
+    "$(deno --version | head -1), Postfix $(postconf -d -h mail_version)"
   echo "load average at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "  (1-min loadavg before each run is in the raw runs; well above 1 = shared machine, noisy)"
   echo "spool filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')"
