@@ -67,6 +67,13 @@
 #                                    its `dkim` key; Postfix through OpenDKIM as an smtpd milter
 #                                    (Debian opendkim: apt-get install -y opendkim opendkim-tools;
 #                                    OpenDKIM's CPU counts for Postfix). Report suffix "-dkim".
+#                                    The sink then dumps every message (smtp-sink -d, into a
+#                                    tmpfs dir: /dev/shm); after each server's runs,
+#                                    bench/lib/dkim_check.py checks that every message it sent
+#                                    carries a DKIM-Signature d=ours.test s=bench and that
+#                                    BENCH_DKIM_SAMPLE (20) of them, at random, verify with
+#                                    tests/fakes/dkim_verify.py (python3-dkim) against the key;
+#                                    the run fails if not (result in the report's notes).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -95,6 +102,7 @@ OUT_DIR=$ROOT/bench/out
 STAMP=$(date +%Y-%m-%d)
 DKIM=${BENCH_DKIM:-}
 DKIM_PORT=$((PORT_BASE + 26))
+DKIM_SAMPLE=${BENCH_DKIM_SAMPLE:-20}
 REPORT=$OUT_DIR/delivery-$STAMP${DKIM:+-dkim}${BENCH_REPORT_SUFFIX:-}.txt
 CLK_TCK=$(getconf CLK_TCK)
 PY=/usr/bin/python3
@@ -121,6 +129,10 @@ case " $SERVERS " in
     die "$PY lacks dnspython (needed by tests/fakes/fake_dns.py): apt-get install -y python3-dnspython" ;;
 esac
 for d in $DOMAIN_SET; do [ "$d" -ge 1 ] 2>/dev/null || die "bad BENCH_DOMAINS entry '$d'"; done
+if [ -n "$DKIM" ]; then
+  $PY "$ROOT/tests/fakes/dkim_verify.py" --check 2>/dev/null ||
+    die "BENCH_DKIM=1 checks the signatures with python3-dkim: apt-get install -y python3-dkim python3-nacl"
+fi
 
 WORK=$(mktemp -d "$TMPBASE/minimta-delivery.XXXXXX")
 chmod 755 "$WORK"
@@ -128,6 +140,7 @@ MINIMTA_PID=""
 SINK_PID=""
 DNS_PID=""
 PF_DIRS=()
+DUMP=""
 
 cleanup() {
   local rc=$?
@@ -141,6 +154,7 @@ cleanup() {
   [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null
   [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null && wait "$DNS_PID" 2>/dev/null
   [ -n "${DKIM_PID:-}" ] && kill "$DKIM_PID" 2>/dev/null && wait "$DKIM_PID" 2>/dev/null
+  [ -n "$DUMP" ] && rm -rf "$DUMP"
   if [ "${BENCH_KEEP:-}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
   exit $rc
 }
@@ -180,6 +194,15 @@ DKIMCONF
   DKIM_PID=$!
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$DKIM_PORT") 2>/dev/null && break; sleep 0.1; done
   kill -0 "$DKIM_PID" 2>/dev/null || { cat "$WORK/opendkim.log" >&2; die "opendkim did not start"; }
+  # The public half, as the TXT record bench._domainkey.ours.test would publish it.
+  DKIM_PUB=$(openssl rsa -in "$WORK/dkim.key" -pubout -outform DER 2>/dev/null | base64 -w0)
+  # Every message the sink gets is dumped here (tmpfs: no disk writes beside the servers' fsyncs).
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    DUMP=$(mktemp -d /dev/shm/minimta-dkim-dump.XXXXXX)
+  else
+    DUMP=$WORK/dump; mkdir -p "$DUMP"
+  fi
+  chown nobody "$DUMP"
 fi
 
 # ---- CPU accounting: ticks_of, tree_ticks, now (bench/lib/cpu.sh) ----------
@@ -196,7 +219,9 @@ server_ticks() {
 
 # ---- the sink and the fake DNS (shared by every server in the run) -------------
 SINK_OUT=$WORK/sink.out
-smtp-sink -c -u nobody "$SINK_IP:$SINK_PORT" 1000 >"$SINK_OUT" 2>"$WORK/sink.err" &
+SINK_DUMP=()
+[ -n "$DKIM" ] && SINK_DUMP=(-d "$DUMP/%H%M%S.")
+smtp-sink -c -u nobody "${SINK_DUMP[@]}" "$SINK_IP:$SINK_PORT" 1000 >"$SINK_OUT" 2>"$WORK/sink.err" &
 SINK_PID=$!
 for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/$SINK_IP/$SINK_PORT") 2>/dev/null && break; sleep 0.1; done
 kill -0 "$SINK_PID" 2>/dev/null || { cat "$WORK/sink.err" >&2; die "smtp-sink did not start"; }
@@ -390,6 +415,17 @@ measure() { # domains server
   done
   local sess1 msg1
   sess1=$(sink_sessions); msg1=$(sink_count)
+  # DKIM on: did this server sign everything it sent? (its messages are the dump's; the
+  # queue is empty, so the sink has closed every file)
+  if [ -n "$DKIM" ]; then
+    local verdict
+    verdict=$($PY "$ROOT/bench/lib/dkim_check.py" "$DUMP" "$((msg1 - msg0))" "$DKIM_SAMPLE" \
+      ours.test bench "$DKIM_PUB" "$ROOT/tests/fakes/dkim_verify.py" "$WORK/dkim-$server-${domains}d") ||
+      die "$server: DKIM check failed ($verdict); sampled messages in $WORK/dkim-$server-${domains}d (BENCH_KEEP=1 keeps them)"
+    say "$domains domain(s)/$server: DKIM: $verdict"
+    echo "$domains domain(s)/$server: DKIM: $verdict" >>"$NOTES"
+    find "$DUMP" -type f -delete
+  fi
   echo "$domains domain(s)/$server: $((msg1 - msg0)) messages over $((sess1 - sess0)) connections to the sink" \
     "($(awk -v m="$((msg1 - msg0))" -v s="$((sess1 - sess0))" 'BEGIN { printf "%.1f", s ? m / s : 0 }') per connection)" >>"$NOTES"
   # Queue empty, the way an operator would check it.
@@ -423,7 +459,7 @@ done
 {
   echo "minimta delivery benchmark (end to end), $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
   echo "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -r)," \
-    "$(deno --version | head -1), Postfix $(postconf -h mail_version)"
+    "$(deno --version | head -1), Postfix $(postconf -d -h mail_version)"
   echo "load average at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "  (1-min loadavg before each run is in the raw runs; well above 1 = shared machine, noisy)"
   echo "spool filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')"

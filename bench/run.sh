@@ -6,6 +6,8 @@
 #   bash bench/run.sh memory       # bench/memory.sh (RSS and start-up, 100,000 queued)
 #   bash bench/run.sh all          # submission, then delivery
 #   bash bench/run.sh campaign     # bench/campaign_throttle.sh (issue 11; not in `all`: hours at full size)
+#   bash bench/run.sh campaign-shape  # bench/campaign_shape.sh (issue 10: 50,000 messages, 1,000 domains,
+#                                  #   3 sink hosts, end to end; not in `all`)
 # The suite may also be chosen with BENCH_SUITE=submission|delivery|all
 # (`BENCH_SUITE=delivery deno task bench`); an argument wins over it.
 # See each script's header for its requirements and knobs (BENCH_* variables).
@@ -17,7 +19,8 @@ case $which in
   delivery) exec bash "$here/delivery.sh" ;;
   memory) exec bash "$here/memory.sh" ;;
   campaign) exec bash "$here/campaign_throttle.sh" ;;
+  campaign-shape) exec bash "$here/campaign_shape.sh" ;;
   all) bash "$here/submission.sh" && exec bash "$here/delivery.sh" ;;
-  -h | --help) sed -n '2,11p' "$0" ;;
-  *) echo "bench: unknown benchmark '$which' (known: submission, delivery, memory, campaign, all)" >&2; exit 2 ;;
+  -h | --help) sed -n '2,13p' "$0" ;;
+  *) echo "bench: unknown benchmark '$which' (known: submission, delivery, memory, campaign, campaign-shape, all)" >&2; exit 2 ;;
 esac

@@ -302,7 +302,7 @@ mkdir -p "$OUT_DIR"
 {
   echo "minimta submission benchmark, $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
   echo "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -r)," \
-    "$(deno --version | head -1), Postfix $(postconf -h mail_version)"
+    "$(deno --version | head -1), Postfix $(postconf -d -h mail_version)"
   echo "load average at start: $LOAD_START (1-min loadavg before each run is in the raw runs;"
   echo "  anything well above 1 means other work shared this machine and skews the figures)"
   echo "spool filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 " on " $1 }')"
