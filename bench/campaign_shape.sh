@@ -224,7 +224,6 @@ delivery:
 YAML
   mta_launch "$dir"
 }
-queued_minimta() { find "$1/spool/meta" -type f -name '*.json' 2>/dev/null | wc -l; }
 
 # ---- Postfix: default destination limits, in its own mount namespace --------------
 start_postfix() { # dir port

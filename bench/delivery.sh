@@ -294,7 +294,6 @@ EOF
   mta_launch "$dir"
 }
 
-queued_minimta() { find "$1/spool/msg" -type f -name '*.eml' 2>/dev/null | wc -l; }
 
 # ---- Postfix -----------------------------------------------------------------
 start_postfix() { # dir port domains

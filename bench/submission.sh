@@ -136,7 +136,6 @@ chmod 644 "$WORK/server.crt" "$WORK/ca.crt"
 # ---- CPU accounting: ticks_of, tree_ticks, now (bench/lib/cpu.sh) ----------
 # shellcheck source=bench/lib/cpu.sh
 . "$ROOT/bench/lib/cpu.sh"
-queued_minimta() { find "$1/spool/msg" -type f -name '*.eml' | wc -l; }
 queued_postfix() {
   find "$1/queue/incoming" "$1/queue/active" "$1/queue/deferred" "$1/queue/hold" \
     -type f 2>/dev/null | wc -l

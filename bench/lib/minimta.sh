@@ -25,3 +25,6 @@ stop_minimta() {
   kill -TERM "$MINIMTA_PID"; wait "$MINIMTA_PID" 2>/dev/null || true
   MINIMTA_PID=""
 }
+
+# queued_minimta DIR: messages in the spool under DIR (each is one file in msg/).
+queued_minimta() { find "$1/spool/msg" -type f -name '*.eml' 2>/dev/null | wc -l; }
