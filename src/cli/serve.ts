@@ -560,11 +560,16 @@ function buildShaper(
   });
 }
 
+/** How long the delivery engine uses a found MX route again (Resolver.routeCacheMs). */
+const ROUTE_CACHE_MS = 60_000;
+
 function transportOptions(config: Config, caCerts: string[]): SmtpTransportOptions {
   const d = config.delivery;
   const relay = d.relay_host ? splitHostPort(d.relay_host)! : null;
   return {
-    resolver: new Resolver({ servers: d.dns_servers }),
+    // A route found is used again for a minute: one MX and address lookup per domain,
+    // not per message, on a campaign's burst (README, "How a message flows").
+    resolver: new Resolver({ servers: d.dns_servers, routeCacheMs: ROUTE_CACHE_MS }),
     heloName: d.helo_name || config.server.hostname,
     port: d.port,
     tls: d.tls,

@@ -40,12 +40,21 @@ export function orderMx(records: Deno.MxRecord[], random: () => number): MxTarge
     best.set(host, Math.min(best.get(host) ?? Infinity, r.preference));
   }
   const targets = [...best].map(([host, preference]) => ({ host, preference, addresses: [] }));
+  return shuffleTies(targets, random);
+}
+
+/** A copy of `targets` sorted by preference, equal preferences in random order. */
+export function shuffleTies<T extends { preference: number }>(
+  targets: readonly T[],
+  random: () => number,
+): T[] {
+  const out = [...targets];
   // Fisher-Yates, then a stable sort: ties keep their shuffled order.
-  for (let i = targets.length - 1; i > 0; i--) {
+  for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
-    [targets[i], targets[j]] = [targets[j], targets[i]];
+    [out[i], out[j]] = [out[j], out[i]];
   }
-  return targets.sort((a, b) => a.preference - b.preference);
+  return out.sort((a, b) => a.preference - b.preference);
 }
 
 /** Looks up A and AAAA of each target concurrently. */

@@ -21,8 +21,12 @@ import {
   isNullExchange,
   orderMx,
   resolveTargets,
+  shuffleTies,
   type TargetPolicy,
 } from "./_targets.ts";
+
+/** Domains whose routes a {@linkcode Resolver} keeps at most (the oldest go first). */
+const MAX_CACHED_ROUTES = 10_000;
 
 /** How a {@linkcode Resolver} reaches the DNS. */
 export interface ResolverOptions {
@@ -44,6 +48,16 @@ export interface ResolverOptions {
   ownAddresses?: () => string[];
   /** Random source for shuffling equal MX preferences. @default Math.random */
   random?: () => number;
+  /**
+   * How long a route found by {@linkcode Resolver.route} is used again for
+   * the same domain, in milliseconds (equal preferences are shuffled anew on
+   * each use); 0 looks every domain up each time. Only routes that were
+   * found are kept, never failures. Deno's resolver does not report record
+   * TTLs, so this is a fixed bound. @default 0
+   */
+  routeCacheMs?: number;
+  /** The clock of the route cache, in milliseconds. @default Date.now */
+  now?: () => number;
   /** Put AAAA addresses before A addresses in each target. @default false */
   preferIPv6?: boolean;
   /** Where the system resolver's servers are read for RCODE probes. @default "/etc/resolv.conf" */
@@ -76,6 +90,9 @@ export class Resolver {
   #preferIPv6: boolean;
   #resolvConfPath: string;
   #systemServers: Promise<NameServer[]> | undefined;
+  #routeCacheMs: number;
+  #now: () => number;
+  #routes = new Map<string, { until: number; route: Promise<RouteResult> }>();
 
   /** Throws a `TypeError` for a malformed server in `opts.servers`. */
   constructor(opts: ResolverOptions = {}) {
@@ -88,6 +105,8 @@ export class Resolver {
     this.#random = opts.random ?? Math.random;
     this.#preferIPv6 = opts.preferIPv6 ?? false;
     this.#resolvConfPath = opts.resolvConfPath ?? "/etc/resolv.conf";
+    this.#routeCacheMs = opts.routeCacheMs ?? 0;
+    this.#now = opts.now ?? Date.now;
   }
 
   /** Routes mail for `domain` (a domain name or an address literal). */
@@ -98,6 +117,34 @@ export class Resolver {
     } catch (err) {
       return { kind: "permanent", status: "5.1.2", text: (err as Error).message };
     }
+    if (this.#routeCacheMs <= 0) return await this.#route(name, opts);
+    const key = [name, opts.allowLoopback, opts.maxHosts, opts.localAddresses].join("|");
+    const now = this.#now();
+    const kept = this.#routes.get(key);
+    if (kept && kept.until > now) {
+      const route = await kept.route;
+      return route.kind === "ok"
+        ? { ...route, targets: shuffleTies(route.targets, this.#random) }
+        : route;
+    }
+    // Callers arriving while the lookup runs share it.
+    const lookup = this.#route(name, opts);
+    this.#routes.delete(key);
+    this.#routes.set(key, { until: now + this.#routeCacheMs, route: lookup });
+    if (this.#routes.size > MAX_CACHED_ROUTES) {
+      this.#routes.delete(this.#routes.keys().next().value!);
+    }
+    let found = false;
+    try {
+      const route = await lookup;
+      found = route.kind === "ok";
+      return route;
+    } finally {
+      if (!found && this.#routes.get(key)?.route === lookup) this.#routes.delete(key);
+    }
+  }
+
+  async #route(name: string, opts: RouteOptions): Promise<RouteResult> {
     const own = [...this.#ownAddresses(), ...(opts.localAddresses ?? [])];
     const refuse = opts.allowLoopback ? () => false : (ip: string) => isOwnAddress(ip, own);
     const maxHosts = opts.maxHosts ?? 5;

@@ -288,3 +288,43 @@ Deno.test(
       assertEquals((await resolver.resolveHost("fail.test")).kind, "temporary");
     }),
 );
+
+Deno.test(
+  fakeDnsTest(
+    "route() with routeCacheMs looks a domain up once for a burst, shuffles ties on each use, keeps no failure, and looks again once the time is up",
+  ),
+  () =>
+    withDns(async (dns) => {
+      let clock = 1_000_000;
+      const resolver = new Resolver({
+        ...FAST,
+        servers: [dns.server],
+        routeCacheMs: 60_000,
+        now: () => clock,
+      });
+      const mxQueries = async (name: string) =>
+        (await dns.queries()).filter((q) => q.name.replace(/\.$/, "") === name && q.type === "MX")
+          .length;
+      // 20 messages at once, then 20 more: one MX lookup.
+      const burst = await Promise.all(Array.from({ length: 20 }, () => resolver.route("tie.test")));
+      for (let i = 0; i < 20; i++) burst.push(await resolver.route("tie.test"));
+      assertEquals(await mxQueries("tie.test"), 1);
+      const orders = new Set(burst.map((r) => hosts(r).join(" ")));
+      assertEquals(
+        orders,
+        new Set(["first.tie.test a.tie.test b.tie.test", "first.tie.test b.tie.test a.tie.test"]),
+      );
+
+      // A failure is not kept: the next message asks again.
+      assertFailure(await resolver.route("fail.test"), "temporary", "4.4.3");
+      assertFailure(await resolver.route("fail.test"), "temporary", "4.4.3");
+      assertEquals(await mxQueries("fail.test") >= 2, true);
+
+      // A changed MX is seen once the minute is over.
+      await dns.setZone({ ...ZONE, "tie.test": { MX: [[10, "mx1.example.test"]] } });
+      assertEquals(hosts(await resolver.route("tie.test")).length, 3, "still the kept route");
+      clock += 60_001;
+      assertEquals(hosts(await resolver.route("tie.test")), ["mx1.example.test"]);
+      assertEquals(await mxQueries("tie.test"), 2);
+    }),
+);
