@@ -1,12 +1,15 @@
 /**
- * Fills a minimta spool directly, in the spool's own file format (what
- * Spool.create writes, without fsync), with N deferred one-recipient
- * messages: one failed attempt each (a history entry and a 4xx last error),
- * due in a day, so a daemon started on it holds them all and sends nothing.
+ * Fills a minimta spool directly, in the spool's own file format (without
+ * fsync), with N deferred one-recipient messages: one failed attempt each (a
+ * history entry and a 4xx last error), due in a day, so a daemon started on
+ * it holds them all and sends nothing. As the daemon leaves such a message:
+ * msg/ID.eml with the envelope intake wrote (src/spool/envelope.ts), and
+ * meta/ID.json with the attempt.
  *
  *   deno run -A bench/lib/fill_spool.ts SPOOL_DIR [N=100000] [DOMAINS=1000]
  */
-import { newQueueId } from "../../src/spool/mod.ts";
+import { newQueueId, pendingRecipient } from "../../src/spool/mod.ts";
+import { encodeEnvelope } from "../../src/spool/envelope.ts";
 
 const [dir, nArg, domainsArg] = Deno.args;
 if (!dir) throw new Error("usage: fill_spool.ts SPOOL_DIR [N] [DOMAINS]");
@@ -62,7 +65,14 @@ const one = async (i: number) => {
     smtputf8: false,
     eight_bit: false,
   };
-  await Deno.writeFile(`${dir}/msg/${id}.eml`, body, { mode: 0o600 });
+  const queued = {
+    ...meta,
+    recipients: [pendingRecipient(to)],
+    state: "queued",
+    next_attempt_at: meta.created_at,
+  };
+  const file = new Uint8Array([...encodeEnvelope(JSON.stringify(queued)), ...body]);
+  await Deno.writeFile(`${dir}/msg/${id}.eml`, file, { mode: 0o600 });
   await Deno.writeTextFile(`${dir}/meta/${id}.json`, JSON.stringify(meta), { mode: 0o600 });
 };
 await Promise.all(Array.from({ length: 32 }, async () => {
