@@ -71,7 +71,7 @@ const one = async (i: number) => {
     state: "queued",
     next_attempt_at: meta.created_at,
   };
-  const file = new Uint8Array([...encodeEnvelope(JSON.stringify(queued)), ...body]);
+  const file = new Uint8Array([...encodeEnvelope(enc.encode(JSON.stringify(queued))), ...body]);
   await Deno.writeFile(`${dir}/msg/${id}.eml`, file, { mode: 0o600 });
   await Deno.writeTextFile(`${dir}/meta/${id}.json`, JSON.stringify(meta), { mode: 0o600 });
 };

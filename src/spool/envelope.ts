@@ -21,9 +21,8 @@ export const HEAD_PROBE = 4096;
 
 const encoder = new TextEncoder();
 
-/** The bytes to put before the message. */
-export function encodeEnvelope(json: string): Uint8Array {
-  const body = encoder.encode(json);
+/** The bytes to put before the message, from the metadata's JSON bytes. */
+export function encodeEnvelope(body: Uint8Array): Uint8Array {
   const head = encoder.encode(`\0minimta-envelope ${body.length}\n`);
   const out = new Uint8Array(head.length + body.length + 1);
   out.set(head, 0);

@@ -228,7 +228,7 @@ export class Spool {
       // One file: envelope and message, fsynced under tmp/, renamed into
       // msg/ (the message now exists), and msg/ fsynced before the caller
       // may answer 250 (docs/testing.md I1).
-      await this.#writeFile(tmp, [encodeEnvelope(JSON.stringify(meta)), ...parts]);
+      await this.#writeFile(tmp, [encodeEnvelope(encodeMeta(meta)), ...parts]);
       await Deno.rename(tmp, this.#bodyPath(id));
       if (this.#fsync) await this.#msgSync.sync();
     } catch (error) {
@@ -285,11 +285,7 @@ export class Spool {
     if (text !== null) return { meta: decodeMeta(text, id), body };
     // A message file of the older layout without metadata was never acknowledged.
     if (!span) throw new MessageNotFoundError(id);
-    if (span.bodyOffset > bytes.length) {
-      throw new SpoolReadError(`${this.#bodyPath(id)}: envelope is cut short`);
-    }
-    const json = new TextDecoder().decode(bytes.subarray(span.jsonStart, span.jsonEnd));
-    return { meta: decodeMeta(json, id), body };
+    return { meta: decodeEnvelope(bytes.subarray(span.jsonStart, span.jsonEnd), span, id), body };
   }
 
   // A message file's bytes and where its envelope lies (null: the older layout).
@@ -323,7 +319,12 @@ export class Spool {
       // A message file of the older layout without metadata was never acknowledged.
       if (span === null) throw new MessageNotFoundError(id);
       if (typeof span === "string") throw new SpoolReadError(`${path}: ${span}`);
-      return decodeMeta(await envelopeText(file, head, span), id);
+      let json = head.subarray(span.jsonStart, span.jsonEnd);
+      if (span.jsonEnd > head.length) {
+        await file.seek(span.jsonStart, Deno.SeekMode.Start);
+        json = await readUpTo(file, span.jsonEnd - span.jsonStart);
+      }
+      return decodeEnvelope(json, span, id);
     } finally {
       file.close();
     }
@@ -530,8 +531,7 @@ export class Spool {
         file.seekSync(span.jsonStart, Deno.SeekMode.Start);
         json = readUpToSync(file, span.jsonEnd - span.jsonStart);
       }
-      if (json.length !== span.jsonEnd - span.jsonStart) return "envelope is cut short";
-      return decodeMeta(new TextDecoder().decode(json), id);
+      return decodeEnvelope(json, span, id);
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
     } finally {
@@ -654,21 +654,12 @@ function readUpToSync(file: Deno.FsFile, limit: number): Uint8Array {
   return buf.subarray(0, filled);
 }
 
-// The envelope's JSON text; `head` holds the file's first bytes (the file is positioned after them).
-async function envelopeText(
-  file: Deno.FsFile,
-  head: Uint8Array,
-  span: EnvelopeSpan,
-): Promise<string> {
-  let json = head.subarray(span.jsonStart, span.jsonEnd);
-  if (span.jsonEnd > head.length) {
-    await file.seek(span.jsonStart, Deno.SeekMode.Start);
-    json = await readUpTo(file, span.jsonEnd - span.jsonStart);
-  }
+// The metadata in an envelope's JSON bytes, read as far as the file had them.
+function decodeEnvelope(json: Uint8Array, span: EnvelopeSpan, id: string): MessageMeta {
   if (json.length !== span.jsonEnd - span.jsonStart) {
     throw new SpoolReadError("envelope is cut short");
   }
-  return new TextDecoder().decode(json);
+  return decodeMeta(new TextDecoder().decode(json), id);
 }
 
 function encodeMeta(meta: MessageMeta): Uint8Array {
