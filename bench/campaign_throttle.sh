@@ -227,18 +227,7 @@ start_postfix() { # dir port
     "smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination" \
     "smtp_tls_security_level = may" \
     "smtp_tcp_port = $MX_PORT"
-  PF_DIRS+=("$dir")
-  postfix -c "$etc" check >"$dir/check.log" 2>&1 || { cat "$dir/check.log" >&2; die "postfix check failed"; }
-  # shellcheck disable=SC2016 # $1, $2 are the inner shell's
-  unshare -m --propagation private sh -c \
-    'mount --bind "$1" /etc/resolv.conf && exec postfix -c "$2" start' sh "$WORK/resolv.conf" "$etc" \
-    >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; die "postfix start (unshare -m) failed"; }
-  for _ in $(seq 1 100); do
-    [ -s "$dir/queue/pid/master.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
-  PF_MASTER=$(tr -d ' ' <"$dir/queue/pid/master.pid")
-  kill -0 "$PF_MASTER" || die "postfix master not running; see $dir/maillog"
+  pf_start "$dir" "$port" "$WORK/resolv.conf"
 }
 
 # ---- one server ----------------------------------------------------------------

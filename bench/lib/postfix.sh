@@ -61,12 +61,21 @@ pf_base_conf() {
     "biff = no"
 }
 
-# pf_start DIR PORT: check and start the instance, wait for its port; sets PF_MASTER.
+# pf_start DIR PORT [RESOLV_CONF]: check and start the instance, wait for its port; sets
+# PF_MASTER. With RESOLV_CONF, Postfix starts in a private mount namespace where that file is
+# /etc/resolv.conf, so its MX lookups go to the bench's DNS server.
 pf_start() {
-  local dir=$1 port=$2 etc=$1/etc i
+  local dir=$1 port=$2 resolv=${3:-} etc=$1/etc i
   PF_DIRS+=("$dir")
   postfix -c "$etc" check >"$dir/check.log" 2>&1 || { cat "$dir/check.log" >&2; die "postfix check failed"; }
-  postfix -c "$etc" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; die "postfix start failed"; }
+  if [ -n "$resolv" ]; then
+    # shellcheck disable=SC2016 # $1, $2 are the inner shell's
+    unshare -m --propagation private sh -c \
+      'mount --bind "$1" /etc/resolv.conf && exec postfix -c "$2" start' sh "$resolv" "$etc" \
+      >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; die "postfix start (unshare -m) failed"; }
+  else
+    postfix -c "$etc" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; die "postfix start failed"; }
+  fi
   for i in $(seq 1 100); do
     [ -s "$dir/queue/pid/master.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
