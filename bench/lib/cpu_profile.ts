@@ -6,6 +6,9 @@
  * function and per package/module.
  *
  *   deno run -A bench/lib/cpu_profile.ts --inspect 127.0.0.1:9229 --seconds 8 --out prof.cpuprofile
+ *
+ * With --start, the target was started with `--inspect-wait` and is let run
+ * once sampling is on, so the profile covers its start-up from the first line.
  */
 import { parseArgs } from "node:util";
 
@@ -16,6 +19,7 @@ const { values: o } = parseArgs({
     out: { type: "string", default: "minimta.cpuprofile" },
     top: { type: "string", default: "40" },
     interval: { type: "string", default: "250" },
+    start: { type: "boolean", default: false },
   },
 });
 
@@ -44,6 +48,7 @@ function call(method: string, params: Record<string, unknown> = {}): Promise<any
 await call("Profiler.enable");
 await call("Profiler.setSamplingInterval", { interval: Number(o.interval) });
 await call("Profiler.start");
+if (o.start) await call("Runtime.runIfWaitingForDebugger");
 await new Promise((r) => setTimeout(r, Number(o.seconds) * 1000));
 const { profile } = await call("Profiler.stop");
 ws.close();
