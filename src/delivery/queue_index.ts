@@ -1,4 +1,9 @@
-import type { MessageMeta, MessageState, RecipientStatus } from "../spool/mod.ts";
+import {
+  type MessageMeta,
+  type MessageState,
+  parseSpoolTime,
+  type RecipientStatus,
+} from "../spool/mod.ts";
 
 /** A queued message as the status page and metrics see it (made on demand from the index). */
 export interface IndexEntry {
@@ -285,8 +290,8 @@ function firstOpenError(c: Compact): string | null {
 
 // A canonical ISO 8601 time (what the spool writes) as a number; any other text is kept as is.
 function packTime(text: string): number | string {
-  const ms = Date.parse(text);
-  return Number.isFinite(ms) && new Date(ms).toISOString() === text ? ms : text;
+  const ms = parseSpoolTime(text);
+  return Number.isNaN(ms) ? text : ms;
 }
 
 function unpackTime(t: number | string): string {

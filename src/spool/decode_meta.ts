@@ -1,4 +1,5 @@
 import type { MessageMeta } from "./types.ts";
+import { parseSpoolTime } from "./spool_time.ts";
 
 const RECIPIENT_STATUSES = ["pending", "deferred", "delivered", "failed"];
 const MESSAGE_STATES = ["queued", "deferred", "held"];
@@ -10,11 +11,15 @@ type Check = (value: unknown) => boolean;
 const isString: Check = (v) => typeof v === "string";
 const isBoolean: Check = (v) => typeof v === "boolean";
 const isCount: Check = (v) => Number.isSafeInteger(v) && (v as number) >= 0;
-const isDate: Check = (v) => typeof v === "string" && !Number.isNaN(Date.parse(v));
+// The spool's own form is read fast; any other text Date.parse accepts is allowed too.
+const isDate: Check = (v) =>
+  typeof v === "string" && !(Number.isNaN(parseSpoolTime(v)) && Number.isNaN(Date.parse(v)));
 const oneOf = (values: string[]): Check => (v) => values.includes(v as string);
 const orNull = (check: Check): Check => (v) => v === null || check(v);
 
-const RECIPIENT: Record<string, Check> = {
+type Checks = [key: string, check: Check][];
+
+const RECIPIENT: Checks = Object.entries({
   address: isString,
   status: oneOf(RECIPIENT_STATUSES),
   attempts: isCount,
@@ -22,17 +27,17 @@ const RECIPIENT: Record<string, Check> = {
   last_status: orNull(isString),
   remote: orNull(isString),
   updated_at: orNull(isDate),
-};
+});
 
-const ATTEMPT: Record<string, Check> = {
+const ATTEMPT: Checks = Object.entries({
   at: isDate,
   outcome: oneOf(OUTCOMES),
   status: isString,
   text: isString,
   remote: orNull(isString),
-};
+});
 
-const MESSAGE: Record<string, Check> = {
+const MESSAGE: Checks = Object.entries({
   from: isString,
   state: oneOf(MESSAGE_STATES),
   created_at: isDate,
@@ -44,7 +49,7 @@ const MESSAGE: Record<string, Check> = {
   is_bounce: isBoolean,
   smtputf8: isBoolean,
   eight_bit: isBoolean,
-};
+});
 
 /**
  * Parses and fully checks the metadata file of message `id`: every field
@@ -116,9 +121,9 @@ function optionalProblem(value: Record<string, unknown>): string | null {
 // The first field of `value` that is missing or fails its check, or null.
 function fieldsProblem(
   value: Record<string, unknown>,
-  checks: Record<string, Check>,
+  checks: Checks,
 ): string | null {
-  for (const [key, check] of Object.entries(checks)) {
+  for (const [key, check] of checks) {
     if (!(key in value)) return `${key} is missing`;
     if (!check(value[key])) return `${key} has a wrong type or value`;
   }

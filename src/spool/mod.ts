@@ -9,6 +9,7 @@
 export { Spool } from "./spool.ts";
 export { MessageNotFoundError, SpoolFullError } from "./errors.ts";
 export { newQueueId } from "./queue_id.ts";
+export { parseSpoolTime } from "./spool_time.ts";
 export { Outbox } from "./outbox.ts";
 export {
   type Suppression,
