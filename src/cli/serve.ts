@@ -129,7 +129,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     : null;
   events.on(writeMailLog);
   events.on(metrics.record);
-  if (webhooks) events.on(webhooks.record);
+  if (webhooks) events.on(webhooks.record, webhooks.stored);
   // Per-user counts live in <spool>/limits/, one small file a user.
   const limits = await SendingLimits.open(await spool.outbox<LimitRecord>("limits"));
   const intake = buildIntake(config, {
@@ -199,6 +199,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     maxQueueLifetimeMs: config.delivery.max_queue_lifetime,
     delayWarningMs: config.delivery.delay_warning,
     emit: events.emit,
+    eventsStored: events.stored,
     suppressions: enabled,
     index,
   });

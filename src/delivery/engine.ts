@@ -48,6 +48,13 @@ export interface DeliveryEngineOptions {
   delayWarningMs: number;
   /** Where delivery events (attempts, bounces, expiry, operator actions) go. */
   emit: EmitEvent;
+  /**
+   * Resolves once every event emitted so far is stored by the listeners that
+   * keep them (the webhook outbox): a message leaves the spool only after
+   * its outcomes are kept, so a crash cannot lose a bounce's webhook.
+   * @default resolved at once
+   */
+  eventsStored?: () => Promise<void>;
   /** Where recipients that hard-bounce (see {@linkcode suppressible}) are added; null for none. @default null */
   suppressions?: SuppressionList | null;
   /** The clock. @default () => new Date() */
@@ -106,6 +113,7 @@ export class DeliveryEngine {
       suppressions: null,
       shaper: null,
       index: new QueueIndex(),
+      eventsStored: () => Promise.resolve(),
       ...options,
     };
     this.index = this.#o.index;
@@ -496,6 +504,7 @@ export class DeliveryEngine {
     });
     switch (step.kind) {
       case "delete":
+        await this.#o.eventsStored();
         await this.#o.spool.remove(meta.id, { durable: true });
         this.index.delete(meta.id);
         this.#o.emit({ type: "removed", queue_id: meta.id, by: "operator" });
@@ -536,6 +545,8 @@ export class DeliveryEngine {
       now,
       emit: this.#o.emit,
     });
+    // The outcomes' events are kept before the message goes (eventsStored).
+    await this.#o.eventsStored();
     await this.#o.spool.remove(meta.id);
     this.index.delete(meta.id);
     this.#o.emit({ type: "removed", queue_id: meta.id });

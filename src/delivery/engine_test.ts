@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { type Clock, install } from "@sinonjs/fake-timers";
 import { DEFAULTS } from "../config/mod.ts";
+import { EventStream } from "../events/mod.ts";
+import { type Pending, WebhookDispatcher } from "../webhooks/mod.ts";
 import { Spool } from "../spool/mod.ts";
 import { DeliveryEngine, type DeliveryEngineOptions, type DeliveryTransport } from "./engine.ts";
 import type { RecipientOutcome } from "./outcome.ts";
@@ -439,5 +441,41 @@ Deno.test("engine: hold, release and retry of a message in the domain gate deliv
     await awhile(() => calls.length > 3, 200);
     await engine.stop();
     assert.deepEqual(calls, ["a@one.test", "b@one.test", "c@one.test"]);
+  });
+});
+
+Deno.test("engine: a message leaves the spool only once its outcomes' webhook events are stored", async () => {
+  await withSpool(async (spool) => {
+    // The real outbox on a slow disk: each event takes 300 ms to be kept.
+    const real = await spool.outbox<Pending>("webhooks");
+    const slow = {
+      add: async (value: Pending) => {
+        await pause(300);
+        return await real.add(value);
+      },
+      put: (id: string, value: Pending) => real.put(id, value),
+      list: () => real.list(),
+      remove: (id: string) => real.remove(id),
+    } as unknown as typeof real;
+    const events = new EventStream();
+    const webhooks = new WebhookDispatcher({
+      targets: [{
+        url: "http://hooks.invalid/",
+        events: ["delivered", "bounced"],
+        secret: "s".repeat(16),
+      }],
+      outbox: slow,
+    });
+    events.on(webhooks.record, webhooks.stored);
+    const transport = scripted((req) => req.domain === "one.test" ? "delivered" : "permanent");
+    const engine = testEngine(spool, transport, { emit: events.emit, eventsStored: events.stored });
+    await engine.start();
+    const { id } = await spool.create([body], message("a@ours.test", ["x@one.test", "y@two.test"]));
+    await until(async () => !(await spool.ids()).includes(id));
+    // A kill -9 now must still find both outcomes waiting to be posted.
+    const kept = (await real.list()).map((e) => e.value.event);
+    await engine.stop();
+    await webhooks.stop();
+    assert.deepEqual(kept.sort(), ["bounced", "delivered"]);
   });
 });

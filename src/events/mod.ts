@@ -245,15 +245,28 @@ export type EmitEvent = (event: MailEvent) => void;
  */
 export class EventStream {
   #listeners: EmitEvent[] = [];
+  #stores: (() => Promise<void>)[] = [];
 
-  /** Adds a listener; returns a function that removes it. */
-  on(listener: EmitEvent): () => void {
+  /**
+   * Adds a listener; returns a function that removes it. A listener that
+   * keeps events (the webhook outbox) passes `stored`, resolving once all it
+   * was given is kept: {@linkcode EventStream.stored} waits for it.
+   */
+  on(listener: EmitEvent, stored?: () => Promise<void>): () => void {
     this.#listeners.push(listener);
+    if (stored) this.#stores.push(stored);
     return () => {
       const i = this.#listeners.indexOf(listener);
       if (i >= 0) this.#listeners.splice(i, 1);
+      const j = stored ? this.#stores.indexOf(stored) : -1;
+      if (j >= 0) this.#stores.splice(j, 1);
     };
   }
+
+  /** Resolves once every listener that keeps events has kept all emitted so far. Bound. */
+  readonly stored = async (): Promise<void> => {
+    await Promise.all(this.#stores.map((s) => s()));
+  };
 
   /** Sends one event to every listener. Bound, so it can be passed as an {@linkcode EmitEvent}. */
   readonly emit: EmitEvent = (event) => {

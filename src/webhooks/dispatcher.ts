@@ -60,7 +60,8 @@ type Entry = { id: string; value: Pending };
  */
 export class WebhookDispatcher {
   #o: Required<WebhookDispatcherOptions>;
-  #writes: Promise<void> = Promise.resolve();
+  /** Outbox writes not yet ended; they run side by side, each fsynced on its own. */
+  #writes = new Set<Promise<void>>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = 0;
   #running: Promise<void> | null = null;
@@ -106,22 +107,29 @@ export class WebhookDispatcher {
     }
   };
 
+  /**
+   * Resolves once every event recorded so far is in the outbox (or its
+   * write failed and was logged). Bound.
+   */
+  readonly stored = async (): Promise<void> => {
+    await Promise.all(this.#writes);
+  };
+
   /** Stops; events still in the outbox are posted after the next start. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.#writes;
+    await this.stored();
     await this.#running;
     await Promise.all(this.#busy.values());
   }
 
   #enqueue(pending: Pending): void {
-    this.#writes = this.#writes
-      .then(() => this.#o.outbox.add(pending))
-      .then(
-        () => this.#kick(0),
-        (error) => logger.error("Cannot store webhook event: {error}", { error: String(error) }),
-      );
+    const write: Promise<void> = this.#o.outbox.add(pending).then(
+      () => this.#kick(0),
+      (error) => logger.error("Cannot store webhook event: {error}", { error: String(error) }),
+    ).finally(() => this.#writes.delete(write));
+    this.#writes.add(write);
   }
 
   #kick(delay: number): void {
