@@ -707,3 +707,71 @@ Deno.test("queue list --json and show through the running daemon give a deferred
     assert.ok(text.includes(`last: ${r.last_error}`), text);
   }
 });
+
+Deno.test("a restart after a clean stop takes the queue from the index it left, unless the spool changed or the index file is broken", async (t) => {
+  await using mta = await Mta.start({ config: refusedRelay() });
+  const sent: string[] = [];
+  for (const to of ["a@dest.test", "b@other.test", "c@dest.test"]) {
+    sent.push(await sendmail(mta, ["-f", "cron@ours.test", to], lfMessage(["Subject: s"])));
+  }
+  for (const id of sent) await attempted(mta, id);
+  const [a, b] = sent;
+  await cliOk(mta, ["queue", "hold", b]);
+  const running = await cliOk(mta, ["queue", "list", "--json"]);
+  const snapshot = `${mta.spoolDir}/index-snapshot.json`;
+  const started = () =>
+    mta.logs().filter((e) => String(e.message).startsWith("minimta listening")).length;
+  const notices = () =>
+    mta.logs().filter((e) => String(e.message).startsWith("Reading every message"));
+
+  await t.step("the same queue, held message included, after a clean restart", async () => {
+    assert.equal(await mta.stop(), 0);
+    assert.ok((await Deno.stat(snapshot)).isFile, "a clean stop leaves the index");
+    // The offline listing reads every file: the daemon's streamed text is the same, byte for byte.
+    assert.equal(await cliOk(mta, ["queue", "list", "--json"]), running);
+    await mta.launch();
+    await waitFor("the restart", () => started() === 2);
+    assert.equal(await cliOk(mta, ["queue", "list", "--json"]), running);
+    assert.deepEqual(notices(), [], "the index was used");
+    await assert.rejects(() => Deno.stat(snapshot), Deno.errors.NotFound, "used once");
+    assert.equal((await showJson(mta, b)).state, "held");
+  });
+
+  await t.step(
+    "a change made while stopped makes the index stale: the change is seen",
+    async () => {
+      assert.equal(await mta.stop(), 0);
+      assert.match(
+        await cliOk(mta, ["queue", "release", a, b]),
+        new RegExp(`^${b}: released`, "m"),
+      );
+      await mta.launch();
+      await waitFor("the restart", () => started() === 3);
+      assert.match(
+        String(notices().at(-1)?.message),
+        /stale .*the spool changed after it was written/,
+      );
+      const states = Object.fromEntries((await queueJson(mta)).map((e) => [e.id, e.state]));
+      assert.notEqual(states[b], "held", "the release made while stopped holds");
+      assert.deepEqual(Object.keys(states).sort(), [...sent].sort());
+    },
+  );
+
+  await t.step(
+    "a broken index file is named in the log and the queue is read in full",
+    async () => {
+      assert.equal(await mta.stop(), 0);
+      const lines = (await Deno.readTextFile(snapshot)).split("\n");
+      lines[2] = '["not a message"]';
+      // Rewritten in place: the message folders do not change, so only the check of each line finds it.
+      await Deno.writeTextFile(snapshot, lines.join("\n"));
+      await mta.launch();
+      await waitFor("the restart", () => started() === 4);
+      const warning = notices().at(-1)!;
+      assert.equal(warning.level, "WARN");
+      assert.match(String(warning.message), /unusable: line 2 is not a queued message/);
+      assert.equal(warning.dir, mta.spoolDir);
+      assert.deepEqual(ids(await queueJson(mta)), [...sent].sort());
+    },
+  );
+});

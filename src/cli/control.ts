@@ -30,6 +30,11 @@ export interface ControlRequest {
    * rather than one JSON document. Sent by this CLI; older ones leave it out.
    */
   stream?: boolean;
+  /**
+   * For a streamed "list": the entries already written as `queue list
+   * --json` prints them (see {@linkcode ControlResponse.raw}).
+   */
+  render?: "json";
   /** For "submit": the message and its envelope. */
   message?: { from: string; recipients: string[]; data: string /* base64 */; user: string };
 }
@@ -47,6 +52,12 @@ export interface ControlResponse {
    * {@linkcode socketRequest} gathers them into `data`.
    */
   stream?: Iterable<unknown>;
+  /**
+   * The stream's items are text, written as they are after the response
+   * line; {@linkcode socketRequest} hands those bytes to
+   * {@linkcode SocketRequestOptions.raw} instead of parsing them.
+   */
+  raw?: boolean;
 }
 
 /** Handles one control request inside the daemon. */
@@ -79,6 +90,8 @@ export interface ControlServerOptions {
 export interface SocketRequestOptions {
   /** Give up after this long without the whole answer (connect included). @default {Infinity} */
   timeoutMs?: number;
+  /** Where the text of a raw stream goes, a chunk at a time, as it arrives. */
+  raw?: (bytes: Uint8Array) => void;
 }
 const logger = log("control");
 
@@ -220,8 +233,9 @@ export class ControlServer {
 export function controlRequest(
   spoolDir: string,
   req: ControlRequest,
+  options: SocketRequestOptions = {},
 ): Promise<ControlResponse | null> {
-  return socketRequest(controlPath(spoolDir), req);
+  return socketRequest(controlPath(spoolDir), req, options);
 }
 
 /**
@@ -254,7 +268,7 @@ export async function socketRequest(
     if (timedOut) conn.close();
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(req)));
     await conn.closeWrite();
-    return await readResponse(conn);
+    return await readResponse(conn, options.raw);
   } catch (error) {
     if (timedOut) {
       throw new Deno.errors.TimedOut(`No answer on ${path} within ${limit / 1000} s`, {
@@ -281,7 +295,7 @@ async function writeResponse(conn: Deno.Conn, response: ControlResponse): Promis
   if (!stream) return await writeAll(conn, encoder.encode(JSON.stringify(head)));
   let chunk = `${JSON.stringify({ ...head, stream: true })}\n`;
   for (const item of stream) {
-    chunk += `${JSON.stringify(item)}\n`;
+    chunk += head.raw ? item as string : `${JSON.stringify(item)}\n`;
     if (chunk.length < STREAM_CHUNK) continue;
     await writeAll(conn, encoder.encode(chunk));
     chunk = "";
@@ -289,36 +303,71 @@ async function writeResponse(conn: Deno.Conn, response: ControlResponse): Promis
   await writeAll(conn, encoder.encode(chunk));
 }
 
-// Reads a response, parsing a stream's lines as they arrive (into `data`).
-// Null when the daemon closed without answering.
-async function readResponse(conn: Deno.Conn): Promise<ControlResponse | null> {
+// Reads a response, parsing a stream's lines as they arrive (into `data`),
+// or handing a raw stream's bytes to `raw`. Null when the daemon closed
+// without answering.
+async function readResponse(
+  conn: Deno.Conn,
+  raw?: (bytes: Uint8Array) => void,
+): Promise<ControlResponse | null> {
   const decoder = new TextDecoder();
   const buf = new Uint8Array(64 * 1024);
-  let text = "";
-  let head: ControlResponse | null = null;
+  // The response line, found in the bytes (a raw stream's text is passed on as it came).
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let newline = -1;
+  while (newline < 0) {
+    const n = await conn.read(buf);
+    if (n === null) {
+      const whole = decoder.decode(concat(chunks, size));
+      return whole === "" ? null : JSON.parse(whole) as ControlResponse;
+    }
+    const at = buf.subarray(0, n).indexOf(0x0a);
+    if (at >= 0) newline = size + at;
+    chunks.push(buf.slice(0, n));
+    size += n;
+    if (size > MAX_REQUEST) throw new RangeError("Answer too large");
+  }
+  const first = concat(chunks, size);
+  const head = JSON.parse(decoder.decode(first.subarray(0, newline))) as ControlResponse;
+  const rest = first.subarray(newline + 1);
+  delete head.stream;
+  if (head.raw) {
+    if (!raw) throw new TypeError("A raw control answer needs somewhere to go");
+    if (rest.length) raw(rest);
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      raw(buf.subarray(0, n));
+    }
+    return head;
+  }
+  let text = decoder.decode(rest, { stream: true });
   let scanned = 0;
   const items: unknown[] = [];
   while (true) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    text += decoder.decode(buf.subarray(0, n), { stream: true });
-    if (head === null && text.length > MAX_REQUEST) throw new RangeError("Answer too large");
     let start = 0;
     // Only the new text is searched: a long answer without newlines is not rescanned.
     for (let end = text.indexOf("\n", scanned); end >= 0; end = text.indexOf("\n", start)) {
-      const line = text.slice(start, end);
+      items.push(JSON.parse(text.slice(start, end)));
       start = end + 1;
-      if (head === null) head = JSON.parse(line) as ControlResponse;
-      else items.push(JSON.parse(line));
     }
     if (start) text = text.slice(start);
     scanned = text.length;
+    const n = await conn.read(buf);
+    if (n === null) break;
+    text += decoder.decode(buf.subarray(0, n), { stream: true });
   }
   text += decoder.decode();
-  if (head === null) return text === "" ? null : JSON.parse(text) as ControlResponse;
   if (text !== "") throw new SyntaxError("Control answer ended in the middle of a line");
-  delete head.stream;
   return { ...head, data: items };
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) (out.set(c, offset), offset += c.length);
+  return out;
 }
 
 /** One read into `buf`: the bytes read (a copy), or an empty array at the end of the stream. */

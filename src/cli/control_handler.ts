@@ -4,6 +4,7 @@ import type { EmitEvent } from "../events/mod.ts";
 import { MessageNotFoundError, type SuppressionList } from "../spool/mod.ts";
 import type { Intake } from "../submission/mod.ts";
 import type { ControlHandler } from "./control.ts";
+import { jsonListText } from "./queue_format.ts";
 import { submitLocal } from "./sendmail.ts";
 import { applySuppress } from "./suppress_apply.ts";
 
@@ -37,6 +38,9 @@ export function controlHandler(
         return await local(req);
       case "list":
         // Made one entry at a time as the socket takes them (see ControlResponse.stream).
+        if (req.stream && req.render === "json") {
+          return { ok: true, lines: [], raw: true, stream: jsonListText(engine.index.summaries()) };
+        }
         return req.stream
           ? { ok: true, lines: [], stream: engine.index.summaries() }
           : { ok: true, lines: [], data: [...engine.index.summaries()] };

@@ -11,6 +11,12 @@ export function printOut(text: string): void {
   writeAll(Deno.stdout, `${text}\n`);
 }
 
+/** Writes bytes of command output on stdout as they are. */
+export function printBytes(bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+}
+
 /** Prints a line on stderr. */
 export function printErr(text: string): void {
   writeAll(Deno.stderr, `${text}\n`);

@@ -11,10 +11,13 @@ import {
 } from "../delivery/mod.ts";
 import { type MessageMeta, MessageNotFoundError, Spool } from "../spool/mod.ts";
 import { controlRequest } from "./control.ts";
+import { printBytes } from "./io.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { formatShow, formatStats, formatTable, queueStats, summary } from "./queue_format.ts";
 
 type Out = (text: string) => void;
+/** Where command output goes as bytes, passed on as the daemon sent them. */
+type OutBytes = (bytes: Uint8Array) => void;
 
 const USAGE = "queue list|show|retry|hold|release|delete|stats";
 
@@ -24,12 +27,17 @@ export async function queueCommand(
   config: Config,
   out: Out,
   stdin: () => Promise<string>,
+  outBytes: OutBytes = printBytes,
 ): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     // The spool is opened after the arguments are checked: bad usage is exit 2 either way.
     case "list":
-      return await queueList(() => allMessages(config), rest, out);
+      return await queueList(
+        { all: () => allMessages(config), json: () => jsonFromDaemon(config, outBytes) },
+        rest,
+        out,
+      );
     case "show":
       return await queueShow(() => openSpool(config), rest, out);
     case "stats":
@@ -70,6 +78,30 @@ async function allMessages(config: Config): Promise<QueueSummary[]> {
 }
 
 /**
+ * The whole queue as `queue list --json` prints it, passed on as the running
+ * daemon writes it (no entry is parsed here). False when no daemon answers.
+ */
+async function jsonFromDaemon(config: Config, outBytes: OutBytes): Promise<boolean> {
+  let tail = new Uint8Array(0);
+  const answer = await controlRequest(
+    config.queue.dir,
+    { command: "list", stream: true, render: "json" },
+    {
+      raw: (bytes) => {
+        outBytes(bytes);
+        tail = new Uint8Array([...tail, ...bytes.subarray(-2)]).slice(-2);
+      },
+    },
+  );
+  if (answer?.ok !== true || answer.raw !== true) return false;
+  // The text ends "]\n": anything else is a daemon that stopped half-way.
+  if (tail.at(-1) !== 0x0a || tail.at(-2) !== 0x5d) {
+    throw new CliError("The daemon's list ended half-way (it stopped?); run the command again");
+  }
+  return true;
+}
+
+/**
  * The providers' state: the running daemon's, else what the spool keeps
  * across restarts (suspensions and warm-up counts; no connections open).
  */
@@ -91,7 +123,7 @@ async function providerStatus(config: Config): Promise<ProviderStatus[]> {
 }
 
 async function queueList(
-  load: () => Promise<QueueSummary[]>,
+  load: { all: () => Promise<QueueSummary[]>; json: () => Promise<boolean> },
   args: string[],
   out: Out,
 ): Promise<number> {
@@ -115,9 +147,11 @@ async function queueList(
       `--older-than needs a duration like 30m or 2d, not "${values["older-than"]}"`,
     );
   }
+  const filtered = values.state || values.from || values["to-domain"] || olderThan !== null;
+  if (values.json && !filtered && await load.json()) return 0;
   const domain = values["to-domain"]?.toLowerCase();
   const cutoff = Date.now() - (olderThan ?? 0);
-  const messages = (await load()).filter((m) =>
+  const messages = (await load.all()).filter((m) =>
     (!values.state || m.state === values.state) &&
     (!values.from || m.from.toLowerCase() === values.from.toLowerCase()) &&
     (!domain || m.recipients.some((r) => r.address.toLowerCase().endsWith(`@${domain}`))) &&

@@ -94,9 +94,19 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
     throw new CliError(`Spool "${config.queue.dir}" is in use by another minimta process`);
   }
   // Start-up repair fills the queue index as it reads, one batch of full
-  // metadata alive at a time; the engine schedules from the index.
-  const index = new QueueIndex();
-  const report = await spool.recover({ onMessage: (meta) => index.set(meta) });
+  // metadata alive at a time; the engine schedules from the index. After a
+  // clean stop the index it left is taken instead, if the spool has not
+  // changed since (then no metadata file is read).
+  const snapshot = await indexFromSnapshot(spool);
+  let index = new QueueIndex();
+  const report = await spool.recover({
+    onMessage: (meta) => index.set(meta),
+    expected: snapshot ?? undefined,
+  });
+  if (report.matched) index = snapshot!;
+  else if (snapshot) {
+    logger.info("Reading every message: an interrupted write left temporary files in the spool");
+  }
   for (const q of report.quarantined) {
     logger.warn("Moved corrupt queue entry {id} to corrupt/: {reason}", {
       id: q.id,
@@ -282,12 +292,50 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
       ]);
       await control.close();
       await local?.close();
+      // Nothing else writes messages now: the index is left for the next start.
+      if (!engine.abandoned) {
+        await spool.saveSnapshot(engine.index).catch((error) =>
+          logger.warn("Cannot leave the queue index for the next start: {error}", {
+            error: reason(error),
+          })
+        );
+      }
       await parts.rotation.stop();
       spool.close();
       logger.info("Stopped");
       closeLogging();
     },
   });
+}
+
+/**
+ * The queue index the last clean stop left (Spool.takeSnapshot), checked
+ * entry by entry; null when there is none or it cannot be used (logged).
+ */
+async function indexFromSnapshot(spool: Spool): Promise<QueueIndex | null> {
+  const taken = await spool.takeSnapshot().catch((error) => ({ stale: reason(error) }));
+  if (taken === null) return null;
+  if ("stale" in taken) {
+    logger.info(
+      "Reading every message: the queue index left at the last stop is stale ({reason})",
+      {
+        reason: taken.stale,
+      },
+    );
+    return null;
+  }
+  try {
+    return QueueIndex.fromSnapshot(taken.lines);
+  } catch (error) {
+    logger.warn(
+      "Reading every message: the queue index left at the last stop in {dir} is unusable: {reason}",
+      {
+        dir: spool.dir,
+        reason: reason(error),
+      },
+    );
+    return null;
+  }
 }
 
 // Read and compacted at start-up (removed and expired entries dropped);

@@ -265,6 +265,11 @@ export class DeliveryEngine {
    * tried again after the restart (at least once; a remote that already had
    * the data may get it twice, RFC 1047).
    */
+  /** True once {@linkcode stop} ended with attempts still running (they are retried after a restart). */
+  get abandoned(): boolean {
+    return this.#abandoned;
+  }
+
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);

@@ -1,4 +1,6 @@
 import {
+  formatSpoolTime,
+  isQueueId,
   type MessageMeta,
   type MessageState,
   parseSpoolTime,
@@ -66,7 +68,8 @@ class Compact {
   constructor(
     readonly id: string,
     readonly state: number,
-    readonly from: string,
+    /** Shared with other entries (see QueueIndex's #intern), as are `errors`. */
+    public from: string,
     /** ms since the epoch, or the stored text when it is not canonical ISO 8601. */
     readonly created: number | string,
     readonly next: number | string,
@@ -79,8 +82,24 @@ class Compact {
      */
     readonly addresses: string | string[],
     readonly codes: number | number[],
-    readonly errors: string | null | (string | null)[],
+    public errors: string | null | (string | null)[],
   ) {}
+
+  /** The fields in the constructor's order: one line of a snapshot. */
+  row(): unknown[] {
+    return [
+      this.id,
+      this.state,
+      this.from,
+      this.created,
+      this.next,
+      this.size,
+      this.messageId,
+      this.addresses,
+      this.codes,
+      this.errors,
+    ];
+  }
 }
 
 /**
@@ -132,6 +151,53 @@ export class QueueIndex {
         errors,
       ),
     );
+  }
+
+  /** Whether message `id` is in the index. */
+  has(id: string): boolean {
+    return this.#entries.has(id);
+  }
+
+  /** How many messages the index holds. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * The whole index for {@linkcode QueueIndex.fromSnapshot} after a
+   * restart: one line per message, each a JSON array of its compact form's
+   * fields in a fixed order. Made a line at a time.
+   */
+  *snapshot(): Generator<string> {
+    for (const c of this.#sorted()) yield `${JSON.stringify(c.row())}\n`;
+  }
+
+  /**
+   * An index read back from {@linkcode QueueIndex.snapshot}'s lines (as
+   * UTF-8), one line at a time. Every entry is checked; throws a
+   * `SyntaxError` naming the first bad line.
+   */
+  static fromSnapshot(bytes: Uint8Array): QueueIndex {
+    const index = new QueueIndex();
+    const decoder = new TextDecoder("utf-8", { fatal: true });
+    // Decoded and parsed a line at a time: each line's text is garbage at
+    // once, which keeps the heap (and RSS) at what the index itself needs.
+    let line = 0;
+    for (let start = 0; start < bytes.length; line++) {
+      const end = bytes.indexOf(0x0a, start);
+      if (end < 0) throw new SyntaxError(`line ${line + 1} does not end`);
+      let c: Compact | null;
+      try {
+        c = compactOf(JSON.parse(decoder.decode(bytes.subarray(start, end))));
+      } catch {
+        c = null;
+      }
+      start = end + 1;
+      if (!c) throw new SyntaxError(`line ${line + 1} is not a queued message`);
+      if (index.#entries.has(c.id)) throw new SyntaxError(`line ${line + 1}: ${c.id} twice`);
+      index.#add(c);
+    }
+    return index;
   }
 
   /** Forgets a removed message. */
@@ -239,6 +305,17 @@ export class QueueIndex {
     return this.#entries.values();
   }
 
+  // A compact entry read back from a snapshot, its repeated strings shared.
+  #add(c: Compact): void {
+    if (c.id < this.#lastId) this.#inOrder = false;
+    else this.#lastId = c.id;
+    c.from = this.#intern(c.from);
+    const errors = c.errors;
+    if (typeof errors === "string") c.errors = this.#intern(errors);
+    else if (errors) c.errors = errors.map((e) => e === null ? null : this.#intern(e));
+    this.#entries.set(c.id, c);
+  }
+
   // One shared copy of a string seen before (the same sender or error on many messages).
   #intern(s: string): string {
     const known = this.#interned.get(s);
@@ -247,6 +324,36 @@ export class QueueIndex {
     this.#interned.set(s, s);
     return s;
   }
+}
+
+const isTime = (t: unknown) =>
+  typeof t === "string" || (typeof t === "number" && Number.isFinite(t));
+const isCode = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+const isError = (e: unknown) => e === null || typeof e === "string";
+
+// One snapshot row as a compact entry, or null when any field has the wrong type.
+function compactOf(row: unknown): Compact | null {
+  if (!Array.isArray(row) || row.length !== 10) return null;
+  const [id, state, from, created, next, size, messageId, addresses, codes, errors] = row;
+  if (typeof id !== "string" || !isQueueId(id)) return null;
+  if (state !== 0 && state !== 1 && state !== 2) return null;
+  if (typeof from !== "string" || !isTime(created) || !isTime(next)) return null;
+  if (!Number.isSafeInteger(size) || size < 0) return null;
+  if (messageId !== null && typeof messageId !== "string") return null;
+  if (typeof addresses === "string") {
+    if (!isCode(codes) || !isError(errors)) return null;
+  } else {
+    if (!Array.isArray(addresses) || addresses.length === 0) return null;
+    if (!addresses.every((a) => typeof a === "string")) return null;
+    if (!Array.isArray(codes) || codes.length !== addresses.length || !codes.every(isCode)) {
+      return null;
+    }
+    if (
+      errors !== null &&
+      (!Array.isArray(errors) || errors.length !== addresses.length || !errors.every(isError))
+    ) return null;
+  }
+  return new Compact(id, state, from, created, next, size, messageId, addresses, codes, errors);
 }
 
 function matchesQuery(c: Compact, q: string, qId: string): boolean {
@@ -295,7 +402,7 @@ function packTime(text: string): number | string {
 }
 
 function unpackTime(t: number | string): string {
-  return typeof t === "number" ? new Date(t).toISOString() : t;
+  return typeof t === "number" ? formatSpoolTime(t) : t;
 }
 
 function timeOf(t: number | string): number {

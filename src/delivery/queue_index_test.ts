@@ -107,3 +107,64 @@ Deno.test("queue index: search matches id, sender and recipients without case, n
   assert.deepEqual(ids("", "held"), ["00000000000000AC"]);
   assert.deepEqual(ids("nowhere"), []);
 });
+
+Deno.test("queue index: a snapshot read back gives the same summaries, counts and schedule", () => {
+  const index = new QueueIndex();
+  index.set(meta("0000000000000001"));
+  index.set(meta("0000000000000003", {
+    state: "held",
+    from: "",
+    message_id: null,
+    created_at: "2026-12-01T10:00:00Z", // not canonical: kept as text
+    recipients: [
+      rcpt("x@one.test", { status: "deferred", attempts: 2, last_error: '451 "later"\n ü' }),
+      rcpt("y@two.test", { status: "delivered", attempts: 1 }),
+    ],
+  }));
+  index.set(meta("0000000000000002", {
+    state: "deferred",
+    recipients: [rcpt("z@one.test", { status: "deferred", attempts: 1, last_error: "421 busy" })],
+  }));
+  const lines = [...index.snapshot()];
+  assert.equal(lines.length, 3);
+  const back = QueueIndex.fromSnapshot(new TextEncoder().encode(lines.join("")));
+  assert.deepEqual([...back.summaries()], [...index.summaries()]);
+  assert.deepEqual(back.counts(), { queued: 1, deferred: 1, held: 1 });
+  assert.deepEqual([...back.due()].sort(), [...index.due()].sort());
+  assert.equal(back.size, 3);
+  assert.ok(back.has("0000000000000003") && !back.has("0000000000000004"));
+  assert.deepEqual(back.openDomains("0000000000000003"), ["one.test"]);
+  assert.equal(QueueIndex.fromSnapshot(new Uint8Array(0)).size, 0);
+});
+
+Deno.test("queue index: a snapshot with a bad line is refused, naming the line", () => {
+  const good = [
+    ...(() => {
+      const index = new QueueIndex();
+      index.set(meta("0000000000000001"));
+      return index;
+    })().snapshot(),
+  ][0];
+  const row = JSON.parse(good);
+  const bad: [string, string][] = [
+    ["not JSON", "{"],
+    ["a path for an id", JSON.stringify(["../../etc/passwd", ...row.slice(1)])],
+    ["state 7", JSON.stringify([row[0], 7, ...row.slice(2)])],
+    ["a negative size", JSON.stringify([...row.slice(0, 5), -1, ...row.slice(6)])],
+    [
+      "codes that do not match the recipients",
+      JSON.stringify([...row.slice(0, 7), ["a", "b"], [1], null]),
+    ],
+    ["a field missing", JSON.stringify(row.slice(0, 9))],
+  ];
+  const enc = new TextEncoder();
+  for (const [what, line] of bad) {
+    assert.throws(
+      () => QueueIndex.fromSnapshot(enc.encode(`${good}${line}\n`)),
+      /line 2 is not a queued message/,
+      what,
+    );
+  }
+  assert.throws(() => QueueIndex.fromSnapshot(enc.encode(good + good)), /line 2: .* twice/);
+  assert.throws(() => QueueIndex.fromSnapshot(enc.encode(good.trimEnd())), /line 1 does not end/);
+});

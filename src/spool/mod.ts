@@ -8,8 +8,8 @@
  */
 export { Spool } from "./spool.ts";
 export { MessageNotFoundError, SpoolFullError } from "./errors.ts";
-export { newQueueId } from "./queue_id.ts";
-export { parseSpoolTime } from "./spool_time.ts";
+export { isQueueId, newQueueId } from "./queue_id.ts";
+export { formatSpoolTime, parseSpoolTime } from "./spool_time.ts";
 export { Outbox } from "./outbox.ts";
 export {
   type Suppression,

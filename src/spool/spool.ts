@@ -26,6 +26,14 @@ export interface RecoverOptions {
    * (attempt histories included) would otherwise be held at once.
    */
   onMessage?: (meta: MessageMeta) => void;
+  /**
+   * The messages of a snapshot of the queue index that
+   * {@linkcode Spool.takeSnapshot} found current. Unless an interrupted
+   * write left a temporary file (then every file is read and checked as
+   * without it), nothing is read: {@linkcode RecoveryReport.matched} is true
+   * and `onMessage` is not called.
+   */
+  expected?: { has(id: string): boolean; readonly size: number };
 }
 
 /** What {@linkcode Spool.recover} found and did at start-up. */
@@ -45,7 +53,12 @@ export interface RecoveryReport {
    * it is delivered after a restart.
    */
   unreadable: { id: string; reason: string }[];
+  /** {@linkcode RecoverOptions.expected} was taken as the queue; nothing was read. */
+  matched: boolean;
 }
+
+/** Where a stopping daemon leaves its queue index, in the spool's top folder. */
+const SNAPSHOT_FILE = "index-snapshot.json";
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -444,17 +457,20 @@ export class Spool {
       orphanBodiesRemoved: [],
       quarantined: [],
       unreadable: [],
+      matched: false,
     };
     for await (const entry of Deno.readDir(`${this.dir}/tmp`)) {
       await Deno.remove(`${this.dir}/tmp/${entry.name}`, { recursive: true }).catch(() => {});
       report.tmpRemoved.push(entry.name);
     }
-    const bodies = new Map<string, boolean>();
-    for await (const entry of Deno.readDir(`${this.dir}/msg`)) {
-      bodies.set(entry.name.replace(/\.eml$/, ""), entry.isFile);
+    if (options.expected && !report.tmpRemoved.length) {
+      // The spool is as the last clean stop left it (Spool.takeSnapshot
+      // compared the folders' change times, Spool.saveSnapshot the files).
+      report.messages = options.expected.size;
+      report.matched = true;
+      return report;
     }
-    const names: string[] = [];
-    for await (const entry of Deno.readDir(`${this.dir}/meta`)) names.push(entry.name);
+    const { bodies, names } = await this.#listFiles();
     names.sort();
     // Read one after another, synchronously: at start-up nothing else waits
     // on the event loop, and 100,000 small files cost half the CPU time of
@@ -507,6 +523,106 @@ export class Spool {
     }
     if (!take) report.metas.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return report;
+  }
+
+  /**
+   * Leaves a queue index (its {@linkcode QueueIndex.snapshot} lines) for
+   * the next start, after a line stamped with the times the message and
+   * metadata folders last changed. Only the lock holder calls it, as it
+   * stops, once nothing writes messages any more. Nothing is left (false)
+   * when the files are not exactly the index's messages.
+   */
+  async saveSnapshot(
+    index: { has(id: string): boolean; readonly size: number; snapshot(): Iterable<string> },
+  ): Promise<boolean> {
+    // Stamped before the listing: a change while it runs makes the snapshot stale.
+    const [meta, msg] = await Promise.all([
+      Deno.stat(`${this.dir}/meta`),
+      Deno.stat(`${this.dir}/msg`),
+    ]);
+    if (!meta.mtime || !msg.mtime) return false;
+    const { bodies, names } = await this.#listFiles();
+    if (!holdsExactly(index, bodies, names)) return false;
+    const encoder = new TextEncoder();
+    let chunk = `${
+      JSON.stringify({
+        version: 1,
+        meta_mtime: meta.mtime.getTime(),
+        msg_mtime: msg.mtime.getTime(),
+      })
+    }\n`;
+    const parts: Uint8Array[] = [];
+    for (const line of index.snapshot()) {
+      chunk += line;
+      if (chunk.length < 256 * 1024) continue;
+      parts.push(encoder.encode(chunk));
+      chunk = "";
+    }
+    parts.push(encoder.encode(chunk));
+    const tmp = `${this.dir}/tmp/${SNAPSHOT_FILE}.${crypto.randomUUID().slice(0, 8)}`;
+    try {
+      await this.#writeFile(tmp, parts);
+      await Deno.rename(tmp, `${this.dir}/${SNAPSHOT_FILE}`);
+    } catch (error) {
+      await this.#discard([tmp]);
+      throw error;
+    }
+    return true;
+  }
+
+  // The message files (id → is a regular file) and metadata file names;
+  // both folders are listed at once (each listing waits on the file system).
+  async #listFiles(): Promise<{ bodies: Map<string, boolean>; names: string[] }> {
+    const bodies = new Map<string, boolean>();
+    const names: string[] = [];
+    await Promise.all([
+      (async () => {
+        for await (const entry of Deno.readDir(`${this.dir}/msg`)) {
+          bodies.set(entry.name.replace(/\.eml$/, ""), entry.isFile);
+        }
+      })(),
+      (async () => {
+        for await (const entry of Deno.readDir(`${this.dir}/meta`)) names.push(entry.name);
+      })(),
+    ]);
+    return { bodies, names };
+  }
+
+  /**
+   * Takes (reads and removes) the snapshot a clean stop left: its lines
+   * after the stamp, or why they cannot be used. It is stale once a message
+   * or metadata file was added, replaced or removed since (the folders'
+   * change times differ): `minimta queue` changes made while the daemon was
+   * stopped, a crash after a start, files moved by hand. Null when there is
+   * none.
+   */
+  async takeSnapshot(): Promise<{ lines: Uint8Array } | { stale: string } | null> {
+    const path = `${this.dir}/${SNAPSHOT_FILE}`;
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      return { stale: `${path}: ${error instanceof Error ? error.message : error}` };
+    }
+    // Used once: a crash after this start must not find it again.
+    await Deno.remove(path).catch(() => {});
+    const newline = bytes.indexOf(0x0a);
+    let head: { version?: unknown; meta_mtime?: unknown; msg_mtime?: unknown };
+    try {
+      head = JSON.parse(new TextDecoder().decode(bytes.subarray(0, Math.max(newline, 0))));
+    } catch {
+      return { stale: `${path}: the first line is not JSON` };
+    }
+    if (head?.version !== 1) return { stale: `${path}: version ${head?.version} is not 1` };
+    const [meta, msg] = await Promise.all([
+      Deno.stat(`${this.dir}/meta`),
+      Deno.stat(`${this.dir}/msg`),
+    ]);
+    if (meta.mtime?.getTime() !== head.meta_mtime || msg.mtime?.getTime() !== head.msg_mtime) {
+      return { stale: `${path}: the spool changed after it was written` };
+    }
+    return { lines: bytes.subarray(newline + 1) };
   }
 
   // The envelope of a message file without a metadata file: its metadata,
@@ -679,4 +795,20 @@ async function mapBounded<T, R>(items: T[], fn: (item: T) => Promise<R>): Promis
   };
   await Promise.all(Array.from({ length: Math.min(64, items.length) }, worker));
   return out;
+}
+
+// True when the listed message files (id → is a regular file) and metadata
+// file names are exactly the `expected` messages: every id expected has its
+// message file, every metadata file belongs to one of them.
+function holdsExactly(
+  expected: { has(id: string): boolean; readonly size: number },
+  bodies: Map<string, boolean>,
+  metaNames: string[],
+): boolean {
+  if (bodies.size !== expected.size) return false;
+  for (const [id, isFile] of bodies) if (!isFile || !expected.has(id)) return false;
+  for (const name of metaNames) {
+    if (!name.endsWith(".json") || bodies.get(name.slice(0, -5)) !== true) return false;
+  }
+  return true;
 }

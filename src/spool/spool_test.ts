@@ -149,3 +149,80 @@ Deno.test("spool reads a new message's metadata from its envelope, and the older
   const listed = await t.spool.list();
   assert.deepEqual(listed.map((m) => m.subject), ["old", undefined]);
 });
+
+/** A queue index as Spool.saveSnapshot takes it: these ids, one line each. */
+function indexOf(ids: string[]) {
+  return {
+    has: (id: string) => ids.includes(id),
+    size: ids.length,
+    snapshot: () => ids.map((id) => `["${id}"]\n`),
+  };
+}
+
+// Folder change times can be as coarse as a kernel tick (a few ms): a change
+// made at once after a snapshot would carry the same time.
+const tick = () => new Promise((r) => setTimeout(r, 30));
+
+Deno.test("spool snapshot: taken once, and only while no message file changed since it was left", async () => {
+  await using t = await temp();
+  const a = await t.spool.create([new Uint8Array([1])], msg);
+  const b = await t.spool.create([new Uint8Array([2])], msg);
+  await t.spool.writeMeta({ ...b, state: "deferred" });
+  assert.equal(await t.spool.takeSnapshot(), null, "none left yet");
+  assert.equal(await t.spool.saveSnapshot(indexOf([a.id, b.id])), true);
+  assert.equal((await Deno.stat(`${t.dir}/index-snapshot.json`)).mode! & 0o777, 0o600);
+  const taken = await t.spool.takeSnapshot();
+  assert.ok(taken && "lines" in taken);
+  assert.equal(new TextDecoder().decode(taken.lines), `["${a.id}"]\n["${b.id}"]\n`);
+  assert.equal(await t.spool.takeSnapshot(), null, "used once");
+
+  // Each change below, made after the snapshot was left, makes it stale.
+  const changes: [string, () => Promise<unknown>][] = [
+    [
+      "a metadata write (queue hold while stopped)",
+      () => t.spool.writeMeta({ ...a, state: "held" }),
+    ],
+    ["a new message (sendmail while stopped)", () => t.spool.create([new Uint8Array([3])], msg)],
+    ["a removal (queue delete while stopped)", () => t.spool.remove(a.id)],
+  ];
+  for (const [what, change] of changes) {
+    const ids = await t.spool.ids();
+    assert.equal(await t.spool.saveSnapshot(indexOf(ids)), true, what);
+    await tick();
+    await change();
+    const stale = await t.spool.takeSnapshot();
+    assert.ok(stale && "stale" in stale, what);
+    assert.match(stale.stale, /index-snapshot\.json: the spool changed after it was written/);
+  }
+});
+
+Deno.test("spool snapshot: not left when the files are not exactly the index's messages", async () => {
+  await using t = await temp();
+  const a = await t.spool.create([new Uint8Array([1])], msg);
+  const b = await t.spool.create([new Uint8Array([2])], msg);
+  // b is on disk but not in the index (say, a notice from an intake worker was lost).
+  assert.equal(await t.spool.saveSnapshot(indexOf([a.id])), false);
+  // The index names a message that is not on disk.
+  assert.equal(await t.spool.saveSnapshot(indexOf([a.id, b.id, "0000000000000000"])), false);
+  assert.equal(await t.spool.takeSnapshot(), null);
+  // A start after a snapshot that is broken inside says why, naming the file.
+  assert.equal(await t.spool.saveSnapshot(indexOf([a.id, b.id])), true);
+  await Deno.writeTextFile(`${t.dir}/index-snapshot.json`, "garbage");
+  const broken = await t.spool.takeSnapshot();
+  assert.ok(broken && "stale" in broken);
+  assert.match(broken.stale, /index-snapshot\.json: the first line is not JSON/);
+});
+
+Deno.test("spool recover takes the expected messages without reading them, unless a write was cut short", async () => {
+  await using t = await temp();
+  const a = await t.spool.create([new Uint8Array([1])], msg);
+  // Corrupt, yet not read: the snapshot vouches for the queue as it was left.
+  const expected = { has: (id: string) => id === a.id, size: 1 };
+  const report = await t.spool.recover({ expected, onMessage: () => assert.fail("read") });
+  assert.deepEqual([report.matched, report.messages], [true, 1]);
+  // A temporary file left by an interrupted write: every file is read and checked.
+  await Deno.writeTextFile(`${t.dir}/tmp/x.json`, "{");
+  const read: string[] = [];
+  const full = await t.spool.recover({ expected, onMessage: (m) => read.push(m.id) });
+  assert.deepEqual([full.matched, full.messages, read], [false, 1, [a.id]]);
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseSpoolTime } from "./spool_time.ts";
+import { formatSpoolTime, parseSpoolTime } from "./spool_time.ts";
 
 Deno.test("parseSpoolTime() reads every time toISOString writes as Date.parse does", () => {
   const times = [0, 951_782_400_000, 1_700_000_000_123, Date.UTC(2028, 1, 29, 23, 59, 59, 999)];
@@ -34,4 +34,23 @@ Deno.test("parseSpoolTime() refuses text that is not the spool's canonical form"
     ]
   ) assert.ok(Number.isNaN(parseSpoolTime(text)), text);
   assert.equal(parseSpoolTime("2000-02-29T12:00:00.000Z"), Date.parse("2000-02-29T12:00:00.000Z"));
+});
+
+Deno.test("formatSpoolTime() writes what toISOString writes, leap days and year ends included", () => {
+  const times = [
+    0,
+    951_782_400_000, // 2000-02-29
+    Date.UTC(2100, 1, 28, 23, 59, 59, 999), // 2100 is not a leap year
+    Date.UTC(2100, 2, 1),
+    Date.UTC(2028, 1, 29, 12),
+    Date.UTC(2026, 11, 31, 23, 59, 59, 999),
+    Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+    253_402_300_800_000, // year 10000: the slow way, six-digit year
+    -1, // before 1970: the slow way
+    1.5, // not a whole ms
+  ];
+  for (let ms = 0; ms < 253_402_300_800_000; ms += 1_234_567_891_011) times.push(ms);
+  for (let day = 0; day < 800; day++) times.push(Date.UTC(2027, 11, 1) + day * 86_400_000 + day);
+  for (const ms of times) assert.equal(formatSpoolTime(ms), new Date(ms).toISOString(), String(ms));
+  assert.equal(parseSpoolTime(formatSpoolTime(1_796_299_339_958)), 1_796_299_339_958);
 });
