@@ -1,4 +1,3 @@
-import selfsigned from "selfsigned";
 import { hashPassword, writeUsersFile } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import { log } from "../log/mod.ts";
@@ -51,6 +50,8 @@ export async function writeSelfSignedCertificate(
   keyFile: string,
   hostname: string,
 ): Promise<void> {
+  // Loaded only here: its X.509 libraries would otherwise take memory in every daemon.
+  const { default: selfsigned } = await import("selfsigned");
   const pems = await selfsigned.generate([{ name: "commonName", value: hostname }], {
     keySize: 2048,
     notAfterDate: new Date(Date.now() + 825 * 86_400_000),

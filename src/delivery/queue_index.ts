@@ -173,28 +173,26 @@ export class QueueIndex {
   }
 
   /**
-   * An index read back from {@linkcode QueueIndex.snapshot}'s lines (as
-   * UTF-8), one line at a time. Every entry is checked; throws a
+   * An index read back from {@linkcode QueueIndex.snapshot}'s lines (each
+   * as UTF-8, without its newline), one line at a time. Every entry is checked; throws a
    * `SyntaxError` naming the first bad line.
    */
-  static fromSnapshot(bytes: Uint8Array): QueueIndex {
+  static fromSnapshot(lines: Iterable<Uint8Array>): QueueIndex {
     const index = new QueueIndex();
     const decoder = new TextDecoder("utf-8", { fatal: true });
     // Decoded and parsed a line at a time: each line's text is garbage at
     // once, which keeps the heap (and RSS) at what the index itself needs.
     let line = 0;
-    for (let start = 0; start < bytes.length; line++) {
-      const end = bytes.indexOf(0x0a, start);
-      if (end < 0) throw new SyntaxError(`line ${line + 1} does not end`);
+    for (const bytes of lines) {
+      line++;
       let c: Compact | null;
       try {
-        c = compactOf(JSON.parse(decoder.decode(bytes.subarray(start, end))));
+        c = compactOf(JSON.parse(decoder.decode(bytes)));
       } catch {
         c = null;
       }
-      start = end + 1;
-      if (!c) throw new SyntaxError(`line ${line + 1} is not a queued message`);
-      if (index.#entries.has(c.id)) throw new SyntaxError(`line ${line + 1}: ${c.id} twice`);
+      if (!c) throw new SyntaxError(`line ${line} is not a queued message`);
+      if (index.#entries.has(c.id)) throw new SyntaxError(`line ${line}: ${c.id} twice`);
       index.#add(c);
     }
     return index;

@@ -4,10 +4,11 @@
 // option or hook to name more, so this subclasses the signer from mailauth's lib/
 // folder. That leans on 7.1.0's internals; deno.json pins the version, and
 // dkim_signer_test.ts checks h= and verifies with python3-dkim, so an upgrade that
-// changes them fails the tests.
+// changes them fails the tests. mailauth (with its dependencies: joi, tldts,
+// libmime) is loaded when a signer is first made (loadSigner), so a daemon
+// with no DKIM key never holds it in memory.
 import { Buffer } from "node:buffer";
 import type { Writable } from "node:stream";
-import { DkimSigner as UntypedDkimSigner } from "mailauth/lib/dkim/dkim-signer.js";
 
 /** One DKIM-Signature to create. */
 export interface SignatureRequest {
@@ -51,9 +52,21 @@ interface MailauthDkimSigner extends Writable {
   messageHeaders(headers: { parsed: MailauthHeaderRow[] }): Promise<void>;
 }
 
-const MailauthDkimSigner = UntypedDkimSigner as new (
+type MailauthDkimSignerClass = new (options: Record<string, unknown>) => MailauthDkimSigner;
+type OversigningSignerClass = new (
   options: Record<string, unknown>,
+  signed: Set<string>,
+  oversign: readonly string[],
 ) => MailauthDkimSigner;
+
+let loading: Promise<OversigningSignerClass> | null = null;
+
+/** Loads mailauth's signer once (DkimSigner asks for it as soon as it has keys). */
+export function loadSigner(): Promise<OversigningSignerClass> {
+  return loading ??= import("mailauth/lib/dkim/dkim-signer.js").then((m) =>
+    oversigning(m.DkimSigner as MailauthDkimSignerClass)
+  );
+}
 
 /**
  * mailauth builds h= by joining the `casedKey` of every signed row, bottom-most first,
@@ -62,23 +75,29 @@ const MailauthDkimSigner = UntypedDkimSigner as new (
  * exactly the empty field a verifier uses for a name with no instance left
  * (RFC 6376 §5.4.2). The hashed bytes stay mailauth's own.
  */
-class OversigningSigner extends MailauthDkimSigner {
-  #signed: Set<string>;
-  #oversign: readonly string[];
+function oversigning(Base: MailauthDkimSignerClass): OversigningSignerClass {
+  return class OversigningSigner extends Base {
+    #signed: Set<string>;
+    #oversign: readonly string[];
 
-  constructor(options: Record<string, unknown>, signed: Set<string>, oversign: readonly string[]) {
-    super(options);
-    this.#signed = signed;
-    this.#oversign = oversign;
-  }
-
-  override async messageHeaders(headers: { parsed: MailauthHeaderRow[] }): Promise<void> {
-    await super.messageHeaders(headers);
-    const top = headers.parsed.find((row) => this.#signed.has(row.key));
-    if (top && this.#oversign.length > 0) {
-      top.casedKey = [top.casedKey, ...this.#oversign].join(": ");
+    constructor(
+      options: Record<string, unknown>,
+      signed: Set<string>,
+      oversign: readonly string[],
+    ) {
+      super(options);
+      this.#signed = signed;
+      this.#oversign = oversign;
     }
-  }
+
+    override async messageHeaders(headers: { parsed: MailauthHeaderRow[] }): Promise<void> {
+      await super.messageHeaders(headers);
+      const top = headers.parsed.find((row) => this.#signed.has(row.key));
+      if (top && this.#oversign.length > 0) {
+        top.casedKey = [top.casedKey, ...this.#oversign].join(": ");
+      }
+    }
+  };
 }
 
 /**
@@ -92,6 +111,7 @@ export async function mailauthSign(
   requests: readonly SignatureRequest[],
   options: MailauthSignOptions,
 ): Promise<string> {
+  const OversigningSigner = await loadSigner();
   const signer = new OversigningSigner(
     {
       canonicalization: "relaxed/relaxed",
@@ -115,7 +135,7 @@ export async function mailauthSign(
   return signer.signatureHeaders.map((line) => `${line}\r\n`).join("");
 }
 
-function endStream(signer: OversigningSigner, bytes: Buffer): Promise<void> {
+function endStream(signer: MailauthDkimSigner, bytes: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     signer.once("finish", () => resolve());
     signer.once("error", (err: Error) => reject(err));

@@ -1,4 +1,4 @@
-import { mailauthSign, type MailauthSignOptions } from "./_mailauth.ts";
+import { loadSigner, mailauthSign, type MailauthSignOptions } from "./_mailauth.ts";
 import type { DkimKey } from "./dkim_key.ts";
 
 /** The header fields signed, each instance present (RFC 6376 §5.4.1). */
@@ -71,6 +71,9 @@ export class DkimSigner {
     }
     this.#now = options.now ?? (() => new Date());
     this.#sign = options.sign ?? mailauthSign;
+    // Loaded now, not on the first message (which would wait for it): a
+    // failure to load shows at that first signing.
+    if (keys.length && !options.sign) loadSigner().catch(() => {});
   }
 
   /**

@@ -5,8 +5,10 @@
 // way a mailauth-based receiver would. mailauth asks its DNS questions through
 // a callback; here it gets our own DNS code's answers, turned into the
 // node:dns error codes it expects.
-import { spf } from "mailauth/lib/spf/index.js";
-import getDmarcRecord from "mailauth/lib/dmarc/get-dmarc-record.js";
+//
+// mailauth's SPF and DMARC code is loaded when first asked for (only
+// `minimta doctor` asks): the daemon never needs it, and its dependencies
+// would take memory in every daemon.
 
 /** One DNS answer: the shape of the dns module's `LookupResult`. */
 export interface DnsAnswerLike {
@@ -45,6 +47,7 @@ export interface CheckSpfOptions {
 
 /** Evaluates SPF for mail from `postmaster@domain` sent from `options.ip` (RFC 7208 §4). */
 export async function checkSpf(domain: string, options: CheckSpfOptions): Promise<SpfVerdict> {
+  const { spf } = await import("mailauth/lib/spf/index.js");
   const result = await spf({
     sender: `postmaster@${domain}`,
     ip: options.ip,
@@ -84,6 +87,7 @@ export async function findDmarcRecord(
   domain: string,
   dns: DnsQuestion,
 ): Promise<DmarcRecord | null> {
+  const { default: getDmarcRecord } = await import("mailauth/lib/dmarc/get-dmarc-record.js");
   const found = await getDmarcRecord(domain, mailauthResolver(dns));
   if (!found) return null;
   const policy = ["none", "quarantine", "reject"].includes(found.p) ? found.p : null;

@@ -1,6 +1,7 @@
 import { promises as fsp } from "node:fs";
 import { decodeMeta } from "./decode_meta.ts";
 import { DirSync } from "./dir_sync.ts";
+import { fileLines } from "./file_lines.ts";
 import { encodeEnvelope, type EnvelopeSpan, envelopeSpan, HEAD_PROBE } from "./envelope.ts";
 import { MessageNotFoundError, SpoolReadError, SpoolWriteError } from "./errors.ts";
 import { giveToOwner, type SpoolOwner, wrapWriteError, writeDurably } from "./durable_write.ts";
@@ -589,40 +590,50 @@ export class Spool {
   }
 
   /**
-   * Takes (reads and removes) the snapshot a clean stop left: its lines
-   * after the stamp, or why they cannot be used. It is stale once a message
+   * Takes (opens and removes) the snapshot a clean stop left: its lines
+   * after the stamp, read as they are asked for (see {@linkcode fileLines}),
+   * or why they cannot be used. It is stale once a message
    * or metadata file was added, replaced or removed since (the folders'
    * change times differ): `minimta queue` changes made while the daemon was
    * stopped, a crash after a start, files moved by hand. Null when there is
    * none.
    */
-  async takeSnapshot(): Promise<{ lines: Uint8Array } | { stale: string } | null> {
+  async takeSnapshot(): Promise<{ lines: Iterable<Uint8Array> } | { stale: string } | null> {
     const path = `${this.dir}/${SNAPSHOT_FILE}`;
-    let bytes: Uint8Array;
+    let lines: Generator<Uint8Array>;
     try {
-      bytes = await Deno.readFile(path);
+      lines = fileLines(await Deno.open(path));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return null;
       return { stale: `${path}: ${error instanceof Error ? error.message : error}` };
     }
-    // Used once: a crash after this start must not find it again.
+    // Used once: a crash after this start must not find it again. (The open
+    // file is still read.)
     await Deno.remove(path).catch(() => {});
-    const newline = bytes.indexOf(0x0a);
-    let head: { version?: unknown; meta_mtime?: unknown; msg_mtime?: unknown };
+    let head: { version?: unknown; meta_mtime?: unknown; msg_mtime?: unknown } | undefined;
     try {
-      head = JSON.parse(new TextDecoder().decode(bytes.subarray(0, Math.max(newline, 0))));
+      const first = lines.next();
+      head = first.done ? undefined : JSON.parse(new TextDecoder().decode(first.value));
     } catch {
+      head = undefined;
+    }
+    if (typeof head !== "object" || head === null) {
+      lines.return(undefined);
       return { stale: `${path}: the first line is not JSON` };
     }
-    if (head?.version !== 1) return { stale: `${path}: version ${head?.version} is not 1` };
     const [meta, msg] = await Promise.all([
       Deno.stat(`${this.dir}/meta`),
       Deno.stat(`${this.dir}/msg`),
     ]);
+    if (head.version !== 1) {
+      lines.return(undefined);
+      return { stale: `${path}: version ${head.version} is not 1` };
+    }
     if (meta.mtime?.getTime() !== head.meta_mtime || msg.mtime?.getTime() !== head.msg_mtime) {
+      lines.return(undefined);
       return { stale: `${path}: the spool changed after it was written` };
     }
-    return { lines: bytes.subarray(newline + 1) };
+    return { lines };
   }
 
   // The envelope of a message file without a metadata file: its metadata,
