@@ -10,6 +10,9 @@
 # Postfix gets the same number of 1 KB messages over SMTP (smtp-source, 20
 # sessions) with `defer_transports = smtp`, so every message goes to its
 # deferred queue untried; the fill waits until `postqueue -p` counts them all.
+# Its backoff and queue run delay are a day, as minimta's messages are due in
+# a day: otherwise a fill longer than Postfix's default 300 s backoff makes
+# qmgr scan and move the whole queue during the timed rounds.
 # Each round then, for each server in turn (alternating, so a change in
 # machine load falls on both alike):
 #   start-up   from the start command to ready: minimta logs "minimta
@@ -27,6 +30,8 @@
 #   list       `minimta queue list --json` of the whole queue through the
 #              daemon; Postfix: `postqueue -j` (its JSON queue listing), both
 #              into a file.
+# Before the fill, BENCH_ROUNDS idle rounds: each server started on its
+# empty queue, RSS and PSS after BENCH_SETTLE s.
 # Both servers are stopped between rounds; the queues stay. Report:
 # bench/out/memory-<date>.txt (median over rounds, ratio to Postfix).
 #
@@ -118,10 +123,6 @@ log:
   level: info
   format: json
 YAML
-say "filling minimta's spool with $N deferred messages"
-(cd "$ROOT" && deno run -A bench/lib/fill_spool.ts "$MDIR/spool" "$N" 1000)
-
-# ---- Postfix: N messages over SMTP, all deferred (defer_transports) ----------------
 PDIR=$WORK/postfix
 PPORT=$((PORT_BASE + 2))
 pf_prepare "$PDIR" "$PPORT"
@@ -129,9 +130,34 @@ mapfile -t conf < <(pf_base_conf "$PDIR")
 postconf -c "$PDIR/etc" -e "${conf[@]}" \
   "relayhost = [127.0.0.2]:$((PORT_BASE + 25))" \
   "defer_transports = smtp" \
+  "minimal_backoff_time = 86400s" "maximal_backoff_time = 86400s" "queue_run_delay = 86400s" \
   "mynetworks = 127.0.0.0/8" \
   "smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination" \
   "default_process_limit = 100"
+
+# ---- idle: both servers on an empty queue, RSS and PSS after BENCH_SETTLE s -------
+IDLE=$WORK/idle.tsv
+: >"$IDLE"
+for r in $(seq 1 "$ROUNDS"); do
+  say "idle round $r of $ROUNDS"
+  rm -f "$MDIR/minimta.log"
+  mta_launch "$MDIR"
+  sleep "$SETTLE"
+  read -r rss pss < <(sum_mem "$MINIMTA_PID")
+  printf 'minimta\t%s\t%d\t%d\n' "$r" "$rss" "$pss" >>"$IDLE"
+  stop_minimta
+  pf_start "$PDIR" "$PPORT"
+  sleep "$SETTLE"
+  read -r rss pss < <(sum_mem "$PF_MASTER" $(pgrep -P "$PF_MASTER" || true))
+  printf 'postfix\t%s\t%d\t%d\n' "$r" "$rss" "$pss" >>"$IDLE"
+  pf_stop "$PDIR"
+done
+rm -rf "$MDIR/spool"
+
+say "filling minimta's spool with $N deferred messages"
+(cd "$ROOT" && deno run -A bench/lib/fill_spool.ts "$MDIR/spool" "$N" 1000)
+
+# ---- Postfix: N messages over SMTP, all deferred (defer_transports) ----------------
 pf_start "$PDIR" "$PPORT"
 say "filling Postfix's queue with $N deferred messages (smtp-source)"
 per=$((N / 20))
@@ -208,5 +234,19 @@ mkdir -p "$OUT_DIR"
     }' "$RESULTS"
   echo "raw runs (server round start-up_s rss_KiB pss_KiB list_s entries):"
   cat "$RESULTS"
+  echo "idle, empty queue, $SETTLE s after ready (median of $ROUNDS):"
+  awk -F'\t' '
+    function median(list,   n, a, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { rss[$1] = rss[$1] " " $3 / 1024; pss[$1] = pss[$1] " " $4 / 1024 }
+    END {
+      for (k in rss) { R[k] = median(rss[k]); P[k] = median(pss[k]); printf "%-12s RSS %5.0f MiB  PSS %5.0f MiB\n", k, R[k], P[k] }
+      if ("minimta" in R && "postfix" in R) printf "%-12s RSS %5.2fx     PSS %5.2fx\n", "ratio", R["minimta"] / R["postfix"], P["minimta"] / P["postfix"]
+    }' "$IDLE"
+  echo "raw idle runs (server round rss_KiB pss_KiB):"
+  cat "$IDLE"
 } | tee "$REPORT"
 say "written to $REPORT"
