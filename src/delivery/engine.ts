@@ -258,6 +258,11 @@ export class DeliveryEngine {
     }
   }
 
+  /** True once {@linkcode stop} ended with attempts still running (they are retried after a restart). */
+  get abandoned(): boolean {
+    return this.#abandoned;
+  }
+
   /**
    * Stops taking new work and waits up to `graceMs` for attempts in flight.
    * Those still running then are abandoned: whatever they later learn is
@@ -265,11 +270,6 @@ export class DeliveryEngine {
    * tried again after the restart (at least once; a remote that already had
    * the data may get it twice, RFC 1047).
    */
-  /** True once {@linkcode stop} ended with attempts still running (they are retried after a restart). */
-  get abandoned(): boolean {
-    return this.#abandoned;
-  }
-
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);

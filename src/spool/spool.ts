@@ -537,21 +537,12 @@ export class Spool {
     index: { has(id: string): boolean; readonly size: number; snapshot(): Iterable<string> },
   ): Promise<boolean> {
     // Stamped before the listing: a change while it runs makes the snapshot stale.
-    const [meta, msg] = await Promise.all([
-      Deno.stat(`${this.dir}/meta`),
-      Deno.stat(`${this.dir}/msg`),
-    ]);
-    if (!meta.mtime || !msg.mtime) return false;
+    const times = await this.#folderTimes();
+    if (times.meta_mtime === null || times.msg_mtime === null) return false;
     const { bodies, names } = await this.#listFiles();
     if (!holdsExactly(index, bodies, names)) return false;
     const encoder = new TextEncoder();
-    let chunk = `${
-      JSON.stringify({
-        version: 1,
-        meta_mtime: meta.mtime.getTime(),
-        msg_mtime: msg.mtime.getTime(),
-      })
-    }\n`;
+    let chunk = `${JSON.stringify({ version: 1, ...times })}\n`;
     const parts: Uint8Array[] = [];
     for (const line of index.snapshot()) {
       chunk += line;
@@ -569,6 +560,15 @@ export class Spool {
       throw error;
     }
     return true;
+  }
+
+  // When msg/ and meta/ last changed (ms), as a snapshot's first line records them.
+  async #folderTimes(): Promise<{ meta_mtime: number | null; msg_mtime: number | null }> {
+    const [meta, msg] = await Promise.all([
+      Deno.stat(`${this.dir}/meta`),
+      Deno.stat(`${this.dir}/msg`),
+    ]);
+    return { meta_mtime: meta.mtime?.getTime() ?? null, msg_mtime: msg.mtime?.getTime() ?? null };
   }
 
   // The message files (id → is a regular file) and metadata file names;
@@ -610,30 +610,28 @@ export class Spool {
     // Used once: a crash after this start must not find it again. (The open
     // file is still read.)
     await Deno.remove(path).catch(() => {});
-    let head: { version?: unknown; meta_mtime?: unknown; msg_mtime?: unknown } | undefined;
+    const stale = await this.#staleness(lines);
+    if (stale === null) return { lines };
+    lines.return(undefined);
+    return { stale: `${path}: ${stale}` };
+  }
+
+  // Why a snapshot whose first line `lines` gives next cannot be used; null when it can.
+  async #staleness(lines: Iterator<Uint8Array>): Promise<string | null> {
+    let head: { version?: unknown; meta_mtime?: unknown; msg_mtime?: unknown } | null = null;
     try {
       const first = lines.next();
-      head = first.done ? undefined : JSON.parse(new TextDecoder().decode(first.value));
+      if (!first.done) head = JSON.parse(new TextDecoder().decode(first.value));
     } catch {
-      head = undefined;
+      // Reported below.
     }
-    if (typeof head !== "object" || head === null) {
-      lines.return(undefined);
-      return { stale: `${path}: the first line is not JSON` };
+    if (typeof head !== "object" || head === null) return "the first line is not JSON";
+    if (head.version !== 1) return `version ${head.version} is not 1`;
+    const now = await this.#folderTimes();
+    if (now.meta_mtime !== head.meta_mtime || now.msg_mtime !== head.msg_mtime) {
+      return "the spool changed after it was written";
     }
-    const [meta, msg] = await Promise.all([
-      Deno.stat(`${this.dir}/meta`),
-      Deno.stat(`${this.dir}/msg`),
-    ]);
-    if (head.version !== 1) {
-      lines.return(undefined);
-      return { stale: `${path}: version ${head.version} is not 1` };
-    }
-    if (meta.mtime?.getTime() !== head.meta_mtime || msg.mtime?.getTime() !== head.msg_mtime) {
-      lines.return(undefined);
-      return { stale: `${path}: the spool changed after it was written` };
-    }
-    return { lines };
+    return null;
   }
 
   // The envelope of a message file without a metadata file: its metadata,
