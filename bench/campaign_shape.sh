@@ -62,7 +62,7 @@
 #   BENCH_MESSAGES=50000 BENCH_DOMAINS=1000 BENCH_ROUNDS=1 BENCH_SESSIONS=10
 #   BENCH_SIZE=4096 BENCH_TIMEOUT=1800 (s per server run)
 #   BENCH_SERVERS="minimta postfix"  (order of round 1; even rounds reverse it)
-#   BENCH_PORT_BASE=43000 BENCH_TMPDIR=/var/tmp BENCH_KEEP=1 BENCH_REPORT_SUFFIX=""
+#   BENCH_PORT_BASE=43000 BENCH_TMPDIR=DIR BENCH_KEEP=1 BENCH_REPORT_SUFFIX=""
 #   BENCH_MINIMTA_FLAGS="" BENCH_MINIMTA_ENTRY=main.ts
 set -euo pipefail
 
@@ -75,7 +75,6 @@ SIZE=${BENCH_SIZE:-4096}
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 SERVERS=${BENCH_SERVERS:-"minimta postfix"}
 PORT_BASE=${BENCH_PORT_BASE:-43000}
-TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 # shellcheck disable=SC2034 # used by bench/lib/minimta.sh
 MINIMTA_FLAGS=${BENCH_MINIMTA_FLAGS:-}
 # shellcheck disable=SC2034 # used by bench/lib/minimta.sh
@@ -111,7 +110,9 @@ $PY -c 'import dns.message' 2>/dev/null || die "$PY lacks dnspython: apt-get ins
   die "need BENCH_MESSAGES >= 1, BENCH_DOMAINS >= 3, BENCH_ROUNDS >= 1, BENCH_SESSIONS >= 1"
 for s in $SERVERS; do case $s in minimta | postfix) ;; *) die "unknown server '$s'" ;; esac; done
 
-WORK=$(mktemp -d "$TMPBASE/minimta-campaign-shape.XXXXXX")
+# shellcheck source=bench/lib/workdir.sh
+. "$ROOT/bench/lib/workdir.sh"
+WORK=$(bench_workdir campaign-shape)
 chmod 755 "$WORK"
 MINIMTA_PID=""
 DNS_PID=""

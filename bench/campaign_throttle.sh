@@ -52,7 +52,7 @@
 #   BENCH_MESSAGES=50000 BENCH_DOMAINS=1000 BENCH_TIMEOUT=14400 (s per server)
 #   BENCH_SERVERS="minimta postfix"  BENCH_MX_CONNS=2 BENCH_MX_RATE=100
 #   BENCH_RATE="90/m" BENCH_CONNECTIONS=2 BENCH_SUSPEND=1m   (minimta's provider)
-#   BENCH_PORT_BASE=42800 BENCH_TMPDIR=/var/tmp BENCH_KEEP=1 BENCH_REPORT_SUFFIX=""
+#   BENCH_PORT_BASE=42800 BENCH_TMPDIR=DIR BENCH_KEEP=1 BENCH_REPORT_SUFFIX=""
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,7 +66,6 @@ RATE=${BENCH_RATE:-90/m}
 CONNECTIONS=${BENCH_CONNECTIONS:-2}
 SUSPEND=${BENCH_SUSPEND:-1m}
 PORT_BASE=${BENCH_PORT_BASE:-42800}
-TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 # shellcheck disable=SC2034 # used by bench/lib/minimta.sh
 MINIMTA_FLAGS=${BENCH_MINIMTA_FLAGS:-}
 # shellcheck disable=SC2034 # used by bench/lib/minimta.sh
@@ -100,7 +99,9 @@ $PY -c 'import dns.message' 2>/dev/null || die "$PY lacks dnspython: apt-get ins
 { [ "$N" -ge 1 ] && [ "$D" -ge 3 ]; } 2>/dev/null || die "need BENCH_MESSAGES >= 1 and BENCH_DOMAINS >= 3"
 for s in $SERVERS; do case $s in minimta | postfix) ;; *) die "unknown server '$s'" ;; esac; done
 
-WORK=$(mktemp -d "$TMPBASE/minimta-campaign.XXXXXX")
+# shellcheck source=bench/lib/workdir.sh
+. "$ROOT/bench/lib/workdir.sh"
+WORK=$(bench_workdir campaign)
 chmod 755 "$WORK"
 MINIMTA_PID=""
 DNS_PID=""

@@ -49,7 +49,7 @@
 # Knobs (environment):
 #   BENCH_MESSAGES=5000 BENCH_WARMUP=500 BENCH_REPEATS=3 BENCH_SESSIONS=20
 #   BENCH_SIZE=4096 BENCH_DOMAINS="1 5" BENCH_CONCURRENCY=50 BENCH_PER_DOMAIN=5
-#   BENCH_SERVERS="postfix minimta-relay minimta-dns" BENCH_TMPDIR=/var/tmp
+#   BENCH_SERVERS="postfix minimta-relay minimta-dns" BENCH_TMPDIR=DIR
 #   BENCH_PORT_BASE=42600            ports BASE+1.. on 127.0.0.1/127.0.0.2 are used
 #   BENCH_TIMEOUT=300                seconds to wait for one run's deliveries
 #   BENCH_MINIMTA_FLAGS=""           extra `deno run` flags
@@ -88,7 +88,6 @@ CONC=${BENCH_CONCURRENCY:-50}
 PER_DOMAIN=${BENCH_PER_DOMAIN:-5}
 SERVERS=${BENCH_SERVERS:-"postfix minimta-relay minimta-dns"}
 PORT_BASE=${BENCH_PORT_BASE:-42600}
-TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 MINIMTA_FLAGS=${BENCH_MINIMTA_FLAGS:-}
 MINIMTA_ENTRY=${BENCH_MINIMTA_ENTRY:-main.ts}
@@ -135,7 +134,9 @@ if [ -n "$DKIM" ]; then
     die "BENCH_DKIM=1 checks the signatures with python3-dkim: apt-get install -y python3-dkim python3-nacl"
 fi
 
-WORK=$(mktemp -d "$TMPBASE/minimta-delivery.XXXXXX")
+# shellcheck source=bench/lib/workdir.sh
+. "$ROOT/bench/lib/workdir.sh"
+WORK=$(bench_workdir delivery)
 chmod 755 "$WORK"
 MINIMTA_PID=""
 SINK_PID=""

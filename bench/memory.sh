@@ -37,7 +37,7 @@
 #
 # Requirements: root, postfix (postfix, postconf, postqueue, smtp-source),
 # Deno, openssl. Knobs: BENCH_QUEUE=100000 BENCH_ROUNDS=3 BENCH_SETTLE=5
-# BENCH_PORT_BASE=42700 BENCH_TMPDIR=/var/tmp BENCH_KEEP=1 (keep the temp dir)
+# BENCH_PORT_BASE=42700 BENCH_TMPDIR=DIR BENCH_KEEP=1 (keep the temp dir)
 # BENCH_MINIMTA_FLAGS="" (extra deno run flags; default: the start task's V8 flags).
 set -euo pipefail
 
@@ -46,7 +46,6 @@ N=${BENCH_QUEUE:-100000}
 ROUNDS=${BENCH_ROUNDS:-3}
 SETTLE=${BENCH_SETTLE:-5}
 PORT_BASE=${BENCH_PORT_BASE:-42700}
-TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 MINIMTA_ENTRY=main.ts
 # The start task's V8 flags (deno.json), as `deno task start` and the compiled binary use.
 MINIMTA_FLAGS=${BENCH_MINIMTA_FLAGS-$(cd "$ROOT" && deno eval --quiet 'const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks.start;
@@ -70,7 +69,9 @@ for tool in deno postfix postconf postqueue smtp-source openssl awk; do
 done
 [ "$(id -u)" = 0 ] || die "must run as root (a private Postfix instance needs it)"
 
-WORK=$(mktemp -d "$TMPBASE/minimta-memory.XXXXXX")
+# shellcheck source=bench/lib/workdir.sh
+. "$ROOT/bench/lib/workdir.sh"
+WORK=$(bench_workdir memory)
 chmod 755 "$WORK"
 MINIMTA_PID=""
 PF_DIRS=()

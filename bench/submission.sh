@@ -27,7 +27,7 @@
 # Knobs (environment):
 #   BENCH_MESSAGES=5000 BENCH_WARMUP=500 BENCH_REPEATS=3 BENCH_SESSIONS=20
 #   BENCH_SIZE=4096 BENCH_PER_CONN=100 BENCH_MODES="plain auth"
-#   BENCH_SERVERS="minimta postfix" BENCH_TMPDIR=/var/tmp
+#   BENCH_SERVERS="minimta postfix" BENCH_TMPDIR=DIR
 #   BENCH_POSTFIX_QUEUE=hold|defer   what Postfix does with accepted mail (see below)
 #   BENCH_PASSWORD=scrypt|plain      how minimta's users.json stores the password
 #   BENCH_PORT_BASE=42500            ports BASE+1.. are used
@@ -67,7 +67,6 @@ SERVERS=${BENCH_SERVERS:-"minimta postfix"}
 PF_QUEUE=${BENCH_POSTFIX_QUEUE:-hold}
 PW_KIND=${BENCH_PASSWORD:-scrypt}
 PORT_BASE=${BENCH_PORT_BASE:-42500}
-TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 MINIMTA_FLAGS=${BENCH_MINIMTA_FLAGS:-}
 MINIMTA_ENTRY=${BENCH_MINIMTA_ENTRY:-main.ts}
 PROFILE=${BENCH_PROFILE:-}
@@ -99,7 +98,9 @@ for m in $MODES; do case $m in plain|auth) ;; *) die "unknown mode '$m'";; esac;
 for s in $SERVERS; do case $s in minimta|postfix) ;; *) die "unknown server '$s'";; esac; done
 case $PF_QUEUE in hold|defer) ;; *) die "BENCH_POSTFIX_QUEUE must be hold or defer";; esac
 
-WORK=$(mktemp -d "$TMPBASE/minimta-bench.XXXXXX")
+# shellcheck source=bench/lib/workdir.sh
+. "$ROOT/bench/lib/workdir.sh"
+WORK=$(bench_workdir bench)
 chmod 755 "$WORK"   # Postfix daemons (user postfix) read the sasldb under it
 MINIMTA_PID=""
 PF_DIRS=()

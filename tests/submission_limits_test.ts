@@ -337,3 +337,34 @@ Deno.test("R11: 1 000 transactions pipelined on one connection: 1 000 × 250, 1 
   // Loose: the heap grows with the queue (about 100 MB here); only a gross leak fails this.
   assert.ok(grown < 200 * MB, `RSS grew by ${(grown / MB).toFixed(0)} MB`);
 });
+
+/** The daemon's open sockets (links to `socket:[…]` in /proc/PID/fd). */
+async function socketCount(pid: number): Promise<number> {
+  let count = 0;
+  for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+    const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "");
+    if (target.startsWith("socket:")) count++;
+  }
+  return count;
+}
+
+Deno.test("QUIT closes the connection: after its 221 the daemon holds no socket for it while the client stays", async () => {
+  await using mta = await Mta.start();
+  // The harness's readiness probe may hold a socket for a moment: settle first.
+  let baseline = await socketCount(mta.pid);
+  for (let i = 0; i < 20; i++, await delay(50)) {
+    baseline = Math.min(baseline, await socketCount(mta.pid));
+  }
+  using smtp = await greeted(mta);
+  await smtp.cmd("EHLO t.test", 250);
+  assert.equal(await socketCount(mta.pid), baseline + 1);
+  await smtp.write("QUIT\r\n");
+  assert.match(await smtp.readToEnd(), /^221 /);
+  // The client keeps its side open. Postfix's smtpd closes at once; so does minimta
+  // (smtp-server alone half-closed and read on for up to 5 s).
+  let held = baseline + 1;
+  for (let i = 0; i < 20 && held > baseline; i++, await delay(50)) {
+    held = await socketCount(mta.pid);
+  }
+  assert.equal(held, baseline, "the daemon still holds the quit connection's socket");
+});
