@@ -59,12 +59,15 @@ connection.init = function (this: Connection) {
 // than any client finishing its pipeline sends, the socket is destroyed.
 // Test: tests/submission_limits_test.ts (R6).
 const AFTER_CLOSE_ALLOWANCE = 64 * 1024;
+/** The parts of a connection and its socket that changes 3 and 4 use. */
 interface ClosingConnection {
   _closing: boolean;
   _upgrading: boolean;
   _socket: {
     destroyed: boolean;
+    writableFinished: boolean;
     on(event: "data", listener: (chunk: Uint8Array) => void): void;
+    once(event: "finish", listener: () => void): void;
     destroy(): void;
   };
 }
@@ -87,25 +90,18 @@ closing.close = function (this: ClosingConnection) {
 // client closes its side. Postfix's smtpd closes the connection as soon as
 // its 221 is sent. A client that resets its side after the 221 (smtp-source
 // does) then makes the half-open socket fail with ECONNRESET. Node's stream
-// code formats that error's stack trace: measured here at 8% of the intake's
-// CPU with one connection per message (BENCH_PROFILE=1 bash
-// bench/submission.sh). Once the 221 has been handed to the kernel, the
-// socket is closed, as Postfix does. The kernel still sends the reply.
+// code formats that error's stack trace: 7-8% of the intake's CPU with one
+// connection per message (BENCH_PROFILE=1 bash bench/submission.sh), about
+// half of it left when the reset beats the "finish" below. Once the 221 and
+// the FIN are with the kernel, the socket is closed, as Postfix does; the
+// kernel still sends the reply. Only after QUIT: a 421 (change 3) may reach a
+// client still sending, whose FIN is still read.
 // Test: tests/submission_limits_test.ts ("QUIT closes the connection").
-interface QuittingConnection {
-  _upgrading: boolean;
-  _socket: {
-    destroyed: boolean;
-    writableFinished: boolean;
-    once(event: "finish", listener: () => void): void;
-    destroy(): void;
-  };
-}
 const quitting = SMTPConnection.prototype as unknown as {
   handler_QUIT(command: unknown, callback: () => void): void;
 };
 const quit = quitting.handler_QUIT;
-quitting.handler_QUIT = function (this: QuittingConnection, command, callback) {
+quitting.handler_QUIT = function (this: ClosingConnection, command, callback) {
   quit.call(this, command, callback);
   const socket = this._socket;
   if (socket.destroyed || this._upgrading) return;
