@@ -7,6 +7,7 @@
  * parse them, or plain text for humans.
  */
 import {
+  compareLogLevel,
   configureSync,
   disposeSync,
   getLogger,
@@ -57,11 +58,13 @@ export function setupLogging(options: LoggingOptions = {}): void {
     const bytes = encoder.encode(format_(record));
     if (!logFile?.write(bytes)) writeAll(logFile ? Deno.stderr : out, bytes);
   };
+  const lowest = toLevel(options.level ?? "info");
+  mailOut = { sink, lowest };
   configureSync({
     reset: true,
     sinks: { out: sink },
     loggers: [
-      { category: ["minimta"], sinks: ["out"], lowestLevel: toLevel(options.level ?? "info") },
+      { category: ["minimta"], sinks: ["out"], lowestLevel: lowest },
       { category: ["logtape", "meta"], sinks: ["out"], lowestLevel: "warning" },
     ],
   });
@@ -69,6 +72,7 @@ export function setupLogging(options: LoggingOptions = {}): void {
 
 /** Flushes and detaches the logger; call before the process exits. */
 export function closeLogging(): void {
+  mailOut = null;
   disposeSync();
   logFile?.close();
   logFile = null;
@@ -184,13 +188,32 @@ export type MailLogName =
  * message has one, so a grep for the id shows its whole life.
  */
 export function mailLog(event: MailLogName, fields: Record<string, unknown>): void {
-  const logger = getLogger(["minimta", "mail"]);
-  const level = event === "rejected" || event === "auth_failure" ||
-      event === "provider_suspended" || event === "bulk_lint"
-    ? "warning"
-    : "info";
-  logger[level](event, { event, ...fields });
+  const out = mailOut;
+  const level = WARNING_EVENTS.has(event) ? "warning" : "info";
+  if (!out || compareLogLevel(level, out.lowest) < 0) return;
+  // Straight to the sink, with the record LogTape would build: the mail log
+  // writes several lines per message, and LogTape's logger (template parsing,
+  // the walk up the category tree for sinks) cost 4% of the intake thread.
+  out.sink({
+    category: MAIL_CATEGORY,
+    level,
+    message: [event],
+    rawMessage: event,
+    timestamp: Date.now(),
+    properties: { event, ...fields },
+  });
 }
+
+const MAIL_CATEGORY = ["minimta", "mail"] as const;
+const WARNING_EVENTS = new Set<MailLogName>([
+  "rejected",
+  "auth_failure",
+  "provider_suspended",
+  "bulk_lint",
+]);
+
+// The sink and level setupLogging configured, for mailLog; null before and after.
+let mailOut: { sink: Sink; lowest: LogLevel } | null = null;
 
 function toLevel(level: string): LogLevel {
   return level as LogLevel;

@@ -4,7 +4,13 @@ import { DirSync } from "./dir_sync.ts";
 import { fileLines } from "./file_lines.ts";
 import { encodeEnvelope, type EnvelopeSpan, envelopeSpan, HEAD_PROBE } from "./envelope.ts";
 import { MessageNotFoundError, SpoolReadError, SpoolWriteError } from "./errors.ts";
-import { giveToOwner, type SpoolOwner, wrapWriteError, writeDurably } from "./durable_write.ts";
+import {
+  giveToOwner,
+  renameWritten,
+  type SpoolOwner,
+  wrapWriteError,
+  writeDurably,
+} from "./durable_write.ts";
 import { Outbox } from "./outbox.ts";
 import { isQueueId, newQueueId } from "./queue_id.ts";
 import { SuppressionList } from "./suppression_list.ts";
@@ -242,8 +248,9 @@ export class Spool {
       // One file: envelope and message, fsynced under tmp/, renamed into
       // msg/ (the message now exists), and msg/ fsynced before the caller
       // may answer 250 (docs/testing.md I1).
-      await this.#writeFile(tmp, [encodeEnvelope(encodeMeta(meta)), ...parts]);
-      await Deno.rename(tmp, this.#bodyPath(id));
+      const file = [encodeEnvelope(encodeMeta(meta)), ...parts];
+      await this.#writeFile(tmp, file);
+      await renameWritten(tmp, this.#bodyPath(id), file);
       if (this.#fsync) await this.#msgSync.sync();
     } catch (error) {
       await this.#discard([tmp, this.#bodyPath(id)]);
@@ -413,8 +420,9 @@ export class Spool {
   async writeMeta(meta: MessageMeta): Promise<void> {
     const tmp = `${this.dir}/tmp/${meta.id}.${crypto.randomUUID().slice(0, 8)}.json`;
     try {
-      await this.#writeFile(tmp, [encodeMeta(meta)]);
-      await Deno.rename(tmp, this.#metaPath(meta.id));
+      const file = [encodeMeta(meta)];
+      await this.#writeFile(tmp, file);
+      await renameWritten(tmp, this.#metaPath(meta.id), file);
       if (this.#fsync) await this.#metaSync.sync();
     } catch (error) {
       await this.#discard([tmp]);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SYNC_WRITE_LIMIT } from "./durable_write.ts";
 import { MessageNotFoundError, Spool } from "./mod.ts";
 
 const msg = {
@@ -36,6 +37,18 @@ Deno.test("spool stores bytes exactly, with 0600 files in 0700 folders", async (
   assert.deepEqual(await t.spool.readBody(meta.id), body);
   for (const sub of ["", "/msg", "/meta", "/tmp"]) {
     assert.equal((await Deno.stat(`${t.dir}${sub}`)).mode! & 0o777, 0o700);
+  }
+  assert.deepEqual([...Deno.readDirSync(`${t.dir}/tmp`)], []);
+});
+
+Deno.test("spool stores messages on both sides of the synchronous-write limit byte for byte, in one 0600 file", async () => {
+  await using t = await temp();
+  for (const size of [SYNC_WRITE_LIMIT - 600, SYNC_WRITE_LIMIT + 1, 3 * SYNC_WRITE_LIMIT]) {
+    const body = new Uint8Array(size).map((_, i) => (i * 7) & 0xff);
+    const half = size >> 1;
+    const meta = await t.spool.create([body.subarray(0, half), body.subarray(half)], msg);
+    assert.deepEqual(await t.spool.readBody(meta.id), body, `a ${size}-byte message`);
+    assert.equal((await Deno.stat(`${t.dir}/msg/${meta.id}.eml`)).mode! & 0o777, 0o600);
   }
   assert.deepEqual([...Deno.readDirSync(`${t.dir}/tmp`)], []);
 });
