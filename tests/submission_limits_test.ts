@@ -368,3 +368,42 @@ Deno.test("QUIT closes the connection: after its 221 the daemon holds no socket 
   }
   assert.equal(held, baseline, "the daemon still holds the quit connection's socket");
 });
+
+Deno.test("reset after QUIT: connections whose client resets once it sent QUIT are all closed, with no socket error logged, and the daemon serves on", async () => {
+  await using mta = await Mta.start({ config: { log: { level: "debug" } } });
+  let baseline = await socketCount(mta.pid);
+  for (let i = 0; i < 20; i++, await delay(50)) {
+    baseline = Math.min(baseline, await socketCount(mta.pid));
+  }
+  // Python's socket module can set SO_LINGER 0, so its close() sends a reset at once.
+  const script = `
+import socket, struct, sys
+for _ in range(30):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.recv(512)
+    s.sendall(b"EHLO t.test\\r\\n")
+    while not s.recv(512).endswith(b"\\r\\n"):
+        pass
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(b"QUIT\\r\\n")
+    s.close()
+`;
+  const run = await new Deno.Command("python3", {
+    args: ["-c", script, String(mta.port)],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+  // The error a reset raises is dropped after QUIT (src/submission/_smtp_server_patches.ts,
+  // change 4): the sockets must still be closed and given back.
+  let held = baseline + 1;
+  for (let i = 0; i < 40 && held > baseline; i++, await delay(50)) {
+    held = await socketCount(mta.pid);
+  }
+  assert.equal(held, baseline, "sockets of reset connections still held");
+  using smtp = await greeted(mta);
+  await smtp.cmd("EHLO t.test", 250);
+  await delay(300);
+  const errors = mta.stdout.split("\n").filter((line) => /ECONNRESET|reset by peer/i.test(line));
+  assert.deepEqual(errors, [], "socket errors logged for connections that had quit");
+});
