@@ -15,6 +15,7 @@ import { log } from "../log/mod.ts";
 import type { MessageMeta } from "../spool/mod.ts";
 import type { LocalConnectionGate, SharedChecks, SmtpRejection } from "../submission/mod.ts";
 import type { FromWorker, Refusal, ToWorker } from "./intake_protocol.ts";
+import { PostBatch } from "./post_batch.ts";
 
 /** Options for {@linkcode IntakePool}. */
 export interface IntakePoolOptions {
@@ -36,7 +37,7 @@ export interface IntakePoolOptions {
   dkim: Config["dkim"];
   /** The daemon's EventStream. */
   emit: EmitEvent;
-  /** A message a worker stored (before its 250). */
+  /** A message a worker stored (posted in the turn of its 250). */
   queued: (meta: MessageMeta) => void;
   /**
    * After a worker died: whatever it stored but had not yet announced must
@@ -48,6 +49,8 @@ export interface IntakePoolOptions {
 interface Slot {
   index: number;
   worker: Worker | null;
+  /** What goes to `worker`, in batches (post_batch.ts). */
+  out: PostBatch<ToWorker> | null;
   listening: boolean;
   ports: number[];
   /** Connections admitted through this worker, by IP (released if it dies). */
@@ -82,6 +85,7 @@ export class IntakePool {
     this.#slots = Array.from({ length: options.workers }, (_, i) => ({
       index: i + 1,
       worker: null,
+      out: null,
       listening: false,
       ports: [],
       ips: new Map(),
@@ -154,6 +158,7 @@ export class IntakePool {
       }).then(() => {
         slot.worker?.terminate();
         slot.worker = null;
+        slot.out = null;
         slot.listening = false;
       })
     )).then(() => {});
@@ -168,14 +173,17 @@ export class IntakePool {
   }
 
   #send(slot: Slot, message: ToWorker): void {
-    slot.worker?.postMessage(message);
+    slot.out?.post(message);
   }
 
   #spawn(slot: Slot): Promise<void> {
     const worker = new Worker(WORKER_URL, { type: "module", name: `intake-${slot.index}` });
     slot.worker = worker;
+    slot.out = new PostBatch<ToWorker>(worker);
     slot.listening = false;
-    worker.onmessage = (event: MessageEvent<FromWorker>) => this.#handle(slot, event.data);
+    worker.onmessage = (event: MessageEvent<FromWorker[]>) => {
+      for (const message of event.data) this.#handle(slot, message);
+    };
     worker.onmessageerror = () =>
       logger.error("Unreadable message from intake worker {index}", { index: slot.index });
     worker.onerror = (event: ErrorEvent) => {
@@ -210,6 +218,7 @@ export class IntakePool {
       case "start_failed":
         slot.worker?.terminate();
         slot.worker = null;
+        slot.out = null;
         slot.started?.reject(new Error(m.error));
         slot.started = null;
         break;
@@ -298,6 +307,7 @@ export class IntakePool {
     if (slot.worker !== worker) return;
     worker.terminate();
     slot.worker = null;
+    slot.out = null;
     const wasListening = slot.listening;
     slot.listening = false;
     for (const [ip, open] of slot.ips) for (let i = 0; i < open; i++) this.#o.gate.release(ip);

@@ -2,7 +2,8 @@
  * @module
  * The messages between the daemon's main thread and its intake workers
  * (`server.workers`, src/cli/intake_pool.ts and src/cli/intake_worker.ts).
- * Everything here is structured-cloneable plain data.
+ * Everything here is structured-cloneable plain data; each side posts an
+ * array of these per turn of its event loop (src/cli/post_batch.ts).
  */
 import type { FailureVerdict, User } from "../auth/mod.ts";
 import type { Config, LoadedConfig } from "../config/mod.ts";
@@ -43,7 +44,7 @@ export type FromWorker =
   | { t: "listening"; ports: number[] }
   | { t: "start_failed"; error: string }
   | { t: "event"; event: MailEvent }
-  /** A message is in the spool (sent before its 250): the delivery engine schedules it. */
+  /** A message is in the spool (posted in the turn of its 250): the delivery engine schedules it. */
   | { t: "queued"; meta: MessageMeta }
   /** Reply: {@linkcode Admission}. */
   | { t: "admit"; id: number; ip: string; trusted: boolean }

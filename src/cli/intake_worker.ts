@@ -8,7 +8,7 @@
  * message (src/cli/intake_protocol.ts): the connection limits, the AUTH
  * throttle, the suppression list and the sending limits (asked at RCPT and
  * DATA, counted at queue time), and the delivery engine, told of each queued
- * message before its 250. DKIM keys are the ones the main thread signs with:
+ * message in the turn of its 250. DKIM keys are the ones the main thread signs with:
  * it sends its `dkim` entries on SIGHUP and on a rotation switch. The worker never takes the spool lock: the main thread holds it.
  */
 import { Authenticator, type FailureVerdict } from "../auth/mod.ts";
@@ -27,14 +27,16 @@ import {
 } from "../submission/mod.ts";
 import { buildIntake, buildSubmission, loadSigner } from "./build_intake.ts";
 import type { FromWorker, Refusal, Replies, ToWorker } from "./intake_protocol.ts";
+import { PostBatch } from "./post_batch.ts";
 
-/** The parts of a worker's global scope used here. */
+/** The parts of a worker's global scope used here (messages go in batches: post_batch.ts). */
 interface WorkerScope {
-  postMessage(message: FromWorker): void;
-  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  postMessage(messages: FromWorker[]): void;
+  onmessage: ((event: MessageEvent<ToWorker[]>) => void) | null;
 }
 
 const scope = globalThis as unknown as WorkerScope;
+const out = new PostBatch<FromWorker>(scope);
 const logger = log("workers");
 const waiting = new Map<number, (value: unknown) => void>();
 let nextId = 0;
@@ -46,7 +48,7 @@ let running: {
 } | null = null;
 
 function post(message: FromWorker): void {
-  scope.postMessage(message);
+  out.post(message);
 }
 
 /** Sends a request to the main thread; resolves with its reply. */
@@ -101,7 +103,9 @@ async function start(init: Extract<ToWorker, { t: "init" }>): Promise<void> {
   const { config } = init.loaded;
   setupLogging({ level: config.log.level, format: config.log.format });
   const spool = await Spool.open(config.queue.dir, { fsync: config.queue.fsync });
-  // Sent before create() resolves, so before the 250.
+  // Queued before create() resolves, so before the 250, and posted at the end of that
+  // turn; a worker that dies first leaves the file in the spool, and the pool's adopt()
+  // rescans it.
   spool.subscribe((meta) => post({ t: "queued", meta }));
   let signer: DkimSigner = await loadSigner(config, init.dkim);
   const emit: EmitEvent = (event) => post({ t: "event", event });
@@ -144,7 +148,10 @@ async function start(init: Extract<ToWorker, { t: "init" }>): Promise<void> {
 }
 
 scope.onmessage = (event) => {
-  const message = event.data;
+  for (const message of event.data) handle(message);
+};
+
+function handle(message: ToWorker): void {
   switch (message.t) {
     case "init":
       start(message).catch((error) => post({ t: "start_failed", error: reason(error) }));
@@ -179,4 +186,4 @@ scope.onmessage = (event) => {
       });
       break;
   }
-};
+}
