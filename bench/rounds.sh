@@ -28,15 +28,25 @@ out="bench/out/$suite-$stamp$sfx-rounds.txt"
   echo "$suite: median over $rounds alternating rounds (one run per server per round)"
   printf '%-8s %-15s %9s %11s  %s\n' "case" "server" "msg/s" "CPU ms/msg" "runs (msg/s, sorted)"
   sort -k1,1 -k2,2 "$raw" | awk '
-    function median(list,   n, a, i, j, t) {
+    # Sorts the numbers of a space-separated list into a[1..n]; returns n.
+    function sortnum(list, a,   n, i, j, t) {
       n = split(list, a, " ")
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n
+    }
+    function median(list,   n, a) {
+      n = sortnum(list, a)
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function ascending(list,   n, a, i, out) {
+      n = sortnum(list, a)
+      for (i = 1; i <= n; i++) out = out " " a[i]
+      return out
     }
     { key = $1 " " $2; rate[key] = rate[key] " " $3; cpu[key] = cpu[key] " " $4; cases[$1] = 1; servers[key] = $2 }
     END {
       for (k in rate) { r[k] = median(rate[k]); c[k] = median(cpu[k]) }
-      for (k in rate) printf "%-8s %-15s %9.0f %11.2f %s\n", substr(k, 1, index(k, " ") - 1), servers[k], r[k], c[k], rate[k]
+      for (k in rate) printf "%-8s %-15s %9.0f %11.2f %s\n", substr(k, 1, index(k, " ") - 1), servers[k], r[k], c[k], ascending(rate[k])
       for (cs in cases) for (k in rate) {
         split(k, p, " ")
         if (p[1] != cs || p[2] ~ /^postfix$/) continue
