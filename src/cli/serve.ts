@@ -215,6 +215,7 @@ export async function serve(loaded: LoadedConfig): Promise<number> {
   });
   webhooks?.start();
   await engine.start("index");
+  collectStartupGarbage();
   const http = config.http.listen_addr
     ? startStatusServer(config, {
       engine,
@@ -404,6 +405,18 @@ type IntakeServer = Pick<
   SubmissionServer,
   "listen" | "close" | "ports" | "listening" | "connections"
 >;
+
+/**
+ * A full garbage collection once the queue index is built. Reading every
+ * metadata file at start-up leaves the heap grown by what was parsed and
+ * dropped (with 100,000 messages queued, 162 MiB RSS against 143 MiB after
+ * this), and V8 does not shrink it on its own while the daemon idles. The
+ * start task (deno.json), and so the compiled binary, runs with
+ * `--expose-gc`; without it this does nothing.
+ */
+function collectStartupGarbage(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
 
 /** `server.workers`, 0 meaning one per CPU. */
 function intakeWorkers(config: Config): number {
