@@ -81,6 +81,9 @@ const DIR_MODE = 0o700;
  * `meta/`) are read as before.
  */
 const FREE_SPACE_CACHE_MS = 1_000;
+// Messages remembered as having no metadata file, at most (about 3 MiB): past
+// it, new ones are read the ordinary way, metadata file first.
+const FRESH_LIMIT = 50_000;
 
 export class Spool {
   readonly dir: string;
@@ -91,6 +94,14 @@ export class Spool {
   #metaSync: DirSync;
   #topSync: DirSync | undefined;
   #lock: Deno.FsFile | null = null;
+  /**
+   * Messages this spool created that have no metadata file yet (null until
+   * it holds the lock). With the lock it is the only writer of metadata, so
+   * reading or removing one of these skips the metadata file: the failed
+   * open of a file that is not there, and the error object built for it,
+   * cost an attempt's read and removal more than the work itself.
+   */
+  #fresh: Set<string> | null = null;
   #listeners: ((meta: MessageMeta) => void)[] = [];
   #owner: SpoolOwner;
 
@@ -144,6 +155,7 @@ export class Spool {
       return false;
     }
     this.#lock = file;
+    this.#fresh = new Set();
     return true;
   }
 
@@ -256,6 +268,7 @@ export class Spool {
       await this.#discard([tmp, this.#bodyPath(id)]);
       throw wrapWriteError(error, id);
     }
+    if (this.#fresh && this.#fresh.size < FRESH_LIMIT) this.#fresh.add(id);
     for (const listener of this.#listeners) listener(meta);
     return meta;
   }
@@ -271,6 +284,7 @@ export class Spool {
   /** Reads one message's metadata: `meta/ID.json`, or the message file's envelope until there is one. */
   async get(id: string): Promise<MessageMeta> {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
+    if (this.#fresh?.has(id)) return await this.#envelopeMeta(id);
     let text: string;
     try {
       text = await Deno.readTextFile(this.#metaPath(id));
@@ -295,7 +309,7 @@ export class Spool {
     if (!isQueueId(id)) throw new MessageNotFoundError(id);
     let text: string | null = null;
     try {
-      text = await Deno.readTextFile(this.#metaPath(id));
+      if (!this.#fresh?.has(id)) text = await Deno.readTextFile(this.#metaPath(id));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) {
         throw await this.#readError(this.#metaPath(id), error);
@@ -418,6 +432,8 @@ export class Spool {
    * fsynced under tmp/, renamed over the old one, and the directory fsynced.
    */
   async writeMeta(meta: MessageMeta): Promise<void> {
+    // From now on the metadata file is read (until it exists, a reader falls back to the envelope).
+    this.#fresh?.delete(meta.id);
     const tmp = `${this.dir}/tmp/${meta.id}.${crypto.randomUUID().slice(0, 8)}.json`;
     try {
       const file = [encodeMeta(meta)];
@@ -448,6 +464,7 @@ export class Spool {
     // would otherwise add a directory sync to the one new submissions wait
     // on. An operator's delete is made durable: deleted mail never returns.
     if (options.durable && this.#fsync) await this.#msgSync.sync();
+    if (this.#fresh?.delete(id)) return; // it never had a metadata file
     // Left behind by a crash, metadata without its message file is quarantined at the next start.
     await Deno.remove(this.#metaPath(id)).catch(() => {});
   }

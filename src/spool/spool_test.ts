@@ -243,3 +243,29 @@ Deno.test("spool recover takes the expected messages without reading them, unles
   const full = await t.spool.recover({ expected, onMessage: (m) => read.push(m.id) });
   assert.deepEqual([full.matched, full.messages, read], [false, 1, [a.id]]);
 });
+
+Deno.test("the lock holder reads a new message from its envelope, then from its metadata once written, and removes both files", async () => {
+  await using t = await temp();
+  assert.equal(await t.spool.lock(), true);
+  try {
+    const body = new Uint8Array([0x48, 0x69, 0x0d, 0x0a]);
+    const fresh = await t.spool.create([body], msg);
+    const first = await t.spool.load(fresh.id);
+    assert.equal(first.meta.state, "queued");
+    assert.deepEqual(first.body, body);
+    assert.equal((await t.spool.get(fresh.id)).state, "queued");
+    await t.spool.writeMeta({ ...fresh, state: "held" });
+    assert.equal((await t.spool.load(fresh.id)).meta.state, "held", "load after writeMeta");
+    assert.equal((await t.spool.get(fresh.id)).state, "held", "get after writeMeta");
+    await t.spool.remove(fresh.id);
+    assert.deepEqual([...Deno.readDirSync(`${t.dir}/meta`)], [], "its metadata file is removed");
+    assert.deepEqual([...Deno.readDirSync(`${t.dir}/msg`)], []);
+    // One that never got a metadata file is removed just as well.
+    const never = await t.spool.create([body], msg);
+    await t.spool.remove(never.id);
+    assert.deepEqual([...Deno.readDirSync(`${t.dir}/msg`)], []);
+    await assert.rejects(t.spool.load(never.id), MessageNotFoundError);
+  } finally {
+    t.spool.close();
+  }
+});
