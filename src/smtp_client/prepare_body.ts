@@ -24,39 +24,81 @@ export class DotStuffer {
 
   /** Encode one chunk; the result may be up to twice as long. */
   push(chunk: Uint8Array): Uint8Array {
-    const out = new Uint8Array(chunk.length * 2 + 2);
+    const n = chunk.length;
+    const out = new Uint8Array(n * 2 + 2);
     let o = 0;
-    let runStart = 0;
-    for (let i = 0; i < chunk.length; i++) {
+    let i = 0;
+    // The state lives in locals while the bytes are walked: this runs over every
+    // byte of every message sent.
+    let lineStart = this.#lineStart;
+    let pendingCr = false;
+    if (this.#pendingCr) {
+      // The previous chunk ended in CR (NULs do not count): a line break, whatever follows.
+      while (i < n && chunk[i] === NUL) i++;
+      if (i === n) return out.subarray(0, 0); // still undecided
+      out[o++] = CR;
+      out[o++] = LF;
+      lineStart = true;
+      if (chunk[i] === LF) i++;
+    }
+    // Bytes from runStart to i are copied unchanged, CRLF pairs included.
+    let runStart = i;
+    for (; i < n; i++) {
       const b = chunk[i];
-      if (
-        b !== CR && b !== LF && b !== NUL && !(b === DOT && this.#lineStart) && !this.#pendingCr
-      ) {
-        this.#lineStart = false;
+      if (b > DOT) {
+        lineStart = false;
+        continue;
+      }
+      if (b === DOT) {
+        if (lineStart) {
+          out.set(chunk.subarray(runStart, i), o);
+          o += i - runStart;
+          out[o++] = DOT; // and the dot itself, as the run goes on from it
+          runStart = i;
+        }
+        lineStart = false;
+        continue;
+      }
+      if (b !== CR && b !== LF && b !== NUL) {
+        lineStart = false;
+        continue;
+      }
+      if (b === CR) {
+        // Dropped NULs do not count: CR NUL LF is one line break.
+        let j = i + 1;
+        while (j < n && chunk[j] === NUL) j++;
+        if (j === i + 1 && j < n && chunk[j] === LF) {
+          i++; // CRLF, copied as it is
+          lineStart = true;
+          continue;
+        }
+        out.set(chunk.subarray(runStart, i), o);
+        o += i - runStart;
+        if (j === n) {
+          pendingCr = true; // the next chunk tells whether an LF belongs to it
+          runStart = n;
+          break;
+        }
+        out[o++] = CR;
+        out[o++] = LF;
+        lineStart = true;
+        if (chunk[j] === LF) i = j;
+        runStart = i + 1;
         continue;
       }
       out.set(chunk.subarray(runStart, i), o);
       o += i - runStart;
       runStart = i + 1;
       if (b === NUL) continue;
-      if (this.#pendingCr) {
-        this.#pendingCr = false;
-        o = this.#newline(out, o);
-        if (b === LF) continue;
-      }
-      if (b === CR) this.#pendingCr = true;
-      else if (b === LF) o = this.#newline(out, o);
-      else if (b === DOT && this.#lineStart) {
-        out[o++] = DOT;
-        out[o++] = DOT;
-        this.#lineStart = false;
-      } else {
-        out[o++] = b;
-        this.#lineStart = false;
-      }
+      // A bare LF.
+      out[o++] = CR;
+      out[o++] = LF;
+      lineStart = true;
     }
     out.set(chunk.subarray(runStart), o);
-    o += chunk.length - runStart;
+    o += n - runStart;
+    this.#lineStart = lineStart;
+    this.#pendingCr = pendingCr;
     return out.subarray(0, o);
   }
 
@@ -66,13 +108,6 @@ export class DotStuffer {
     this.#pendingCr = false;
     this.#lineStart = true;
     return needsCrlf ? concat([CRLF, TERMINATOR]) : TERMINATOR.slice();
-  }
-
-  #newline(out: Uint8Array, o: number): number {
-    out[o] = CR;
-    out[o + 1] = LF;
-    this.#lineStart = true;
-    return o + 2;
   }
 }
 
