@@ -102,6 +102,11 @@ export class DotStuffer {
     return out.subarray(0, o);
   }
 
+  /** {@linkcode push} of a body's last chunk and {@linkcode end} in one buffer: one write, not two. */
+  finish(chunk: Uint8Array): Uint8Array {
+    return concat([this.push(chunk), this.end()]);
+  }
+
   /** Close the body: finish an open line with CRLF, then the `.` CRLF terminator. */
   end(): Uint8Array {
     const needsCrlf = this.#pendingCr || !this.#lineStart;

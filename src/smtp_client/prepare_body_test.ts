@@ -128,3 +128,16 @@ Deno.test("prepareBody() is linear on a large body", () => {
   const out = prepareBody(big);
   ok(out.length > big.length);
 });
+
+Deno.test("DotStuffer.finish() gives push() and end() in one buffer, as the last write of a body", () => {
+  for (const text of ["", "a", "a\r\n", ".x\r", "x\r\n.\r\n", "end\r"]) {
+    const one = new DotStuffer();
+    const two = new DotStuffer();
+    const head = bytes("first\r\n.");
+    assertEquals(latin1(one.push(head)), latin1(two.push(head)));
+    assertEquals(
+      latin1(one.finish(bytes(text))),
+      latin1(two.push(bytes(text))) + latin1(two.end()),
+    );
+  }
+});

@@ -265,10 +265,12 @@ export class Session implements SmtpSession {
 /** The body dot-stuffed, in slices; each slice is written under the data-block deadline. */
 function* stuffedSlices(body: Uint8Array): Generator<Uint8Array> {
   const stuffer = new DotStuffer();
-  for (let i = 0; i < body.length; i += BODY_SLICE) {
+  let i = 0;
+  for (; i + BODY_SLICE < body.length; i += BODY_SLICE) {
     yield stuffer.push(body.subarray(i, i + BODY_SLICE));
   }
-  yield stuffer.end();
+  // The last slice goes with the terminator: most messages are sent in one write.
+  yield stuffer.finish(body.subarray(i));
 }
 
 interface StageReplies {
