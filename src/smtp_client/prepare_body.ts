@@ -126,8 +126,7 @@ export class DotStuffer {
  * ```
  */
 export function prepareBody(bytes: Uint8Array): Uint8Array {
-  const stuffer = new DotStuffer();
-  return concat([stuffer.push(bytes), stuffer.end()]);
+  return new DotStuffer().finish(bytes);
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {
