@@ -103,6 +103,68 @@ Deno.test({
 });
 
 Deno.test({
+  name: "mail for two domains with the same MX host goes over one connection",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    await using dns = await FakeDns.start({
+      "shop.test": { MX: [[10, "mx.hosting.test"]] },
+      "club.test": { MX: [[10, "mx.hosting.test"]] },
+      "mx.hosting.test": { A: [net(2)] },
+    });
+    await using mx = await FakeMx.start(net(2), port, { name: "mx.hosting.test" });
+    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const first = await submit(mta, { to: ["ann@shop.test"] });
+    await waitFor("the first message to leave the queue", () => isGone(mta, first));
+    const second = await submit(mta, { to: ["bob@club.test"] });
+    await waitFor("the second message to leave the queue", () => isGone(mta, second));
+    const txs = await mx.transactions();
+    assert.deepEqual(txs.map((t) => t.rcpts), [["ann@shop.test"], ["bob@club.test"]]);
+    assert.equal(await mx.connections(), 1, "club.test's message went over shop.test's connection");
+  },
+});
+
+Deno.test({
+  name:
+    "a connection is shared by MX host name, and one to a backup MX only with the domain that used it",
+  ignore: needs,
+  async fn() {
+    const net = loopbackNet();
+    const [port] = freePorts(1);
+    // Both names lead to the same address: with delivery.tls verify the
+    // certificate is checked against the name, so they are not one host.
+    // backup.test's best MX does not answer; its backup is mx.hosting.test.
+    await using dns = await FakeDns.start({
+      "shop.test": { MX: [[10, "mx.hosting.test"]] },
+      "alias.test": { MX: [[10, "other-name.hosting.test"]] },
+      "backup.test": { MX: [[10, "down.backup.test"], [20, "mx.hosting.test"]] },
+      "mx.hosting.test": { A: [net(2)] },
+      "other-name.hosting.test": { A: [net(2)] },
+      "down.backup.test": { A: [net(3)] },
+    });
+    await using mx = await FakeMx.start(net(2), port, { name: "mx.hosting.test" });
+    await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
+    const send = async (to: string) => {
+      const id = await submit(mta, { to: [to] });
+      await waitFor(`the message to ${to} to leave the queue`, () => isGone(mta, id));
+    };
+    await send("ann@shop.test");
+    await send("bob@alias.test");
+    assert.equal(await mx.connections(), 2, "another host name opens its own connection");
+    // To backup.test: its best MX refuses, so mx.hosting.test takes it over a
+    // new connection (shop.test's is not used for a backup MX) ...
+    await send("cat@backup.test");
+    assert.equal(await mx.connections(), 3);
+    // ... and that one carries backup.test's next message.
+    await send("dan@backup.test");
+    assert.equal(await mx.connections(), 3, "backup.test's second message reused its connection");
+    const txs = await mx.transactions();
+    assert.equal(txs[2].conn, txs[3].conn);
+  },
+});
+
+Deno.test({
   name:
     "the delivery log event has queue id, recipient, relay, code, status, text, outcome, attempt, delay and tls",
   ignore: needs,

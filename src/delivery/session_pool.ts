@@ -13,13 +13,15 @@ export interface SessionPoolOptions {
 interface Idle {
   session: SmtpSession;
   used: number;
+  /** The recipient domain of the connection's last transaction. */
+  domain?: string;
   timer: ReturnType<typeof setTimeout>;
 }
 
 /**
- * Idle outbound connections kept per destination (recipient domain or
+ * Idle outbound connections kept per destination (an MX host or the
  * smarthost), so the next message to the same place reuses the connection
- * (after RSET) instead of paying DNS, TCP and TLS again.
+ * instead of paying TCP, TLS and EHLO again.
  */
 export class SessionPool {
   #idle = new Map<string, Idle[]>();
@@ -34,11 +36,17 @@ export class SessionPool {
     this.#maxIdle = options.maxIdle ?? 50;
   }
 
-  /** An idle connection to `key` with how many messages it has carried, if any. */
-  take(key: string): { session: SmtpSession; used: number } | null {
+  /**
+   * An idle connection to `key` with how many messages it has carried, if
+   * any; with `domain`, only one whose last transaction was for that domain.
+   */
+  take(key: string, domain?: string): { session: SmtpSession; used: number } | null {
     const list = this.#idle.get(key);
-    while (list && list.length) {
-      const entry = list.pop()!;
+    if (!list) return null;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const entry = list[i];
+      if (domain !== undefined && entry.domain !== domain && entry.session.usable) continue;
+      list.splice(i, 1);
       this.#count--;
       clearTimeout(entry.timer);
       if (!list.length) this.#idle.delete(key);
@@ -60,7 +68,13 @@ export class SessionPool {
    * Keeps a connection after a transaction, or closes it when it is worn
    * out (`maxMessages`, default the pool's) or the pool is full.
    */
-  give(key: string, session: SmtpSession, used: number, maxMessages?: number): void {
+  give(
+    key: string,
+    session: SmtpSession,
+    used: number,
+    maxMessages?: number,
+    domain?: string,
+  ): void {
     const most = maxMessages ?? this.#maxMessages;
     if (!session.usable || used >= most || this.#count >= this.#maxIdle) {
       void session.quit();
@@ -69,6 +83,7 @@ export class SessionPool {
     const entry: Idle = {
       session,
       used,
+      domain,
       timer: setTimeout(() => this.#expire(key, entry), this.#idleMs),
     };
     const list = this.#idle.get(key) ?? [];

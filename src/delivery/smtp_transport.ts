@@ -71,6 +71,8 @@ export interface AttemptRequest {
 interface Address {
   host: string;
   ip: string;
+  /** The MX preference of the host (0 for a relay host). */
+  preference: number;
 }
 
 /**
@@ -97,27 +99,45 @@ export class SmtpTransport {
 
   /** One attempt; never throws. */
   async attempt(req: AttemptRequest): Promise<RecipientOutcome[]> {
-    const shaped = !this.#o.relay && req.destination?.startsWith("provider:") &&
-      req.route?.kind === "ok";
-    // A provider's connections are shared by all its domains: one to an MX
-    // host carries mail for any domain that has that host as its MX.
-    const keys = shaped && req.route?.kind === "ok"
-      ? req.route.targets.map((t) => `${req.destination}|${t.host}`)
-      : [this.#o.relay ? `relay:${this.#o.relay.host}` : req.domain];
-    for (const key of keys) {
-      const pooled = this.#pool.take(key);
-      if (!pooled) continue;
-      const outcomes = await this.#tryPooled(key, pooled, req);
+    const relay = this.#o.relay;
+    if (relay) {
+      const pooled = this.#pool.take(`relay:${relay.host}`);
+      const outcomes = pooled && await this.#tryPooled(`relay:${relay.host}`, pooled, req);
       if (outcomes) return outcomes;
-      break;
     }
     const route = await this.#addresses(req.domain, req.route);
     if (!Array.isArray(route)) {
       return req.recipients.map((r) => local(r, route.kind, route.status, route.text));
     }
+    // An idle connection is kept under the MX host's name, so it carries the
+    // next message for any domain whose most preferred MX hosts include that
+    // host (a campaign's domains hosted at one provider share connections).
+    // The name, not only the address: with `delivery.tls: verify` the
+    // certificate was checked against that name. A connection to a less
+    // preferred host (the better ones failed) is reused only for the domain
+    // that last used it. A provider's connections are keyed under the
+    // provider too, as its connection limit counts them.
+    const keyOf = (address: Address) =>
+      relay
+        ? `relay:${relay.host}`
+        : `${this.#shaped(req) ? req.destination : "mx"}|${address.host}`;
+    if (!relay) {
+      const best = Math.min(...route.map((a) => a.preference));
+      const seen = new Set<string>();
+      for (const address of route) {
+        const key = keyOf(address);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const pooled = this.#pool.take(key, address.preference > best ? req.domain : undefined);
+        if (!pooled) continue;
+        const outcomes = await this.#tryPooled(key, pooled, req);
+        if (outcomes) return outcomes;
+        break;
+      }
+    }
     let last = local("", "temporary", "4.4.1", "No MX host could be reached");
     for (const address of route.slice(0, this.#o.maxAddresses ?? 5)) {
-      const key = shaped ? `${req.destination}|${address.host}` : keys[0];
+      const key = keyOf(address);
       const session = await this.#connect(address, req.destination).catch((error) => {
         last = local(
           "",
@@ -145,6 +165,11 @@ export class SmtpTransport {
       );
     }
     return req.recipients.map((r) => ({ ...last, address: r }));
+  }
+
+  // Whether the shaper's provider destination holds this attempt's connections.
+  #shaped(req: AttemptRequest): boolean {
+    return !this.#o.relay && !!req.destination?.startsWith("provider:");
   }
 
   /**
@@ -231,7 +256,7 @@ export class SmtpTransport {
         if (!over.length || !round.some((o) => o.kind === "delivered") || !session.usable) break;
         rest = over.map((o) => o.address);
       }
-      this.#pool.give(key, session, used + sent, this.#maxMessages(req));
+      this.#pool.give(key, session, used + sent, this.#maxMessages(req), req.domain);
       return req.recipients.map((r) => done.get(r)!);
     } catch (error) {
       session.close();
@@ -270,7 +295,7 @@ export class SmtpTransport {
       if (host.kind !== "ok") {
         return { kind: "temporary", status: host.status, text: `Relay host: ${host.text}` };
       }
-      return host.addresses.map((ip) => ({ host: relay.host, ip }));
+      return host.addresses.map((ip) => ({ host: relay.host, ip, preference: 0 }));
     }
     const route = known ??
       await this.#o.resolver.route(domain, { allowLoopback: this.#o.allowLoopback });
@@ -280,7 +305,9 @@ export class SmtpTransport {
     if (route.kind === "temporary") {
       return { kind: "temporary", status: route.status, text: route.text };
     }
-    return route.targets.flatMap((t) => t.addresses.map((ip) => ({ host: t.host, ip })));
+    return route.targets.flatMap((t) =>
+      t.addresses.map((ip) => ({ host: t.host, ip, preference: t.preference }))
+    );
   }
 
   /**
