@@ -416,3 +416,30 @@ Deno.test({
     assert.equal(await mta.stop(), 0);
   },
 });
+
+Deno.test({
+  name:
+    "W9: by default (server.workers: auto) a daemon that signs runs one intake worker per CPU, one that does not runs none",
+  async fn() {
+    const cpus = navigator.hardwareConcurrency || 1;
+    {
+      await using mta = await Mta.start({ dkim: ["rsa"] });
+      const id = await submit(mta, { to: ["bob@dest.test"] });
+      assert.match(text(await mta.readEml(id)), /^DKIM-Signature:/m);
+      if (cpus > 1) {
+        assert.match(mta.stdout, new RegExp(`Intake on ${cpus} worker threads`));
+      } else assert.doesNotMatch(mta.stdout, /worker threads/);
+      assert.equal(await mta.stop(), 0);
+    }
+    {
+      await using mta = await Mta.start();
+      await submit(mta, { to: ["bob@dest.test"] });
+      assert.doesNotMatch(
+        mta.stdout,
+        /worker threads/,
+        "no DKIM key: everything in the main thread",
+      );
+      assert.equal(await mta.stop(), 0);
+    }
+  },
+});

@@ -425,9 +425,15 @@ function collectStartupGarbage(): void {
   });
 }
 
-/** `server.workers`, 0 meaning one per CPU. */
-function intakeWorkers(config: Config): number {
-  return config.server.workers || Math.max(1, navigator.hardwareConcurrency || 1);
+/**
+ * `server.workers`: 0 means one per CPU; "auto" one per CPU when the daemon
+ * signs (a DKIM key is configured), else 1, as workers pay for themselves
+ * only with CPU-bound work to spread (README, "Intake workers").
+ */
+export function intakeWorkers(config: Config, cpus = navigator.hardwareConcurrency || 1): number {
+  const workers = config.server.workers;
+  if (workers === "auto") return config.dkim.length ? Math.max(1, cpus) : 1;
+  return workers || Math.max(1, cpus);
 }
 
 /**

@@ -4,7 +4,7 @@ import { parseDuration } from "./duration.ts";
 /** What a leaf key may hold. */
 type Leaf =
   | { t: "string"; nonEmpty?: boolean }
-  | { t: "int"; min: number; max?: number }
+  | { t: "int"; min: number; max?: number; auto?: boolean }
   | { t: "bool" }
   | { t: "duration"; min?: number; optional?: boolean }
   | { t: "size"; min: number }
@@ -39,7 +39,7 @@ export const SCHEMA: Schema = {
     idle_timeout: { t: "duration", min: 1_000 },
     transaction_timeout: { t: "duration", min: 1_000 },
     bulk_lint: { t: "enum", values: ["off", "warn", "reject"] },
-    workers: { t: "int", min: 0, max: 256 },
+    workers: { t: "int", min: 0, max: 256, auto: true },
   },
   tls: { cert_file: { t: "string" }, key_file: { t: "string" } },
   auth: {
@@ -143,12 +143,17 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string): unknown {
       if (typeof value !== "string") fail(key, "a string", value);
       if (leaf.nonEmpty && value.trim() === "") fail(key, "a non-empty string", value);
       return value;
-    case "int":
+    case "int": {
+      if (leaf.auto && value === "auto") return value;
+      const or = leaf.auto ? ' or "auto"' : "";
       if (typeof value !== "number" || !Number.isInteger(value) || value < leaf.min) {
-        fail(key, `an integer >= ${leaf.min}`, value);
+        fail(key, `an integer >= ${leaf.min}${or}`, value);
       }
-      if (leaf.max !== undefined && value > leaf.max) fail(key, `an integer <= ${leaf.max}`, value);
+      if (leaf.max !== undefined && value > leaf.max) {
+        fail(key, `an integer <= ${leaf.max}${or}`, value);
+      }
       return value;
+    }
     case "bool":
       if (typeof value !== "boolean") fail(key, "true or false", value);
       return value;

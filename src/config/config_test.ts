@@ -47,6 +47,10 @@ Deno.test("config errors name the file, the key path and what was expected", () 
       /server\.trusted_networks\[0\]: expected a CIDR/,
     ],
     ["dkim:\n  - domain: a.test\n    selector: s\n", /dkim\[0\]\.private_key_file: missing/],
+    [
+      "server:\n  workers: all\n",
+      /server\.workers: expected an integer >= 0 or "auto", got string "all"$/,
+    ],
     ["server: [\n", /^Config "f\.yaml": not valid YAML/],
     ["log: 3\n", /log: expected a mapping/],
     // Names that Object.prototype has are not schema keys.
@@ -211,4 +215,11 @@ Deno.test("dkim entries take next_selector and next_private_key_file together, a
     () => entry("    retired:\n      - selector: s0\n        until: soon\n"),
     /dkim\[0\]\.retired\[0\]\.until: expected a date and time/,
   );
+});
+
+Deno.test("server.workers is auto by default and takes a count or auto", () => {
+  assert.equal(DEFAULTS.server.workers, "auto");
+  assert.equal(parseConfigText("server:\n  workers: 3\n", "f.yaml").server.workers, 3);
+  assert.equal(parseConfigText("server:\n  workers: auto\n", "f.yaml").server.workers, "auto");
+  assert.equal(parseConfigText("server:\n  workers: 0\n", "f.yaml").server.workers, 0);
 });

@@ -19,7 +19,7 @@ export const DEFAULTS: Config = {
     idle_timeout: 60_000,
     transaction_timeout: 300_000,
     bulk_lint: "warn",
-    workers: 1,
+    workers: "auto",
   },
   tls: { cert_file: "/etc/minimta/certs/server.crt", key_file: "/etc/minimta/certs/server.key" },
   auth: {

@@ -35,8 +35,11 @@ export interface Config {
     transaction_timeout: number;
     /** Bulk mail without RFC 8058 one-click unsubscribe: let through, warn and count, or refuse. */
     bulk_lint: "off" | "warn" | "reject";
-    /** Event loops (threads) running the SMTP intake; 0 = one per CPU, 1 = no worker thread. */
-    workers: number;
+    /**
+     * Event loops (threads) running the SMTP intake; 0 = one per CPU, 1 = no
+     * worker thread, "auto" = one per CPU when a DKIM key is configured, else 1.
+     */
+    workers: number | "auto";
   };
   tls: { cert_file: string; key_file: string };
   auth: {
