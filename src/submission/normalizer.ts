@@ -48,39 +48,57 @@ export class LineEndingNormalizer {
         out.push(CRLF);
       }
     }
+    // The per-byte state lives in locals (this is the hot loop of every
+    // message's DATA) and goes back to the fields at each line end and at
+    // the end of the chunk.
+    let column = this.#column;
+    let nul = 0;
+    let high = false;
+    const n = chunk.length;
     let i = start;
-    for (; i < chunk.length; i++) {
+    for (; i < n; i++) {
       const byte = chunk[i];
-      if (byte !== CR && byte !== LF) {
-        if (this.#column === 0) this.#folded = byte === SP || byte === HT;
-        this.#column++;
+      if (byte > CR) {
+        if (column === 0) this.#folded = byte === SP;
+        column++;
+        if (byte > 0x7f) high = true;
+        continue;
       }
-      if (byte > 0x7f) this.eightBit = true;
-      else if (byte === NUL) this.nul++;
-      else if (byte === LF) {
+      if (byte !== CR && byte !== LF) {
+        if (column === 0) this.#folded = byte === HT;
+        column++;
+        if (byte === NUL) nul++;
+        continue;
+      }
+      this.#column = column;
+      column = 0;
+      if (byte === LF) {
         this.#endLine();
         // A LF here has no CR before it (CRLF pairs are consumed below).
         this.bare++;
         if (i > start) out.push(chunk.subarray(start, i));
         out.push(CRLF);
         start = i + 1;
-      } else if (byte === CR) {
-        if (i + 1 === chunk.length) {
-          if (i > start) out.push(chunk.subarray(start, i));
-          this.#pendingCR = true;
-          start = i + 1;
-        } else if (chunk[i + 1] === LF) {
-          this.#endLine();
-          i++;
-        } else {
-          this.#endLine();
-          this.bare++;
-          if (i > start) out.push(chunk.subarray(start, i));
-          out.push(CRLF);
-          start = i + 1;
-        }
+      } else if (i + 1 === n) {
+        // Whether the line ends here is known with the next chunk.
+        column = this.#column;
+        if (i > start) out.push(chunk.subarray(start, i));
+        this.#pendingCR = true;
+        start = i + 1;
+      } else if (chunk[i + 1] === LF) {
+        this.#endLine();
+        i++;
+      } else {
+        this.#endLine();
+        this.bare++;
+        if (i > start) out.push(chunk.subarray(start, i));
+        out.push(CRLF);
+        start = i + 1;
       }
     }
+    this.#column = column;
+    this.nul += nul;
+    if (high) this.eightBit = true;
     if (start === 0 && out.length === 0) return [chunk];
     if (i > start) out.push(chunk.subarray(start, i));
     return out;
