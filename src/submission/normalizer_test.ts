@@ -63,6 +63,27 @@ Deno.test("normalizer output has CR and LF only as CRLF, whatever the input and 
   );
 });
 
+Deno.test("normalizer counts and header measures do not depend on where chunks split", () => {
+  const byte = fc.constantFrom(0x0d, 0x0a, 0x20, 0x09, 0x3a, 0x41, 0x00, 0xc3);
+  const measures = (n: LineEndingNormalizer) => ({
+    bare: n.bare,
+    nul: n.nul,
+    eightBit: n.eightBit,
+    longestLine: n.longestLine,
+    header: n.header,
+  });
+  fc.assert(
+    fc.property(
+      fc.array(byte, { maxLength: 200 }),
+      fc.array(fc.nat(), { maxLength: 8 }),
+      (arr, cuts) => {
+        const data = new Uint8Array(arr);
+        assert.deepEqual(measures(run(split(data, cuts)).n), measures(run([data]).n));
+      },
+    ),
+  );
+});
+
 Deno.test("normalizer measures the longest line across chunks and line ends", () => {
   const line = (n: number) => "x".repeat(n);
   assert.equal(run([bytes(`${line(998)}\r\n${line(10)}\n`)]).n.longestLine, 998);
