@@ -53,7 +53,7 @@
 #   BENCH_PORT_BASE=42600            ports BASE+1.. on 127.0.0.1/127.0.0.2 are used
 #   BENCH_TIMEOUT=300                seconds to wait for one run's deliveries
 #   BENCH_MINIMTA_FLAGS=""           extra `deno run` flags
-#   BENCH_WORKERS=1                  minimta's server.workers (0 = one per CPU)
+#   BENCH_WORKERS=auto               minimta's server.workers (the default auto: one per CPU with DKIM on, else 1)
 #   BENCH_MINIMTA_ENTRY=main.ts      minimta entry point relative to the project root
 #   BENCH_KEEP=1                     keep the temp dir (logs, spools)
 #   BENCH_PROFILE=1                  sample minimta's main thread with the V8 CPU
@@ -272,7 +272,7 @@ server:
   listen_tls_addr: ""
   local_socket: "" # never the host's /run/minimta
   trusted_networks: ["127.0.0.1/32"]
-  workers: ${BENCH_WORKERS:-1}
+  workers: ${BENCH_WORKERS:-auto}
 tls:
   cert_file: $WORK/server.crt
   key_file: $WORK/server.key

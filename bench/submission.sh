@@ -32,7 +32,7 @@
 #   BENCH_PASSWORD=scrypt|plain      how minimta's users.json stores the password
 #   BENCH_PORT_BASE=42500            ports BASE+1.. are used
 #   BENCH_MINIMTA_FLAGS=""           extra `deno run` flags (e.g. --cpu-prof)
-#   BENCH_WORKERS=1                  minimta's server.workers (1 = no worker thread, the default; 0 = one per CPU)
+#   BENCH_WORKERS=auto               minimta's server.workers (auto, the default: no DKIM here, so 1 = no worker thread; 0 = one per CPU)
 #   BENCH_MINIMTA_ENTRY=main.ts      minimta entry point, relative to the project
 #                                    root (experiments: bench/lib/experiments/)
 #   BENCH_KEEP=1                     keep the temp dir (logs, spools) for inspection
@@ -156,7 +156,7 @@ server:
   listen_tls_addr: ""
   local_socket: "" # never the host's /run/minimta
   trusted_networks: $trusted
-  workers: ${BENCH_WORKERS:-1}
+  workers: ${BENCH_WORKERS:-auto}
 tls:
   cert_file: $WORK/server.crt
   key_file: $WORK/server.key
