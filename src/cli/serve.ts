@@ -430,7 +430,7 @@ function collectStartupGarbage(): void {
  * signs (a DKIM key is configured), else 1, as workers pay for themselves
  * only with CPU-bound work to spread (README, "Intake workers").
  */
-export function intakeWorkers(config: Config, cpus = navigator.hardwareConcurrency || 1): number {
+function intakeWorkers(config: Config, cpus = navigator.hardwareConcurrency || 1): number {
   const workers = config.server.workers;
   if (workers === "auto") return config.dkim.length ? Math.max(1, cpus) : 1;
   return workers || Math.max(1, cpus);
