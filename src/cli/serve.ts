@@ -426,15 +426,22 @@ function collectStartupGarbage(): void {
 }
 
 /**
- * `server.workers`: 0 means one per CPU; "auto" one per CPU when the daemon
- * signs (a DKIM key is configured), else 1, as workers pay for themselves
- * only with CPU-bound work to spread (README, "Intake workers").
+ * `server.workers`: 0 means one per CPU; "auto" one per CPU, at most
+ * {@linkcode AUTO_WORKERS_MAX}, when the daemon signs (a DKIM key is
+ * configured), else 1, as workers pay for themselves only with CPU-bound
+ * work to spread (README, "Intake workers").
  */
 function intakeWorkers(config: Config, cpus = navigator.hardwareConcurrency || 1): number {
   const workers = config.server.workers;
-  if (workers === "auto") return config.dkim.length ? Math.max(1, cpus) : 1;
+  if (workers === "auto") {
+    return config.dkim.length ? Math.min(Math.max(1, cpus), AUTO_WORKERS_MAX) : 1;
+  }
   return workers || Math.max(1, cpus);
 }
+
+// Each worker holds about 30 MiB more at rest, and past a few signing
+// workers the main thread (delivery, the one view of limits) is the limit.
+const AUTO_WORKERS_MAX = 4;
 
 /**
  * After an intake worker died: messages it stored whose announcement never
