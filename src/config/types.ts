@@ -37,7 +37,7 @@ export interface Config {
     bulk_lint: "off" | "warn" | "reject";
     /**
      * Event loops (threads) running the SMTP intake; 0 = one per CPU, 1 = no
-     * worker thread, "auto" = one per CPU when a DKIM key is configured, else 1.
+     * worker thread, "auto" = one per CPU (at most 4) when a DKIM key is configured, else 1.
      */
     workers: number | "auto";
   };
