@@ -62,6 +62,13 @@ export interface ResolverOptions {
   preferIPv6?: boolean;
   /** Where the system resolver's servers are read for RCODE probes. @default "/etc/resolv.conf" */
   resolvConfPath?: string;
+  /**
+   * Queries in flight at once; more wait for a turn. A campaign's first
+   * burst routes hundreds of domains at once, and a burst of UDP queries
+   * beyond what the server keeps up with is dropped and costs each dropped
+   * query the resolver's whole retry time, then a deferral. @default 64
+   */
+  maxQueries?: number;
 }
 
 /** Per-call options of {@linkcode Resolver.route}. */
@@ -99,7 +106,21 @@ export class Resolver {
     this.#servers = (opts.servers ?? []).map(parseNameServer);
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
     this.#routeTimeoutMs = opts.routeTimeoutMs ?? 30_000;
-    this.#resolveDns = opts.resolveDns ?? Deno.resolveDns;
+    const resolveDns = opts.resolveDns ?? Deno.resolveDns;
+    const turns = new Turns(opts.maxQueries ?? 64);
+    this.#resolveDns =
+      ((name: string, type: Deno.RecordType, options?: Deno.ResolveDnsOptions) =>
+        turns.run(() =>
+          (resolveDns as (
+            n: string,
+            t: Deno.RecordType,
+            o?: Deno.ResolveDnsOptions,
+          ) => Promise<unknown>)(
+            name,
+            type,
+            options,
+          )
+        )) as typeof Deno.resolveDns;
     this.#probe = opts.probe ?? probeRcode;
     this.#ownAddresses = opts.ownAddresses ?? interfaceAddresses;
     this.#random = opts.random ?? Math.random;
@@ -304,4 +325,28 @@ async function routeMx(
     })`,
   };
   return chooseRoute(domain, resolved, { implicit: false, maxHosts, none });
+}
+
+// At most `limit` calls of run() at once; the others wait in order (a query
+// whose lookup timed out meanwhile is still started, and Deno.resolveDns
+// rejects it at once for its aborted signal).
+class Turns {
+  #free: number;
+  #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.#free = Math.max(1, limit);
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
 }
