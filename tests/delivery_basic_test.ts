@@ -82,6 +82,12 @@ Deno.test({
   },
 });
 
+/** Submits one message to `to` and waits until it has left the queue. */
+async function deliver(mta: Mta, to: string): Promise<void> {
+  const id = await submit(mta, { to: [to] });
+  await waitFor(`the message to ${to} to leave the queue`, () => isGone(mta, id));
+}
+
 Deno.test({
   name: "two messages to one MX host reuse one connection",
   ignore: needs,
@@ -91,10 +97,8 @@ Deno.test({
     await using dns = await FakeDns.start(mxZone("dest.test", "mx1.dest.test", net(2)));
     await using mx = await FakeMx.start(net(2), port, { name: "mx1.dest.test" });
     await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
-    const first = await submit(mta, { to: ["one@dest.test"] });
-    await waitFor("the first message to leave the queue", () => isGone(mta, first));
-    const second = await submit(mta, { to: ["two@dest.test"] });
-    await waitFor("the second message to leave the queue", () => isGone(mta, second));
+    await deliver(mta, "one@dest.test");
+    await deliver(mta, "two@dest.test");
     const txs = await mx.transactions();
     assert.deepEqual(txs.map((t) => t.rcpts), [["one@dest.test"], ["two@dest.test"]]);
     assert.equal(await mx.connections(), 1, "the second message went over the first connection");
@@ -115,10 +119,8 @@ Deno.test({
     });
     await using mx = await FakeMx.start(net(2), port, { name: "mx.hosting.test" });
     await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
-    const first = await submit(mta, { to: ["ann@shop.test"] });
-    await waitFor("the first message to leave the queue", () => isGone(mta, first));
-    const second = await submit(mta, { to: ["bob@club.test"] });
-    await waitFor("the second message to leave the queue", () => isGone(mta, second));
+    await deliver(mta, "ann@shop.test");
+    await deliver(mta, "bob@club.test");
     const txs = await mx.transactions();
     assert.deepEqual(txs.map((t) => t.rcpts), [["ann@shop.test"], ["bob@club.test"]]);
     assert.equal(await mx.connections(), 1, "club.test's message went over shop.test's connection");
@@ -145,19 +147,15 @@ Deno.test({
     });
     await using mx = await FakeMx.start(net(2), port, { name: "mx.hosting.test" });
     await using mta = await Mta.start({ config: { delivery: deliveryConfig({ dns, port }) } });
-    const send = async (to: string) => {
-      const id = await submit(mta, { to: [to] });
-      await waitFor(`the message to ${to} to leave the queue`, () => isGone(mta, id));
-    };
-    await send("ann@shop.test");
-    await send("bob@alias.test");
+    await deliver(mta, "ann@shop.test");
+    await deliver(mta, "bob@alias.test");
     assert.equal(await mx.connections(), 2, "another host name opens its own connection");
     // To backup.test: its best MX refuses, so mx.hosting.test takes it over a
     // new connection (shop.test's is not used for a backup MX) ...
-    await send("cat@backup.test");
+    await deliver(mta, "cat@backup.test");
     assert.equal(await mx.connections(), 3);
     // ... and that one carries backup.test's next message.
-    await send("dan@backup.test");
+    await deliver(mta, "dan@backup.test");
     assert.equal(await mx.connections(), 3, "backup.test's second message reused its connection");
     const txs = await mx.transactions();
     assert.equal(txs[2].conn, txs[3].conn);

@@ -156,9 +156,7 @@ export class IntakePool {
         slot.closed = done;
         this.#send(slot, { t: "close", graceMs });
       }).then(() => {
-        slot.worker?.terminate();
-        slot.worker = null;
-        slot.out = null;
+        this.#stop(slot);
         slot.listening = false;
       })
     )).then(() => {});
@@ -170,6 +168,13 @@ export class IntakePool {
     if (!slot?.worker) return false;
     this.#send(slot, { t: "crash" });
     return true;
+  }
+
+  // Ends the slot's worker thread and its outgoing batches.
+  #stop(slot: Slot): void {
+    slot.worker?.terminate();
+    slot.worker = null;
+    slot.out = null;
   }
 
   #send(slot: Slot, message: ToWorker): void {
@@ -216,9 +221,7 @@ export class IntakePool {
         slot.started = null;
         break;
       case "start_failed":
-        slot.worker?.terminate();
-        slot.worker = null;
-        slot.out = null;
+        this.#stop(slot);
         slot.started?.reject(new Error(m.error));
         slot.started = null;
         break;
@@ -305,9 +308,7 @@ export class IntakePool {
    */
   #died(slot: Slot, worker: Worker, error: string): void {
     if (slot.worker !== worker) return;
-    worker.terminate();
-    slot.worker = null;
-    slot.out = null;
+    this.#stop(slot);
     const wasListening = slot.listening;
     slot.listening = false;
     for (const [ip, open] of slot.ips) for (let i = 0; i < open; i++) this.#o.gate.release(ip);

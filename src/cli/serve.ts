@@ -431,12 +431,11 @@ function collectStartupGarbage(): void {
  * configured), else 1, as workers pay for themselves only with CPU-bound
  * work to spread (README, "Intake workers").
  */
-function intakeWorkers(config: Config, cpus = navigator.hardwareConcurrency || 1): number {
+function intakeWorkers(config: Config): number {
+  const cpus = Math.max(1, navigator.hardwareConcurrency || 1);
   const workers = config.server.workers;
-  if (workers === "auto") {
-    return config.dkim.length ? Math.min(Math.max(1, cpus), AUTO_WORKERS_MAX) : 1;
-  }
-  return workers || Math.max(1, cpus);
+  if (workers === "auto") return config.dkim.length ? Math.min(cpus, AUTO_WORKERS_MAX) : 1;
+  return workers || cpus;
 }
 
 // Each worker holds about 30 MiB more at rest, and past a few signing

@@ -99,10 +99,10 @@ export class SmtpTransport {
 
   /** One attempt; never throws. */
   async attempt(req: AttemptRequest): Promise<RecipientOutcome[]> {
-    const relay = this.#o.relay;
-    if (relay) {
-      const pooled = this.#pool.take(`relay:${relay.host}`);
-      const outcomes = pooled && await this.#tryPooled(`relay:${relay.host}`, pooled, req);
+    const relayKey = this.#o.relay ? `relay:${this.#o.relay.host}` : null;
+    if (relayKey) {
+      const pooled = this.#pool.take(relayKey);
+      const outcomes = pooled && await this.#tryPooled(relayKey, pooled, req);
       if (outcomes) return outcomes;
     }
     const route = await this.#addresses(req.domain, req.route);
@@ -117,17 +117,15 @@ export class SmtpTransport {
     // preferred host (the better ones failed) is reused only for the domain
     // that last used it. A provider's connections are keyed under the
     // provider too, as its connection limit counts them.
-    const keyOf = (address: Address) =>
-      relay
-        ? `relay:${relay.host}`
-        : `${this.#shaped(req) ? req.destination : "mx"}|${address.host}`;
-    if (!relay) {
+    const prefix = req.destination?.startsWith("provider:") ? req.destination : "mx";
+    const keyOf = (address: Address) => relayKey ?? `${prefix}|${address.host}`;
+    if (!relayKey) {
       const best = Math.min(...route.map((a) => a.preference));
-      const seen = new Set<string>();
+      const tried = new Set<string>();
       for (const address of route) {
         const key = keyOf(address);
-        if (seen.has(key)) continue;
-        seen.add(key);
+        if (tried.has(key)) continue;
+        tried.add(key);
         const pooled = this.#pool.take(key, address.preference > best ? req.domain : undefined);
         if (!pooled) continue;
         const outcomes = await this.#tryPooled(key, pooled, req);
@@ -165,11 +163,6 @@ export class SmtpTransport {
       );
     }
     return req.recipients.map((r) => ({ ...last, address: r }));
-  }
-
-  // Whether the shaper's provider destination holds this attempt's connections.
-  #shaped(req: AttemptRequest): boolean {
-    return !this.#o.relay && !!req.destination?.startsWith("provider:");
   }
 
   /**

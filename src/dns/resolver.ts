@@ -106,21 +106,11 @@ export class Resolver {
     this.#servers = (opts.servers ?? []).map(parseNameServer);
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
     this.#routeTimeoutMs = opts.routeTimeoutMs ?? 30_000;
-    const resolveDns = opts.resolveDns ?? Deno.resolveDns;
+    // Deno.resolveDns is overloaded per record type; the wrapper passes any call through.
+    const resolve = (opts.resolveDns ?? Deno.resolveDns) as AnyResolveDns;
     const turns = new Turns(opts.maxQueries ?? 64);
-    this.#resolveDns =
-      ((name: string, type: Deno.RecordType, options?: Deno.ResolveDnsOptions) =>
-        turns.run(() =>
-          (resolveDns as (
-            n: string,
-            t: Deno.RecordType,
-            o?: Deno.ResolveDnsOptions,
-          ) => Promise<unknown>)(
-            name,
-            type,
-            options,
-          )
-        )) as typeof Deno.resolveDns;
+    const limited: AnyResolveDns = (...args) => turns.run(() => resolve(...args));
+    this.#resolveDns = limited as typeof Deno.resolveDns;
     this.#probe = opts.probe ?? probeRcode;
     this.#ownAddresses = opts.ownAddresses ?? interfaceAddresses;
     this.#random = opts.random ?? Math.random;
@@ -327,9 +317,17 @@ async function routeMx(
   return chooseRoute(domain, resolved, { implicit: false, maxHosts, none });
 }
 
-// At most `limit` calls of run() at once; the others wait in order (a query
-// whose lookup timed out meanwhile is still started, and Deno.resolveDns
-// rejects it at once for its aborted signal).
+type AnyResolveDns = (
+  name: string,
+  type: Deno.RecordType,
+  options?: Deno.ResolveDnsOptions,
+) => Promise<unknown>;
+
+// At most `limit` calls of run() at once; the others wait in order. It is
+// the counterpart of src/delivery/semaphore.ts, which dns may not import (it
+// depends on nothing else of the project). A query whose lookup timed out
+// while it waited is still started; Deno.resolveDns rejects it at once for
+// its aborted signal.
 class Turns {
   #free: number;
   #waiting: (() => void)[] = [];

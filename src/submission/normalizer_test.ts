@@ -43,14 +43,20 @@ Deno.test("normalizer leaves CRLF text untouched and flags NUL and 8-bit bytes",
   assert.equal(n.eightBit, true);
 });
 
+/** fast-check arbitraries of some bytes drawn from `byte`, and where to cut them into chunks. */
+function chunkedBytes(byte: fc.Arbitrary<number>) {
+  return [
+    fc.array(byte, { maxLength: 200 }).map((a) => new Uint8Array(a)),
+    fc.array(fc.nat(), { maxLength: 8 }),
+  ] as const;
+}
+
 Deno.test("normalizer output has CR and LF only as CRLF, whatever the input and chunking", () => {
   const byte = fc.constantFrom(0x0d, 0x0a, 0x2e, 0x41, 0x00, 0xc3);
   fc.assert(
     fc.property(
-      fc.array(byte, { maxLength: 200 }),
-      fc.array(fc.nat(), { maxLength: 8 }),
-      (arr, cuts) => {
-        const data = new Uint8Array(arr);
+      ...chunkedBytes(byte),
+      (data, cuts) => {
         const whole = run([data]).out;
         const chunked = run(split(data, cuts)).out;
         assert.deepEqual(chunked, whole, "independent of chunking");
@@ -74,10 +80,8 @@ Deno.test("normalizer counts and header measures do not depend on where chunks s
   });
   fc.assert(
     fc.property(
-      fc.array(byte, { maxLength: 200 }),
-      fc.array(fc.nat(), { maxLength: 8 }),
-      (arr, cuts) => {
-        const data = new Uint8Array(arr);
+      ...chunkedBytes(byte),
+      (data, cuts) => {
         assert.deepEqual(measures(run(split(data, cuts)).n), measures(run([data]).n));
       },
     ),
