@@ -66,7 +66,7 @@
 #   BENCH_DKIM=1                     "DKIM on": both sign every message with the same RSA 2048
 #                                    key (d=ours.test, s=bench, relaxed/relaxed): minimta with
 #                                    its `dkim` key; Postfix through OpenDKIM as an smtpd milter
-#                                    (Debian opendkim: apt-get install -y opendkim opendkim-tools;
+#                                    (Debian opendkim: apt-get install -y opendkim;
 #                                    OpenDKIM's CPU counts for Postfix). Report suffix "-dkim".
 #                                    The sink then dumps every message (smtp-sink -d, into a
 #                                    tmpfs dir: /dev/shm); after each server's runs,
@@ -118,7 +118,7 @@ say() { echo "bench: $*" >&2; }
 for tool in deno postfix postconf postqueue smtp-source smtp-sink openssl awk getconf; do
   command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin
   command -v "$tool" >/dev/null 2>&1 ||
-    die "'$tool' not found. Install: apt-get install -y postfix openssl procps (and Deno 2.x)"
+    die "'$tool' not found. Install: apt-get install -y postfix openssl procps (and Deno 2.x; bench/packages.txt lists every bench package)"
 done
 [ "$(id -u)" = 0 ] || die "must run as root (a private Postfix instance needs it)"
 for s in $SERVERS; do
@@ -174,7 +174,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
 # ---- DKIM on: one key for both; OpenDKIM for Postfix ------------------------------
 DKIM_PID=""
 if [ -n "$DKIM" ]; then
-  command -v opendkim >/dev/null 2>&1 || die "BENCH_DKIM=1 needs opendkim: apt-get install -y opendkim opendkim-tools"
+  command -v opendkim >/dev/null 2>&1 || die "BENCH_DKIM=1 needs opendkim: apt-get install -y opendkim"
   openssl genrsa -out "$WORK/dkim.key" 2048 >/dev/null 2>&1
   chmod 600 "$WORK/dkim.key"
   cat >"$WORK/opendkim.conf" <<DKIMCONF

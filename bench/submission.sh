@@ -89,7 +89,7 @@ say() { echo "bench: $*" >&2; }
 for tool in deno postfix postconf smtp-source saslpasswd2 openssl awk getconf; do
   command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin
   command -v "$tool" >/dev/null 2>&1 ||
-    die "'$tool' not found. Install: apt-get install -y postfix sasl2-bin libsasl2-modules openssl procps (and Deno 2.x)"
+    die "'$tool' not found. Install: apt-get install -y postfix sasl2-bin libsasl2-modules openssl procps (and Deno 2.x; bench/packages.txt lists every bench package)"
 done
 [ "$(id -u)" = 0 ] || die "must run as root (a private Postfix instance needs it)"
 ls /usr/lib/*/sasl2/libsasldb.so* >/dev/null 2>&1 ||
